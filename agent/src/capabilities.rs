@@ -1,0 +1,229 @@
+//! Which hook types this kernel offers, and for each missing one, why.
+//!
+//! Probing loads trivial programs and creates tiny maps (through aya's
+//! feature probes) and looks at the kernel's tracing and PMU files; it
+//! attaches nothing, so it is safe to run on a production node. It needs the
+//! same privileges as the agent (CAP_BPF and CAP_PERFMON, or root).
+
+use std::{fmt, path::Path};
+
+use aya::{
+    maps::MapType,
+    programs::ProgramType,
+    sys::{is_map_supported, is_program_supported},
+    util::KernelVersion,
+};
+
+/// A hook type holonet can use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hook {
+    /// TC classifier on a clsact qdisc (netlink).
+    TcClsact,
+    /// TC classifier through a tcx link.
+    Tcx,
+    /// kprobes (dynamic kernel function probes).
+    Kprobe,
+    /// fentry/fexit (BPF trampolines).
+    Fentry,
+    /// Tracepoints (static kernel trace events).
+    Tracepoint,
+    /// Raw tracepoints.
+    RawTracepoint,
+    /// BPF ring buffer maps.
+    RingBuffer,
+    /// Kernel BTF (needed by fentry and CO-RE).
+    Btf,
+}
+
+impl Hook {
+    /// Every hook, in the order `holonet status` lists them.
+    pub const ALL: [Self; 8] = [
+        Self::TcClsact,
+        Self::Tcx,
+        Self::Kprobe,
+        Self::Fentry,
+        Self::Tracepoint,
+        Self::RawTracepoint,
+        Self::RingBuffer,
+        Self::Btf,
+    ];
+
+    /// The short name shown to users.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::TcClsact => "tc (clsact)",
+            Self::Tcx => "tcx",
+            Self::Kprobe => "kprobe",
+            Self::Fentry => "fentry/fexit",
+            Self::Tracepoint => "tracepoint",
+            Self::RawTracepoint => "raw tracepoint",
+            Self::RingBuffer => "ring buffer",
+            Self::Btf => "BTF",
+        }
+    }
+}
+
+/// The result of probing one hook.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Capability {
+    /// The hook probed.
+    pub hook: Hook,
+    /// Whether holonet can use it here.
+    pub available: bool,
+    /// Why not (or, when available, how it was confirmed).
+    pub detail: String,
+}
+
+impl fmt::Display for Capability {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:<15} {:<9} {}",
+            self.hook.name(),
+            if self.available { "yes" } else { "MISSING" },
+            self.detail
+        )
+    }
+}
+
+fn yes(hook: Hook, detail: impl Into<String>) -> Capability {
+    Capability {
+        hook,
+        available: true,
+        detail: detail.into(),
+    }
+}
+
+fn no(hook: Hook, detail: impl Into<String>) -> Capability {
+    Capability {
+        hook,
+        available: false,
+        detail: detail.into(),
+    }
+}
+
+fn program_type(hook: Hook, ty: ProgramType, what: &str) -> Result<(), Capability> {
+    match is_program_supported(ty) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(no(
+            hook,
+            format!("the kernel refuses to load {what} programs"),
+        )),
+        Err(err) => Err(no(hook, format!("probing {what} programs failed: {err}"))),
+    }
+}
+
+/// Where tracefs is mounted, if it is.
+fn tracefs_events() -> Option<&'static str> {
+    [
+        "/sys/kernel/tracing/events",
+        "/sys/kernel/debug/tracing/events",
+    ]
+    .into_iter()
+    .find(|p| Path::new(p).is_dir())
+}
+
+fn probe(hook: Hook) -> Capability {
+    let kernel = KernelVersion::current().ok();
+    let result = match hook {
+        Hook::TcClsact => program_type(hook, ProgramType::SchedClassifier, "sched_cls").map(|()| {
+            yes(
+                hook,
+                "sched_cls programs load; attached with a netlink filter",
+            )
+        }),
+        Hook::Tcx => {
+            program_type(hook, ProgramType::SchedClassifier, "sched_cls").and_then(
+                |()| match kernel {
+                    Some(v) if v >= KernelVersion::new(6, 6, 0) => {
+                        Ok(yes(hook, format!("kernel {v} has tcx links (6.6+)")))
+                    }
+                    Some(v) => Err(no(
+                        hook,
+                        format!("kernel {v} is older than 6.6, which introduced tcx links"),
+                    )),
+                    None => Err(no(hook, "the kernel version could not be read")),
+                },
+            )
+        }
+        Hook::Kprobe => program_type(hook, ProgramType::KProbe, "kprobe").and_then(|()| {
+            if Path::new("/sys/bus/event_source/devices/kprobe").exists() {
+                Ok(yes(hook, "kprobe PMU present"))
+            } else {
+                Err(no(
+                    hook,
+                    "no kprobe PMU (/sys/bus/event_source/devices/kprobe is missing): \
+                     the kernel was built without CONFIG_KPROBES",
+                ))
+            }
+        }),
+        Hook::Fentry => {
+            if !Path::new("/sys/kernel/btf/vmlinux").exists() {
+                Err(no(
+                    hook,
+                    "needs kernel BTF, and /sys/kernel/btf/vmlinux is missing",
+                ))
+            } else {
+                match is_program_supported(ProgramType::Tracing) {
+                    Ok(true) => Ok(yes(
+                        hook,
+                        "tracing programs load and attach to a trampoline",
+                    )),
+                    Ok(false) => Err(no(
+                        hook,
+                        "the kernel refuses BPF_PROG_TYPE_TRACING programs or cannot attach \
+                         BPF trampolines (no fentry/fexit on this kernel)",
+                    )),
+                    Err(err) => Err(no(
+                        hook,
+                        format!("BPF_PROG_TYPE_TRACING is not usable here: {err}"),
+                    )),
+                }
+            }
+        }
+        Hook::Tracepoint => {
+            program_type(hook, ProgramType::TracePoint, "tracepoint").and_then(|()| {
+                match tracefs_events() {
+                    Some(dir) => Ok(yes(hook, format!("tracefs events at {dir}"))),
+                    None => Err(no(
+                        hook,
+                        "tracefs is not mounted (mount -t tracefs nodev /sys/kernel/tracing)",
+                    )),
+                }
+            })
+        }
+        Hook::RawTracepoint => program_type(hook, ProgramType::RawTracePoint, "raw_tracepoint")
+            .map(|()| yes(hook, "raw_tracepoint programs load")),
+        Hook::RingBuffer => match is_map_supported(MapType::RingBuf) {
+            Ok(true) => Ok(yes(hook, "BPF_MAP_TYPE_RINGBUF maps can be created")),
+            Ok(false) => Err(no(
+                hook,
+                "no BPF_MAP_TYPE_RINGBUF (needs kernel 5.8+); holonet cannot report events",
+            )),
+            Err(err) => Err(no(hook, format!("probing ring buffers failed: {err}"))),
+        },
+        Hook::Btf => {
+            if Path::new("/sys/kernel/btf/vmlinux").exists() {
+                Ok(yes(hook, "/sys/kernel/btf/vmlinux"))
+            } else {
+                Err(no(
+                    hook,
+                    "/sys/kernel/btf/vmlinux is missing (kernel built without CONFIG_DEBUG_INFO_BTF)",
+                ))
+            }
+        }
+    };
+    result.unwrap_or_else(|missing| missing)
+}
+
+/// Probes every hook in [`Hook::ALL`].
+pub fn probe_all() -> Vec<Capability> {
+    Hook::ALL.into_iter().map(probe).collect()
+}
+
+/// The running kernel's version, as a string for reports.
+pub fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".to_string())
+}

@@ -1,0 +1,89 @@
+//! Reading the probe's ring buffer asynchronously, in batches.
+//!
+//! The ring buffer's fd becomes readable when the kernel submits a record
+//! and the reader has caught up; the reader then drains everything available
+//! (up to a batch limit) in one go, so a burst costs one wake-up, not one per
+//! event.
+
+use aya::maps::{MapData, RingBuf};
+use probe_common::event::FlowEvent;
+use tokio::io::{Interest, unix::AsyncFd};
+
+/// Reading the ring buffer failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// Registering the ring buffer with the async runtime, or waiting on it, failed.
+    #[error("waiting on the EVENTS ring buffer: {0}")]
+    Poll(#[from] std::io::Error),
+}
+
+/// Drains `FlowEvent` records from the `EVENTS` ring buffer.
+pub struct EventReader {
+    ring: AsyncFd<RingBuf<MapData>>,
+    malformed: u64,
+}
+
+impl std::fmt::Debug for EventReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventReader")
+            .field("malformed", &self.malformed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EventReader {
+    /// Wraps the ring buffer taken from the loaded probe. Must be called from
+    /// within a tokio runtime with I/O enabled.
+    pub fn new(ring: RingBuf<MapData>) -> Result<Self, ReadError> {
+        // SAFETY: `RingBuf<MapData>` owns the map's file descriptor for its
+        // whole lifetime and always returns that same descriptor from
+        // `as_raw_fd`; the `AsyncFd` takes ownership of it, so the descriptor
+        // stays open and unchanged until the registration is dropped.
+        let ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
+            .map_err(|err| ReadError::Poll(err.into()))?;
+        Ok(Self { ring, malformed: 0 })
+    }
+
+    /// Items that did not decode as a `FlowEvent` (a probe/agent mismatch);
+    /// they are counted and skipped, never passed on.
+    pub fn malformed(&self) -> u64 {
+        self.malformed
+    }
+
+    /// Waits until at least one event is available, then appends everything
+    /// available, up to `max` events, to `out`. Returns how many were added.
+    pub async fn read_batch(
+        &mut self,
+        out: &mut Vec<FlowEvent>,
+        max: usize,
+    ) -> Result<usize, ReadError> {
+        let start = out.len();
+        loop {
+            let mut guard = self.ring.readable_mut().await?;
+            let ring = guard.get_inner_mut();
+            let mut full = false;
+            while let Some(item) = ring.next() {
+                match FlowEvent::decode(&item) {
+                    Ok(event) => out.push(event),
+                    Err(err) => {
+                        self.malformed += 1;
+                        log::warn!("skipping a ring-buffer record: {err}");
+                    }
+                }
+                if out.len() - start >= max {
+                    full = true;
+                    break;
+                }
+            }
+            // Only report "drained" to tokio when the ring really is empty;
+            // otherwise the next call would wait for a wake-up that the
+            // kernel does not send while unread data remains.
+            if !full {
+                guard.clear_ready();
+            }
+            if out.len() > start {
+                return Ok(out.len() - start);
+            }
+        }
+    }
+}

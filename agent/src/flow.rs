@@ -1,0 +1,395 @@
+//! The flow record built from one probe event.
+//!
+//! This is the walking skeleton's flow model: enough to print a line per
+//! event. It keeps Hubble's vocabulary (verdicts, observation points, TCP
+//! flag names, `http-request`) so it maps one to one onto Hubble's
+//! `flow.Flow` once the gRPC API lands.
+
+use std::{
+    collections::HashMap,
+    fmt,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+};
+
+use chrono::{DateTime, Utc};
+use probe_common::event::{FlowEvent, family, hook, kind, tcp_flags, verdict};
+
+use crate::clock::MonotonicClock;
+
+/// Hubble's verdicts, as far as the probe reports them today.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Verdict {
+    /// The packet was passed on.
+    Forwarded,
+    /// The packet was dropped.
+    Dropped,
+    /// The probe reported a verdict code this agent does not know.
+    Unknown(u8),
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Forwarded => f.write_str("FORWARDED"),
+            Self::Dropped => f.write_str("DROPPED"),
+            Self::Unknown(code) => write!(f, "VERDICT_{code}"),
+        }
+    }
+}
+
+/// Where on the path the packet was seen, in Hubble's trace-point words.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ObservationPoint {
+    /// Leaving a pod: TC ingress of its host-side veth.
+    FromEndpoint,
+    /// Entering a pod: TC egress of its host-side veth.
+    ToEndpoint,
+    /// A hook code this agent does not know.
+    Unknown(u8),
+}
+
+impl fmt::Display for ObservationPoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::FromEndpoint => f.write_str("from-endpoint"),
+            Self::ToEndpoint => f.write_str("to-endpoint"),
+            Self::Unknown(code) => write!(f, "hook-{code}"),
+        }
+    }
+}
+
+/// The TCP flag byte, printed the way Hubble does (`SYN, ACK`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct TcpFlags(pub u8);
+
+impl TcpFlags {
+    /// Is every bit of `mask` set?
+    pub fn contains(self, mask: u8) -> bool {
+        self.0 & mask == mask
+    }
+}
+
+impl fmt::Display for TcpFlags {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const NAMES: [(u8, &str); 8] = [
+            (tcp_flags::SYN, "SYN"),
+            (tcp_flags::FIN, "FIN"),
+            (tcp_flags::RST, "RST"),
+            (tcp_flags::PSH, "PSH"),
+            (tcp_flags::ACK, "ACK"),
+            (tcp_flags::URG, "URG"),
+            (tcp_flags::ECE, "ECE"),
+            (tcp_flags::CWR, "CWR"),
+        ];
+        let mut first = true;
+        for (bit, name) in NAMES {
+            if self.0 & bit != 0 {
+                if !first {
+                    f.write_str(", ")?;
+                }
+                f.write_str(name)?;
+                first = false;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An HTTP/1.x request line seen on the wire.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct HttpRequest {
+    /// Request method, e.g. `GET`.
+    pub method: String,
+    /// Request target as sent (origin form includes the query string).
+    pub path: String,
+    /// `HTTP/1.0` or `HTTP/1.1`; empty when the line was cut before it.
+    pub protocol: String,
+    /// The probe's copy ended inside the request target, so `path` is only
+    /// its beginning.
+    pub truncated: bool,
+}
+
+/// What a flow carries beyond L3/L4.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum FlowKind {
+    /// A TCP packet with SYN, FIN or RST.
+    Tcp,
+    /// An HTTP request line.
+    HttpRequest(HttpRequest),
+    /// The probe said "HTTP request" but the bytes are not one.
+    UnparsableHttp,
+    /// An event kind this agent does not know.
+    Unknown(u8),
+}
+
+/// One observed flow event, decoded and enriched.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Flow {
+    /// When the probe saw the packet (wall clock).
+    pub time: DateTime<Utc>,
+    /// Interface the probe sits on.
+    pub ifindex: u32,
+    /// Its name, when the agent knows it.
+    pub interface: Option<String>,
+    /// Where on the path the packet was seen.
+    pub observation: ObservationPoint,
+    /// Sender address and port.
+    pub source: SocketAddr,
+    /// Receiver address and port.
+    pub destination: SocketAddr,
+    /// TCP flags of the packet.
+    pub tcp_flags: TcpFlags,
+    /// The datapath's decision.
+    pub verdict: Verdict,
+    /// L7 content, if any.
+    pub kind: FlowKind,
+}
+
+fn address(fam: u8, raw: [u8; 16]) -> IpAddr {
+    if fam == family::IPV4 {
+        IpAddr::V4(Ipv4Addr::new(raw[0], raw[1], raw[2], raw[3]))
+    } else {
+        IpAddr::V6(Ipv6Addr::from(raw))
+    }
+}
+
+/// Parses the request line at the start of `payload` (which may be cut off
+/// anywhere by the probe's copy limit). Returns `None` if the bytes do not
+/// start with a well-formed method and request target.
+pub fn parse_request_line(payload: &[u8]) -> Option<HttpRequest> {
+    let mut headers = [httparse::EMPTY_HEADER; 0];
+    let mut request = httparse::Request::new(&mut headers);
+    // A complete head would need all headers; the probe sends only a prefix,
+    // so `Partial` and "too many headers" are expected. The method and path
+    // are filled in as soon as they have been parsed.
+    match request.parse(payload) {
+        Ok(_) | Err(httparse::Error::TooManyHeaders) => {}
+        Err(_) => return None,
+    }
+    let method = request.method?.to_string();
+    let Some(path) = request.path else {
+        // httparse sets the path only once it has seen the space after it;
+        // a target cut off by the copy limit is reported as a prefix.
+        return truncated_target(payload, method);
+    };
+    let path = path.to_string();
+    let protocol = match request.version {
+        Some(0) => "HTTP/1.0",
+        Some(1) => "HTTP/1.1",
+        _ => "",
+    };
+    Some(HttpRequest {
+        method,
+        path,
+        protocol: protocol.to_string(),
+        truncated: false,
+    })
+}
+
+/// The request target of a line that ends (at the copy limit) before the
+/// target does. Only visible ASCII is accepted, as in a real request target.
+fn truncated_target(payload: &[u8], method: String) -> Option<HttpRequest> {
+    let rest = payload.get(method.len() + 1..)?;
+    if rest.is_empty() || !rest.iter().all(|b| (0x21..=0x7e).contains(b)) {
+        return None;
+    }
+    Some(HttpRequest {
+        path: String::from_utf8_lossy(rest).into_owned(),
+        method,
+        protocol: String::new(),
+        truncated: true,
+    })
+}
+
+impl Flow {
+    /// Builds a flow from a decoded event. `interfaces` maps ifindex to name
+    /// for the interfaces the agent attached to.
+    pub fn from_event(
+        event: &FlowEvent,
+        clock: &MonotonicClock,
+        interfaces: &HashMap<u32, String>,
+    ) -> Self {
+        let kind = match event.kind {
+            kind::TCP_FLAGS => FlowKind::Tcp,
+            kind::HTTP_REQUEST => match parse_request_line(event.payload()) {
+                Some(request) => FlowKind::HttpRequest(request),
+                None => FlowKind::UnparsableHttp,
+            },
+            other => FlowKind::Unknown(other),
+        };
+        Self {
+            time: clock.wall_time(event.ktime_ns),
+            ifindex: event.ifindex,
+            interface: interfaces.get(&event.ifindex).cloned(),
+            observation: match event.hook {
+                hook::TC_INGRESS => ObservationPoint::FromEndpoint,
+                hook::TC_EGRESS => ObservationPoint::ToEndpoint,
+                other => ObservationPoint::Unknown(other),
+            },
+            source: SocketAddr::new(address(event.family, event.saddr), event.sport),
+            destination: SocketAddr::new(address(event.family, event.daddr), event.dport),
+            tcp_flags: TcpFlags(event.tcp_flags),
+            verdict: match event.verdict {
+                verdict::FORWARDED => Verdict::Forwarded,
+                verdict::DROPPED => Verdict::Dropped,
+                other => Verdict::Unknown(other),
+            },
+            kind,
+        }
+    }
+}
+
+/// One line per flow, in the shape of `hubble observe`'s compact output:
+/// `TIME: SRC -> DST POINT VERDICT (DETAIL)`.
+impl fmt::Display for Flow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: {} -> {} ",
+            self.time.format("%b %e %H:%M:%S%.3f"),
+            self.source,
+            self.destination
+        )?;
+        match &self.kind {
+            FlowKind::HttpRequest(_) => f.write_str("http-request ")?,
+            _ => write!(f, "{} ", self.observation)?,
+        }
+        write!(f, "{} (", self.verdict)?;
+        match &self.kind {
+            FlowKind::Tcp => write!(f, "TCP Flags: {}", self.tcp_flags)?,
+            FlowKind::HttpRequest(r) if r.truncated => {
+                write!(
+                    f,
+                    "{} {}... (request target longer than the probe copies)",
+                    r.method, r.path
+                )?;
+            }
+            FlowKind::HttpRequest(r) => {
+                write!(f, "{} {} {}", r.protocol, r.method, r.path)?;
+            }
+            FlowKind::UnparsableHttp => f.write_str("HTTP request line not parsable")?,
+            FlowKind::Unknown(k) => write!(f, "event kind {k}")?,
+        }
+        f.write_str(")")?;
+        if let Some(name) = &self.interface {
+            write!(f, " [{name} {}]", self.observation)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use probe_common::event::PAYLOAD_CAPACITY;
+
+    use super::*;
+
+    fn event(kind_code: u8, payload: &[u8]) -> FlowEvent {
+        let mut e = FlowEvent::zeroed();
+        e.ktime_ns = 2_000_000_000;
+        e.family = family::IPV4;
+        e.saddr[..4].copy_from_slice(&[10, 250, 1, 2]);
+        e.daddr[..4].copy_from_slice(&[10, 250, 1, 3]);
+        e.sport = 40000;
+        e.dport = 8080;
+        e.ifindex = 9;
+        e.kind = kind_code;
+        e.hook = hook::TC_INGRESS;
+        e.verdict = verdict::FORWARDED;
+        e.tcp_flags = tcp_flags::SYN;
+        let n = payload.len().min(PAYLOAD_CAPACITY);
+        e.payload[..n].copy_from_slice(&payload[..n]);
+        e.payload_len = n as u16;
+        e
+    }
+
+    fn flow(e: &FlowEvent) -> Flow {
+        let names = HashMap::from([(9, "vethA".to_string())]);
+        Flow::from_event(e, &MonotonicClock::with_offset_ns(0), &names)
+    }
+
+    #[test]
+    fn tcp_event_becomes_a_tcp_flow() {
+        let f = flow(&event(kind::TCP_FLAGS, b""));
+        assert_eq!(f.kind, FlowKind::Tcp);
+        assert_eq!(f.source, "10.250.1.2:40000".parse().unwrap());
+        assert_eq!(f.destination, "10.250.1.3:8080".parse().unwrap());
+        assert_eq!(f.observation, ObservationPoint::FromEndpoint);
+        assert_eq!(f.interface.as_deref(), Some("vethA"));
+        assert_eq!(f.time.timestamp(), 2);
+        let line = f.to_string();
+        assert!(
+            line.ends_with(
+                "10.250.1.2:40000 -> 10.250.1.3:8080 from-endpoint FORWARDED (TCP Flags: SYN) [vethA from-endpoint]"
+            ),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn request_line_is_parsed_from_a_prefix() {
+        let f = flow(&event(
+            kind::HTTP_REQUEST,
+            b"GET /a/b?c=d HTTP/1.1\r\nHost: x\r\nUser-Agent: curl",
+        ));
+        assert_eq!(
+            f.kind,
+            FlowKind::HttpRequest(HttpRequest {
+                method: "GET".into(),
+                path: "/a/b?c=d".into(),
+                protocol: "HTTP/1.1".into(),
+                truncated: false,
+            })
+        );
+        assert!(
+            f.to_string()
+                .contains("http-request FORWARDED (HTTP/1.1 GET /a/b?c=d)")
+        );
+    }
+
+    #[test]
+    fn request_line_cut_before_the_version_still_names_method_and_path() {
+        let long_path = format!("POST /{} HTTP/1.1\r\n", "x".repeat(200));
+        let f = flow(&event(kind::HTTP_REQUEST, long_path.as_bytes()));
+        match f.kind {
+            FlowKind::HttpRequest(r) => {
+                assert_eq!(r.method, "POST");
+                assert_eq!(r.protocol, "");
+                assert!(r.truncated);
+                assert_eq!(r.path.len(), PAYLOAD_CAPACITY - "POST ".len());
+                assert!(r.path.starts_with("/xxx"));
+            }
+            other => panic!("expected a request, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn garbage_after_a_method_is_reported_as_unparsable() {
+        let f = flow(&event(kind::HTTP_REQUEST, b"GET \x00\x01\x02 HTTP/9.9\r\n"));
+        assert_eq!(f.kind, FlowKind::UnparsableHttp);
+    }
+
+    #[test]
+    fn tcp_flags_print_like_hubble() {
+        assert_eq!(
+            TcpFlags(tcp_flags::SYN | tcp_flags::ACK).to_string(),
+            "SYN, ACK"
+        );
+        assert_eq!(
+            TcpFlags(tcp_flags::FIN | tcp_flags::ACK | tcp_flags::PSH).to_string(),
+            "FIN, PSH, ACK"
+        );
+        assert_eq!(TcpFlags(0).to_string(), "");
+    }
+
+    #[test]
+    fn unknown_codes_are_kept_not_guessed() {
+        let mut e = event(42, b"");
+        e.hook = 9;
+        e.verdict = 7;
+        let f = flow(&e);
+        assert_eq!(f.kind, FlowKind::Unknown(42));
+        assert_eq!(f.observation, ObservationPoint::Unknown(9));
+        assert_eq!(f.verdict, Verdict::Unknown(7));
+    }
+}

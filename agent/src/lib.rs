@@ -1,0 +1,18 @@
+//! holonet's node agent, as a library the `holonet` binary and the tests use.
+//!
+//! The path of an event: the TC probe writes a [`probe_common::event::FlowEvent`]
+//! into the `EVENTS` ring buffer; [`events::EventReader`] drains it in batches;
+//! [`flow::Flow::from_event`] decodes, timestamps and names it; the caller
+//! prints, stores or serves the flow.
+//!
+//! - [`loader`]: loads the embedded probe object and attaches it to interfaces.
+//! - [`events`]: asynchronous, batched ring-buffer reading.
+//! - [`flow`]: the flow record built from an event (pure, no I/O).
+//! - [`clock`]: kernel monotonic time to wall-clock time.
+//! - [`capabilities`]: which hook types this kernel offers, and why not.
+
+pub mod capabilities;
+pub mod clock;
+pub mod events;
+pub mod flow;
+pub mod loader;

@@ -1,0 +1,439 @@
+//! Loading the TC probe into the kernel and attaching it to interfaces.
+//!
+//! The probe object is built by `build.rs` and embedded in the binary, so a
+//! `holonet` binary always carries the probe it was built with. Loading runs
+//! the verifier on both classifiers; attaching uses tcx links where the
+//! kernel has them (6.6+) and the `clsact` qdisc with a netlink filter
+//! otherwise. Errors name the program, the hook and, for verifier
+//! rejections, the tail of the verifier log.
+
+use std::{collections::HashMap, fmt, fs};
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{MapData, PerCpuArray, RingBuf},
+    programs::{
+        LinkOrder, ProgramError, SchedClassifier, TcAttachType,
+        tc::{self, NlOptions, TcAttachOptions},
+    },
+    util::KernelVersion,
+};
+use probe_common::{event::counter, names};
+
+/// The TC probe object, as built for this agent.
+static TC_PROBE_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/holonet-tc"));
+
+/// Verifier log lines kept in a load error: the end is where the verifier
+/// says what it rejected.
+const VERIFIER_LOG_TAIL_LINES: usize = 20;
+
+/// How the classifiers are attached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum TcMode {
+    /// tcx where the kernel has it (6.6 and later), clsact otherwise.
+    #[default]
+    Auto,
+    /// tcx links (`BPF_TCX_INGRESS`/`BPF_TCX_EGRESS`).
+    Tcx,
+    /// A `clsact` qdisc with direct-action `cls_bpf` filters (netlink).
+    Clsact,
+}
+
+impl TcMode {
+    /// The mode `Auto` picks on this kernel, with the reason.
+    pub fn resolve(self) -> (Self, &'static str) {
+        match self {
+            Self::Auto => {
+                if KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(6, 6, 0)) {
+                    (Self::Tcx, "kernel 6.6 or later has tcx links")
+                } else {
+                    (
+                        Self::Clsact,
+                        "kernel older than 6.6 has no tcx links; using the clsact qdisc",
+                    )
+                }
+            }
+            Self::Tcx => (Self::Tcx, "requested with --tc-mode tcx"),
+            Self::Clsact => (Self::Clsact, "requested with --tc-mode clsact"),
+        }
+    }
+}
+
+impl fmt::Display for TcMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Auto => "auto",
+            Self::Tcx => "tcx",
+            Self::Clsact => "clsact",
+        })
+    }
+}
+
+/// Loading or attaching the probe failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    /// The embedded object could not be parsed, or its maps not created.
+    #[error("loading the probe object `{object}` failed: {source}")]
+    Object {
+        /// Object name.
+        object: &'static str,
+        /// The loader's error.
+        #[source]
+        source: Box<aya::EbpfError>,
+    },
+    /// A program expected in the object is not there.
+    #[error("program `{program}` is missing from the probe object `{object}`")]
+    MissingProgram {
+        /// Object name.
+        object: &'static str,
+        /// Program name.
+        program: &'static str,
+    },
+    /// A map expected in the object is not there or has the wrong type.
+    #[error("map `{map}` is missing from the probe object or has an unexpected type")]
+    MissingMap {
+        /// Map name.
+        map: &'static str,
+    },
+    /// The kernel refused the program (usually the verifier).
+    #[error(
+        "the kernel rejected program `{program}` for {hook}: {reason}\n--- verifier log (last {VERIFIER_LOG_TAIL_LINES} lines) ---\n{log_tail}"
+    )]
+    Verifier {
+        /// Program name.
+        program: &'static str,
+        /// The hook it was meant for.
+        hook: &'static str,
+        /// The syscall's error.
+        reason: std::io::Error,
+        /// The end of the verifier log.
+        log_tail: String,
+    },
+    /// Loading failed for another reason.
+    #[error("loading program `{program}` for {hook} failed: {source}")]
+    Load {
+        /// Program name.
+        program: &'static str,
+        /// The hook it was meant for.
+        hook: &'static str,
+        /// The loader's error.
+        #[source]
+        source: Box<ProgramError>,
+    },
+    /// The interface does not exist.
+    #[error("network interface `{iface}` does not exist ({source})")]
+    NoSuchInterface {
+        /// Interface name.
+        iface: String,
+        /// Why its index could not be read.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Attaching a loaded program failed.
+    #[error("attaching program `{program}` to {iface} {hook} ({mode}) failed: {source}")]
+    Attach {
+        /// Program name.
+        program: &'static str,
+        /// Interface name.
+        iface: String,
+        /// The hook.
+        hook: &'static str,
+        /// tcx or clsact.
+        mode: TcMode,
+        /// The loader's error.
+        #[source]
+        source: Box<ProgramError>,
+    },
+}
+
+/// The two classifiers and where each goes.
+const PROGRAMS: [(&str, TcAttachType, &str); 2] = [
+    (
+        names::TC_INGRESS_PROGRAM,
+        TcAttachType::Ingress,
+        "tc ingress (pod egress)",
+    ),
+    (
+        names::TC_EGRESS_PROGRAM,
+        TcAttachType::Egress,
+        "tc egress (pod ingress)",
+    ),
+];
+
+/// Counters the probe keeps per CPU, summed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProbeCounters {
+    /// Packets the probe looked at.
+    pub packets: u64,
+    /// Events written to the ring buffer.
+    pub events_sent: u64,
+    /// Events lost because the ring buffer was full.
+    pub events_lost: u64,
+    /// Packets whose headers could not be parsed.
+    pub parse_errors: u64,
+}
+
+/// The loaded TC probe. Dropping it detaches every program it attached.
+pub struct TcProbe {
+    ebpf: Ebpf,
+    mode: TcMode,
+    mode_reason: &'static str,
+    interfaces: HashMap<u32, String>,
+}
+
+impl fmt::Debug for TcProbe {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TcProbe")
+            .field("mode", &self.mode)
+            .field("interfaces", &self.interfaces)
+            .finish_non_exhaustive()
+    }
+}
+
+/// aya-log's level codes (see `aya_log_common::Level`).
+fn probe_log_level() -> u8 {
+    match log::max_level() {
+        log::LevelFilter::Off => 0,
+        log::LevelFilter::Error => 1,
+        log::LevelFilter::Warn => 2,
+        log::LevelFilter::Info => 3,
+        log::LevelFilter::Debug => 4,
+        log::LevelFilter::Trace => 5,
+    }
+}
+
+impl TcProbe {
+    /// Loads the probe object and both classifiers into the kernel.
+    pub fn load(mode: TcMode) -> Result<Self, ProbeError> {
+        let (mode, mode_reason) = mode.resolve();
+        let level = probe_log_level();
+        let mut ebpf = EbpfLoader::new()
+            .override_global("AYA_LOG_LEVEL", &level, false)
+            .load(TC_PROBE_OBJECT)
+            .map_err(|source| ProbeError::Object {
+                object: names::TC_OBJECT,
+                source: Box::new(source),
+            })?;
+        for (program, _, hook) in PROGRAMS {
+            let classifier = classifier(&mut ebpf, program)?;
+            classifier.load().map_err(|err| match err {
+                ProgramError::LoadError {
+                    io_error,
+                    verifier_log,
+                } => ProbeError::Verifier {
+                    program,
+                    hook,
+                    reason: io_error,
+                    log_tail: tail(&verifier_log.to_string(), VERIFIER_LOG_TAIL_LINES),
+                },
+                source => ProbeError::Load {
+                    program,
+                    hook,
+                    source: Box::new(source),
+                },
+            })?;
+        }
+        Ok(Self {
+            ebpf,
+            mode,
+            mode_reason,
+            interfaces: HashMap::new(),
+        })
+    }
+
+    /// How the classifiers are attached, and why.
+    pub fn mode(&self) -> (TcMode, &'static str) {
+        (self.mode, self.mode_reason)
+    }
+
+    /// Interfaces attached so far, by ifindex.
+    pub fn interfaces(&self) -> &HashMap<u32, String> {
+        &self.interfaces
+    }
+
+    /// Attaches both classifiers to `iface` (ingress and egress).
+    pub fn attach(&mut self, iface: &str) -> Result<u32, ProbeError> {
+        let ifindex = ifindex(iface)?;
+        if self.mode == TcMode::Clsact {
+            // An existing clsact qdisc is fine; a real failure shows up as an
+            // attach error below, with the interface and hook named.
+            if let Err(err) = tc::qdisc_add_clsact(iface) {
+                log::debug!("adding clsact to {iface}: {err} (may already exist)");
+            }
+        }
+        for (program, attach_type, hook) in PROGRAMS {
+            let options = match self.mode {
+                TcMode::Clsact => TcAttachOptions::Netlink(NlOptions::default()),
+                TcMode::Tcx | TcMode::Auto => TcAttachOptions::TcxOrder(LinkOrder::default()),
+            };
+            let mode = self.mode;
+            classifier(&mut self.ebpf, program)?
+                .attach_with_options(iface, attach_type, options)
+                .map_err(|source| ProbeError::Attach {
+                    program,
+                    iface: iface.to_string(),
+                    hook,
+                    mode,
+                    source: Box::new(source),
+                })?;
+        }
+        self.interfaces.insert(ifindex, iface.to_string());
+        Ok(ifindex)
+    }
+
+    /// Takes the `EVENTS` ring buffer out of the probe (once).
+    pub fn take_events(&mut self) -> Result<RingBuf<MapData>, ProbeError> {
+        let map = self
+            .ebpf
+            .take_map(names::EVENTS_MAP)
+            .ok_or(ProbeError::MissingMap {
+                map: names::EVENTS_MAP,
+            })?;
+        RingBuf::try_from(map).map_err(|_| ProbeError::MissingMap {
+            map: names::EVENTS_MAP,
+        })
+    }
+
+    /// Starts forwarding the probe's aya-log messages to the `log` crate.
+    /// Must be called within a tokio runtime; a probe without log statements
+    /// is not an error.
+    pub fn forward_probe_logs(&mut self) {
+        match aya_log::EbpfLogger::init(&mut self.ebpf) {
+            // SAFETY: the logger owns its ring buffer's file descriptor for
+            // its whole lifetime and always returns that same descriptor.
+            Ok(logger) => match unsafe {
+                tokio::io::unix::AsyncFd::register_with_interest(
+                    logger,
+                    tokio::io::Interest::READABLE,
+                )
+            } {
+                Ok(mut fd) => {
+                    tokio::spawn(async move {
+                        loop {
+                            let Ok(mut guard) = fd.readable_mut().await else {
+                                break;
+                            };
+                            guard.get_inner_mut().flush();
+                            guard.clear_ready();
+                        }
+                    });
+                }
+                Err(err) => log::warn!("cannot poll the probe's log buffer: {err}"),
+            },
+            Err(err) => log::debug!("probe logging not available: {err}"),
+        }
+    }
+
+    /// Reads and sums the probe's per-CPU counters.
+    pub fn counters(&self) -> Result<ProbeCounters, ProbeError> {
+        let missing = ProbeError::MissingMap {
+            map: names::COUNTERS_MAP,
+        };
+        let map = self.ebpf.map(names::COUNTERS_MAP).ok_or(missing)?;
+        let array = PerCpuArray::<_, u64>::try_from(map).map_err(|_| ProbeError::MissingMap {
+            map: names::COUNTERS_MAP,
+        })?;
+        let sum = |slot: u32| -> u64 {
+            array
+                .get(&slot, 0)
+                .map(|values| values.iter().sum())
+                .unwrap_or(0)
+        };
+        Ok(ProbeCounters {
+            packets: sum(counter::PACKETS),
+            events_sent: sum(counter::EVENTS_SENT),
+            events_lost: sum(counter::EVENTS_LOST),
+            parse_errors: sum(counter::PARSE_ERRORS),
+        })
+    }
+}
+
+fn classifier<'a>(
+    ebpf: &'a mut Ebpf,
+    program: &'static str,
+) -> Result<&'a mut SchedClassifier, ProbeError> {
+    ebpf.program_mut(program)
+        .and_then(|p| p.try_into().ok())
+        .ok_or(ProbeError::MissingProgram {
+            object: names::TC_OBJECT,
+            program,
+        })
+}
+
+fn ifindex(iface: &str) -> Result<u32, ProbeError> {
+    let path = format!("/sys/class/net/{iface}/ifindex");
+    let text = fs::read_to_string(&path).map_err(|source| ProbeError::NoSuchInterface {
+        iface: iface.to_string(),
+        source,
+    })?;
+    text.trim()
+        .parse()
+        .map_err(|_| ProbeError::NoSuchInterface {
+            iface: iface.to_string(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{path} holds `{}`", text.trim()),
+            ),
+        })
+}
+
+/// The last `lines` lines of `text`.
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.trim_end().lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tail_keeps_the_last_lines() {
+        assert_eq!(tail("a\nb\nc\nd\n", 2), "c\nd");
+        assert_eq!(tail("a\nb", 5), "a\nb");
+        assert_eq!(tail("", 3), "");
+    }
+
+    #[test]
+    fn forced_modes_resolve_to_themselves() {
+        assert_eq!(TcMode::Tcx.resolve().0, TcMode::Tcx);
+        assert_eq!(TcMode::Clsact.resolve().0, TcMode::Clsact);
+        assert_ne!(TcMode::Auto.resolve().0, TcMode::Auto);
+    }
+
+    #[test]
+    fn unknown_interface_is_named_in_the_error() {
+        let err = ifindex("no-such-if0").unwrap_err();
+        assert!(
+            err.to_string().contains("`no-such-if0` does not exist"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn embedded_object_contains_both_programs() {
+        // Parsing the ELF needs no privileges: the object must define both
+        // classifiers and the maps the agent reads.
+        let obj = aya_obj_names(TC_PROBE_OBJECT);
+        for name in [
+            names::TC_INGRESS_PROGRAM,
+            names::TC_EGRESS_PROGRAM,
+            names::EVENTS_MAP,
+            names::COUNTERS_MAP,
+        ] {
+            assert!(obj.iter().any(|n| n == name), "{name} missing from {obj:?}");
+        }
+    }
+
+    /// Symbol names in the ELF object, found by scanning for NUL-terminated
+    /// strings (enough to check presence without a second ELF parser).
+    fn aya_obj_names(bytes: &[u8]) -> Vec<String> {
+        bytes
+            .split(|b| *b == 0)
+            .filter_map(|s| std::str::from_utf8(s).ok())
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect()
+    }
+}

@@ -1,0 +1,112 @@
+//! Child processes that run inside pods and must not outlive the lab.
+
+use std::{
+    process::{Child, Command},
+    thread,
+    time::{Duration, Instant},
+};
+
+use nix::{
+    sys::signal::{Signal, kill},
+    unistd::Pid,
+};
+
+/// A child process that is terminated (SIGTERM, then SIGKILL) and reaped when
+/// dropped.
+#[derive(Debug)]
+pub struct ChildGuard {
+    name: String,
+    child: Option<Child>,
+}
+
+impl ChildGuard {
+    /// Spawns `command`, naming it for error messages.
+    pub fn spawn(name: &str, mut command: Command) -> std::io::Result<Self> {
+        let child = command.spawn()?;
+        Ok(Self {
+            name: name.to_string(),
+            child: Some(child),
+        })
+    }
+
+    /// The name given at spawn time.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Process id of the child.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Returns the exit status if the child has already exited.
+    pub fn try_wait(&mut self) -> std::io::Result<Option<std::process::ExitStatus>> {
+        match self.child.as_mut() {
+            Some(child) => child.try_wait(),
+            None => Ok(None),
+        }
+    }
+
+    /// Stops the child now: SIGTERM, a short grace period, then SIGKILL.
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        if let Ok(raw) = i32::try_from(child.id()) {
+            let _ = kill(Pid::from_raw(raw), Signal::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline {
+            if matches!(child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Waits until a TCP socket in the network namespace `netns` listens on
+/// `port`, reading the namespace's `/proc/net/tcp{,6}` so the check itself
+/// sends no packet.
+pub fn wait_for_tcp_listener(netns: &str, port: u16, timeout: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + timeout;
+    let wanted = format!(":{port:04X} ");
+    loop {
+        let listening = ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|table| {
+            crate::command::ip(&["netns", "exec", netns, "cat", table])
+                .map(|out| {
+                    String::from_utf8_lossy(&out.stdout)
+                        .lines()
+                        .skip(1)
+                        .any(|line| {
+                            let mut fields = line.split_whitespace();
+                            let local = fields.nth(1).unwrap_or("");
+                            let state = fields.nth(1).unwrap_or("");
+                            // State 0A is TCP_LISTEN.
+                            format!("{local} ").ends_with(&wanted) && state == "0A"
+                        })
+                })
+                .unwrap_or(false)
+        });
+        if listening {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "nothing listens on TCP port {port} in namespace {netns} after {timeout:?}"
+            ));
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -1,0 +1,1 @@
+//! Cilium-compatible policy engine (see issue 3).

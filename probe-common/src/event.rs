@@ -1,0 +1,391 @@
+//! Flow events: the records the TC probe writes into the `EVENTS` ring buffer.
+//!
+//! One record is emitted per TCP packet carrying SYN, FIN or RST, and per TCP
+//! segment that starts with an HTTP/1.x request line. Data packets of an
+//! established connection produce no record, which keeps the ring quiet under
+//! load.
+//!
+//! Byte order: every integer field is in the host's byte order (the kernel
+//! converts ports from network order before writing them); addresses are kept
+//! as the raw bytes seen on the wire.
+
+/// Size in bytes of a [`FlowEvent`] record.
+pub const FLOW_EVENT_SIZE: usize = 256;
+
+/// Bytes of TCP payload copied into [`FlowEvent::payload`] (a power of two, so
+/// the kernel can clamp a variable length with a mask the verifier accepts).
+pub const PAYLOAD_CAPACITY: usize = 128;
+
+/// Byte size of the `EVENTS` ring buffer (a power-of-two multiple of the page size).
+pub const EVENTS_RING_BYTES: u32 = 1 << 20;
+
+/// What a [`FlowEvent`] reports; the value of [`FlowEvent::kind`].
+pub mod kind {
+    /// A TCP packet with SYN, FIN or RST set.
+    pub const TCP_FLAGS: u8 = 1;
+    /// A TCP segment whose payload starts with an HTTP/1.x request method.
+    pub const HTTP_REQUEST: u8 = 2;
+}
+
+/// Where the packet was seen; the value of [`FlowEvent::hook`].
+pub mod hook {
+    /// TC ingress of the host-side veth: the packet is leaving the pod (pod egress).
+    pub const TC_INGRESS: u8 = 1;
+    /// TC egress of the host-side veth: the packet is entering the pod (pod ingress).
+    pub const TC_EGRESS: u8 = 2;
+}
+
+/// The datapath's decision; the value of [`FlowEvent::verdict`].
+pub mod verdict {
+    /// The packet was passed on.
+    pub const FORWARDED: u8 = 1;
+    /// The packet was dropped.
+    pub const DROPPED: u8 = 2;
+}
+
+/// TCP flag bits as they appear in byte 13 of the TCP header.
+pub mod tcp_flags {
+    /// No more data from sender.
+    pub const FIN: u8 = 0x01;
+    /// Synchronize sequence numbers.
+    pub const SYN: u8 = 0x02;
+    /// Reset the connection.
+    pub const RST: u8 = 0x04;
+    /// Push function.
+    pub const PSH: u8 = 0x08;
+    /// Acknowledgment field significant.
+    pub const ACK: u8 = 0x10;
+    /// Urgent pointer field significant.
+    pub const URG: u8 = 0x20;
+    /// ECN-Echo.
+    pub const ECE: u8 = 0x40;
+    /// Congestion window reduced.
+    pub const CWR: u8 = 0x80;
+}
+
+/// Address families; the value of [`FlowEvent::family`].
+pub mod family {
+    /// IPv4: the address occupies the first 4 bytes of the 16-byte field.
+    pub const IPV4: u8 = 4;
+    /// IPv6.
+    pub const IPV6: u8 = 6;
+}
+
+/// Slots of the per-CPU `COUNTERS` array (each a `u64`).
+pub mod counter {
+    /// Packets the probe looked at.
+    pub const PACKETS: u32 = 0;
+    /// Events written to the ring buffer.
+    pub const EVENTS_SENT: u32 = 1;
+    /// Events lost because the ring buffer was full.
+    pub const EVENTS_LOST: u32 = 2;
+    /// Packets whose headers could not be parsed (truncated, malformed).
+    pub const PARSE_ERRORS: u32 = 3;
+    /// Number of slots.
+    pub const COUNT: u32 = 4;
+}
+
+/// One record of the `EVENTS` ring buffer.
+///
+/// Layout (offsets in bytes): `ktime_ns` 0, `saddr` 8, `daddr` 24,
+/// `ifindex` 40, `sport` 44, `dport` 46, `tcp_seq` 48, `tcp_ack` 52, `kind` 56,
+/// `family` 57, `l4_proto` 58, `tcp_flags` 59, `hook` 60, `verdict` 61,
+/// `payload_len` 62, `payload` 64..192, `_reserved` 192..256.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlowEvent {
+    /// `bpf_ktime_get_ns()` when the packet was seen (CLOCK_MONOTONIC).
+    pub ktime_ns: u64,
+    /// Source address (IPv4 in the first 4 bytes, rest zero).
+    pub saddr: [u8; 16],
+    /// Destination address (IPv4 in the first 4 bytes, rest zero).
+    pub daddr: [u8; 16],
+    /// Interface the probe is attached to.
+    pub ifindex: u32,
+    /// Source port, host byte order.
+    pub sport: u16,
+    /// Destination port, host byte order.
+    pub dport: u16,
+    /// TCP sequence number, host byte order.
+    pub tcp_seq: u32,
+    /// TCP acknowledgment number, host byte order.
+    pub tcp_ack: u32,
+    /// One of [`kind`].
+    pub kind: u8,
+    /// One of [`family`].
+    pub family: u8,
+    /// IP protocol number (6 TCP, 17 UDP).
+    pub l4_proto: u8,
+    /// TCP flag byte, see [`tcp_flags`].
+    pub tcp_flags: u8,
+    /// One of [`hook`].
+    pub hook: u8,
+    /// One of [`verdict`].
+    pub verdict: u8,
+    /// Number of valid bytes in `payload` (at most [`PAYLOAD_CAPACITY`]).
+    pub payload_len: u16,
+    /// The first bytes of the TCP payload, for L7 events.
+    pub payload: [u8; PAYLOAD_CAPACITY],
+    /// Room for fields the enforcement datapath adds; always zero for now.
+    pub _reserved: [u8; 64],
+}
+
+const _: () = assert!(core::mem::size_of::<FlowEvent>() == FLOW_EVENT_SIZE);
+const _: () = assert!(core::mem::align_of::<FlowEvent>() == 8);
+const _: () = assert!(PAYLOAD_CAPACITY.is_power_of_two());
+
+/// Why a ring-buffer item could not be decoded as a [`FlowEvent`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DecodeError {
+    /// The item does not have the size of a [`FlowEvent`].
+    WrongSize {
+        /// Bytes received.
+        actual: usize,
+    },
+    /// `payload_len` is larger than [`PAYLOAD_CAPACITY`].
+    PayloadTooLong {
+        /// The length found in the record.
+        len: u16,
+    },
+}
+
+impl core::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::WrongSize { actual } => write!(
+                f,
+                "flow event has {actual} bytes, expected {FLOW_EVENT_SIZE} (probe and agent built from different sources?)"
+            ),
+            Self::PayloadTooLong { len } => write!(
+                f,
+                "flow event claims {len} payload bytes, at most {PAYLOAD_CAPACITY} fit"
+            ),
+        }
+    }
+}
+
+impl core::error::Error for DecodeError {}
+
+/// Reads fixed-size fields from a byte slice whose length was checked up front.
+struct FieldReader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl FieldReader<'_> {
+    fn array<const N: usize>(&mut self) -> [u8; N] {
+        let mut out = [0u8; N];
+        out.copy_from_slice(&self.bytes[self.at..self.at + N]);
+        self.at += N;
+        out
+    }
+
+    fn u8(&mut self) -> u8 {
+        self.array::<1>()[0]
+    }
+
+    fn u16(&mut self) -> u16 {
+        u16::from_ne_bytes(self.array())
+    }
+
+    fn u32(&mut self) -> u32 {
+        u32::from_ne_bytes(self.array())
+    }
+
+    fn u64(&mut self) -> u64 {
+        u64::from_ne_bytes(self.array())
+    }
+}
+
+impl FlowEvent {
+    /// An all-zero record, the starting point for building one field by field.
+    pub const fn zeroed() -> Self {
+        Self {
+            ktime_ns: 0,
+            saddr: [0; 16],
+            daddr: [0; 16],
+            ifindex: 0,
+            sport: 0,
+            dport: 0,
+            tcp_seq: 0,
+            tcp_ack: 0,
+            kind: 0,
+            family: 0,
+            l4_proto: 0,
+            tcp_flags: 0,
+            hook: 0,
+            verdict: 0,
+            payload_len: 0,
+            payload: [0; PAYLOAD_CAPACITY],
+            _reserved: [0; 64],
+        }
+    }
+
+    /// Decodes a ring-buffer item, checking its size and the payload length.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        if bytes.len() != FLOW_EVENT_SIZE {
+            return Err(DecodeError::WrongSize {
+                actual: bytes.len(),
+            });
+        }
+        let mut r = FieldReader { bytes, at: 0 };
+        let event = Self {
+            ktime_ns: r.u64(),
+            saddr: r.array(),
+            daddr: r.array(),
+            ifindex: r.u32(),
+            sport: r.u16(),
+            dport: r.u16(),
+            tcp_seq: r.u32(),
+            tcp_ack: r.u32(),
+            kind: r.u8(),
+            family: r.u8(),
+            l4_proto: r.u8(),
+            tcp_flags: r.u8(),
+            hook: r.u8(),
+            verdict: r.u8(),
+            payload_len: r.u16(),
+            payload: r.array(),
+            _reserved: r.array(),
+        };
+        debug_assert_eq!(r.at, FLOW_EVENT_SIZE);
+        if usize::from(event.payload_len) > PAYLOAD_CAPACITY {
+            return Err(DecodeError::PayloadTooLong {
+                len: event.payload_len,
+            });
+        }
+        Ok(event)
+    }
+
+    /// Encodes the record exactly as the kernel lays it out (the inverse of
+    /// [`FlowEvent::decode`]); used by tests and replay tools.
+    pub fn encode(&self) -> [u8; FLOW_EVENT_SIZE] {
+        let mut out = [0u8; FLOW_EVENT_SIZE];
+        let mut at = 0;
+        let mut put = |bytes: &[u8]| {
+            out[at..at + bytes.len()].copy_from_slice(bytes);
+            at += bytes.len();
+        };
+        put(&self.ktime_ns.to_ne_bytes());
+        put(&self.saddr);
+        put(&self.daddr);
+        put(&self.ifindex.to_ne_bytes());
+        put(&self.sport.to_ne_bytes());
+        put(&self.dport.to_ne_bytes());
+        put(&self.tcp_seq.to_ne_bytes());
+        put(&self.tcp_ack.to_ne_bytes());
+        put(&[
+            self.kind,
+            self.family,
+            self.l4_proto,
+            self.tcp_flags,
+            self.hook,
+            self.verdict,
+        ]);
+        put(&self.payload_len.to_ne_bytes());
+        put(&self.payload);
+        put(&self._reserved);
+        out
+    }
+
+    /// The valid part of the payload.
+    pub fn payload(&self) -> &[u8] {
+        let len = usize::from(self.payload_len).min(PAYLOAD_CAPACITY);
+        &self.payload[..len]
+    }
+}
+
+#[cfg(feature = "user")]
+// SAFETY: `FlowEvent` is `repr(C)`, made only of integers and byte arrays, with
+// no implicit padding (its size is asserted above), so every bit pattern is valid.
+unsafe impl aya::Pod for FlowEvent {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> FlowEvent {
+        let mut e = FlowEvent::zeroed();
+        e.ktime_ns = 0x0102_0304_0506_0708;
+        e.saddr[..4].copy_from_slice(&[10, 0, 0, 1]);
+        e.daddr[..4].copy_from_slice(&[10, 0, 0, 2]);
+        e.ifindex = 7;
+        e.sport = 43210;
+        e.dport = 80;
+        e.tcp_seq = 1000;
+        e.tcp_ack = 2000;
+        e.kind = kind::HTTP_REQUEST;
+        e.family = family::IPV4;
+        e.l4_proto = 6;
+        e.tcp_flags = tcp_flags::PSH | tcp_flags::ACK;
+        e.hook = hook::TC_INGRESS;
+        e.verdict = verdict::FORWARDED;
+        let line = b"GET / HTTP/1.1\r\n";
+        e.payload[..line.len()].copy_from_slice(line);
+        e.payload_len = line.len() as u16;
+        e
+    }
+
+    #[test]
+    fn encode_then_decode_is_identity() {
+        let e = sample();
+        assert_eq!(FlowEvent::decode(&e.encode()), Ok(e));
+    }
+
+    #[test]
+    fn field_offsets_match_the_documented_layout() {
+        let bytes = sample().encode();
+        assert_eq!(&bytes[8..12], &[10, 0, 0, 1]);
+        assert_eq!(&bytes[24..28], &[10, 0, 0, 2]);
+        assert_eq!(u16::from_ne_bytes([bytes[44], bytes[45]]), 43210);
+        assert_eq!(bytes[56], kind::HTTP_REQUEST);
+        assert_eq!(bytes[60], hook::TC_INGRESS);
+        assert_eq!(u16::from_ne_bytes([bytes[62], bytes[63]]), 16);
+        assert_eq!(&bytes[64..67], b"GET");
+        assert_eq!(
+            core::mem::offset_of!(FlowEvent, payload),
+            64,
+            "payload offset drifted"
+        );
+        assert_eq!(core::mem::offset_of!(FlowEvent, _reserved), 192);
+    }
+
+    #[test]
+    fn wrong_sizes_are_rejected() {
+        let bytes = sample().encode();
+        assert_eq!(
+            FlowEvent::decode(&bytes[..255]),
+            Err(DecodeError::WrongSize { actual: 255 })
+        );
+        assert_eq!(
+            FlowEvent::decode(&[]),
+            Err(DecodeError::WrongSize { actual: 0 })
+        );
+        let mut longer = [0u8; 257];
+        longer[..256].copy_from_slice(&bytes);
+        assert_eq!(
+            FlowEvent::decode(&longer),
+            Err(DecodeError::WrongSize { actual: 257 })
+        );
+    }
+
+    #[test]
+    fn oversized_payload_length_is_rejected() {
+        let mut bytes = sample().encode();
+        bytes[62..64].copy_from_slice(&129u16.to_ne_bytes());
+        assert_eq!(
+            FlowEvent::decode(&bytes),
+            Err(DecodeError::PayloadTooLong { len: 129 })
+        );
+        bytes[62..64].copy_from_slice(&128u16.to_ne_bytes());
+        assert_eq!(
+            FlowEvent::decode(&bytes).map(|e| e.payload().len()),
+            Ok(128)
+        );
+    }
+
+    #[test]
+    fn payload_returns_only_the_valid_bytes() {
+        assert_eq!(sample().payload(), b"GET / HTTP/1.1\r\n");
+    }
+}

@@ -1,0 +1,160 @@
+//! L2-L4 header parsing for TC programs.
+//!
+//! Every read goes through `bpf_skb_load_bytes` (via `TcContext::load`), which
+//! fails instead of reading past the end of the packet, so a truncated or
+//! malformed packet becomes a `ParseError`, never an out-of-bounds access.
+//! Lengths taken from headers (IHL, IPv6 extension lengths, TCP data offset)
+//! are checked against their minimum before they move the cursor.
+
+use aya_ebpf::programs::TcContext;
+use probe_common::event::family;
+
+const ETH_HDR_LEN: usize = 14;
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86DD;
+const IPV6_HDR_LEN: usize = 40;
+const TCP_MIN_HDR_LEN: usize = 20;
+
+/// IP protocol number of TCP.
+pub(crate) const IPPROTO_TCP: u8 = 6;
+
+/// IPv6 extension headers we step over, bounded so the verifier sees a finite loop.
+const MAX_IPV6_EXT_HEADERS: usize = 4;
+const IPV6_HOP_BY_HOP: u8 = 0;
+const IPV6_ROUTING: u8 = 43;
+const IPV6_FRAGMENT: u8 = 44;
+const IPV6_DEST_OPTS: u8 = 60;
+
+/// The packet ended early or a header carried an impossible length.
+pub(crate) struct ParseError;
+
+/// What the parser found; `Skip` means "not something this probe looks at"
+/// (another EtherType, a non-first fragment), which is not an error.
+pub(crate) enum Parsed {
+    Skip,
+    Tcp(TcpPacket),
+}
+
+/// The fields of a TCP packet the probe reports.
+pub(crate) struct TcpPacket {
+    pub(crate) family: u8,
+    pub(crate) saddr: [u8; 16],
+    pub(crate) daddr: [u8; 16],
+    pub(crate) sport: u16,
+    pub(crate) dport: u16,
+    pub(crate) seq: u32,
+    pub(crate) ack: u32,
+    pub(crate) flags: u8,
+    /// Offset of the first payload byte from the start of the packet.
+    pub(crate) payload_offset: usize,
+    /// Payload bytes in this packet (0 for a bare ACK).
+    pub(crate) payload_len: usize,
+}
+
+#[inline(always)]
+fn load<T>(ctx: &TcContext, offset: usize) -> Result<T, ParseError> {
+    ctx.load::<T>(offset).map_err(|_| ParseError)
+}
+
+#[inline(always)]
+fn load_be16(ctx: &TcContext, offset: usize) -> Result<u16, ParseError> {
+    Ok(u16::from_be(load::<u16>(ctx, offset)?))
+}
+
+#[inline(always)]
+fn load_be32(ctx: &TcContext, offset: usize) -> Result<u32, ParseError> {
+    Ok(u32::from_be(load::<u32>(ctx, offset)?))
+}
+
+/// Parses Ethernet, IPv4 or IPv6 and TCP headers.
+#[inline(always)]
+pub(crate) fn parse(ctx: &TcContext) -> Result<Parsed, ParseError> {
+    let ether_type = load_be16(ctx, 12)?;
+    let l3 = ETH_HDR_LEN;
+    let (fam, saddr, daddr, proto, l4) = match ether_type {
+        ETH_P_IP => {
+            let version_ihl: u8 = load(ctx, l3)?;
+            if version_ihl >> 4 != 4 {
+                return Err(ParseError);
+            }
+            let ihl = usize::from(version_ihl & 0x0f) * 4;
+            if ihl < 20 {
+                return Err(ParseError);
+            }
+            // More-fragments flag and offset: only the first fragment carries
+            // the L4 header; later fragments are not parsed as TCP.
+            let frag = load_be16(ctx, l3 + 6)?;
+            if frag & 0x1fff != 0 {
+                return Ok(Parsed::Skip);
+            }
+            let proto: u8 = load(ctx, l3 + 9)?;
+            let mut saddr = [0u8; 16];
+            let mut daddr = [0u8; 16];
+            let s: [u8; 4] = load(ctx, l3 + 12)?;
+            let d: [u8; 4] = load(ctx, l3 + 16)?;
+            saddr[..4].copy_from_slice(&s);
+            daddr[..4].copy_from_slice(&d);
+            (family::IPV4, saddr, daddr, proto, l3 + ihl)
+        }
+        ETH_P_IPV6 => {
+            let version: u8 = load(ctx, l3)?;
+            if version >> 4 != 6 {
+                return Err(ParseError);
+            }
+            let mut next: u8 = load(ctx, l3 + 6)?;
+            let saddr: [u8; 16] = load(ctx, l3 + 8)?;
+            let daddr: [u8; 16] = load(ctx, l3 + 24)?;
+            let mut off = l3 + IPV6_HDR_LEN;
+            for _ in 0..MAX_IPV6_EXT_HEADERS {
+                match next {
+                    IPV6_HOP_BY_HOP | IPV6_ROUTING | IPV6_DEST_OPTS => {
+                        let hdr: [u8; 2] = load(ctx, off)?;
+                        next = hdr[0];
+                        off += (usize::from(hdr[1]) + 1) * 8;
+                    }
+                    IPV6_FRAGMENT => {
+                        let hdr: [u8; 4] = load(ctx, off)?;
+                        next = hdr[0];
+                        let frag_offset = u16::from_be_bytes([hdr[2], hdr[3]]) & 0xfff8;
+                        if frag_offset != 0 {
+                            return Ok(Parsed::Skip);
+                        }
+                        off += 8;
+                    }
+                    _ => break,
+                }
+            }
+            (family::IPV6, saddr, daddr, next, off)
+        }
+        _ => return Ok(Parsed::Skip),
+    };
+    if proto != IPPROTO_TCP {
+        return Ok(Parsed::Skip);
+    }
+    let sport = load_be16(ctx, l4)?;
+    let dport = load_be16(ctx, l4 + 2)?;
+    let seq = load_be32(ctx, l4 + 4)?;
+    let ack = load_be32(ctx, l4 + 8)?;
+    let offset_flags: [u8; 2] = load(ctx, l4 + 12)?;
+    let tcp_len = usize::from(offset_flags[0] >> 4) * 4;
+    if tcp_len < TCP_MIN_HDR_LEN {
+        return Err(ParseError);
+    }
+    let payload_offset = l4 + tcp_len;
+    let packet_len = ctx.len() as usize;
+    if payload_offset > packet_len {
+        return Err(ParseError);
+    }
+    Ok(Parsed::Tcp(TcpPacket {
+        family: fam,
+        saddr,
+        daddr,
+        sport,
+        dport,
+        seq,
+        ack,
+        flags: offset_flags[1],
+        payload_offset,
+        payload_len: packet_len - payload_offset,
+    }))
+}

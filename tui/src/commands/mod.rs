@@ -1,0 +1,6 @@
+//! One module per subcommand.
+
+pub(crate) mod agent;
+pub(crate) mod demo;
+pub(crate) mod policy;
+pub(crate) mod status;

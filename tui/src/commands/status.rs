@@ -1,0 +1,52 @@
+//! `holonet status`: what this kernel offers holonet, and why not.
+
+use std::process::ExitCode;
+
+use holonet_agent::{
+    capabilities::{self, Hook},
+    loader::TcMode,
+};
+
+/// Arguments of `holonet status`.
+#[derive(Debug, clap::Args)]
+#[command(
+    long_about = "Probe the running kernel for the hook types holonet can use (tc/clsact, tcx, \
+kprobe, fentry, tracepoint, raw tracepoint, ring buffer, BTF) and say, for each missing one, \
+why. Probing loads tiny throw-away programs and attaches nothing; it needs root (or CAP_BPF \
+and CAP_PERFMON).\n\nExit status: 0 when holonet can run here (a TC hook and ring buffers \
+are available), 1 otherwise."
+)]
+pub(crate) struct StatusArgs {}
+
+pub(crate) fn run(_args: StatusArgs) -> anyhow::Result<ExitCode> {
+    let caps = capabilities::probe_all();
+    println!("kernel: {}", capabilities::kernel_release());
+    println!();
+    println!("{:<15} {:<9} detail", "hook", "available");
+    for cap in &caps {
+        println!("{cap}");
+    }
+    let has = |hook: Hook| caps.iter().any(|c| c.hook == hook && c.available);
+    println!();
+    let (mode, why) = TcMode::Auto.resolve();
+    println!("in use:");
+    println!("  flow probe: tc classifiers via {mode} ({why})");
+    let attribution = if has(Hook::Kprobe) {
+        "kprobes are available (process attribution arrives with the enforcement datapath)"
+    } else if has(Hook::Tracepoint) || has(Hook::RawTracepoint) {
+        "kprobes are missing; tracepoints will be used instead (process attribution arrives with the enforcement datapath)"
+    } else {
+        "neither kprobes nor tracepoints are available: flows will carry no process"
+    };
+    println!("  process attribution: {attribution}");
+    let usable = (has(Hook::Tcx) || has(Hook::TcClsact)) && has(Hook::RingBuffer);
+    if usable {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!();
+        println!(
+            "holonet cannot run here: it needs a TC hook (clsact or tcx) and ring buffers (kernel 5.8+)."
+        );
+        Ok(ExitCode::FAILURE)
+    }
+}
