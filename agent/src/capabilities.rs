@@ -102,6 +102,18 @@ fn no(hook: Hook, detail: impl Into<String>) -> Capability {
     }
 }
 
+/// An error with its chain of causes, for the detail column.
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 fn program_type(hook: Hook, ty: ProgramType, what: &str) -> Result<(), Capability> {
     match is_program_supported(ty) {
         Ok(true) => Ok(()),
@@ -109,7 +121,10 @@ fn program_type(hook: Hook, ty: ProgramType, what: &str) -> Result<(), Capabilit
             hook,
             format!("the kernel refuses to load {what} programs"),
         )),
-        Err(err) => Err(no(hook, format!("probing {what} programs failed: {err}"))),
+        Err(err) => Err(no(
+            hook,
+            format!("probing {what} programs failed: {}", chain(&err)),
+        )),
     }
 }
 
@@ -176,7 +191,10 @@ fn probe(hook: Hook) -> Capability {
                     )),
                     Err(err) => Err(no(
                         hook,
-                        format!("BPF_PROG_TYPE_TRACING is not usable here: {err}"),
+                        format!(
+                            "BPF_PROG_TYPE_TRACING programs cannot be loaded here: {}",
+                            chain(&err)
+                        ),
                     )),
                 }
             }
@@ -200,7 +218,10 @@ fn probe(hook: Hook) -> Capability {
                 hook,
                 "no BPF_MAP_TYPE_RINGBUF (needs kernel 5.8+); holonet cannot report events",
             )),
-            Err(err) => Err(no(hook, format!("probing ring buffers failed: {err}"))),
+            Err(err) => Err(no(
+                hook,
+                format!("probing ring buffers failed: {}", chain(&err)),
+            )),
         },
         Hook::Btf => {
             if Path::new("/sys/kernel/btf/vmlinux").exists() {

@@ -369,6 +369,28 @@ mod tests {
         assert_eq!(f.kind, FlowKind::UnparsableHttp);
     }
 
+    proptest::proptest! {
+        /// Whatever bytes the probe hands over, parsing never panics, and a
+        /// parsed request names a non-empty method and path.
+        #[test]
+        fn request_line_parsing_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..PAYLOAD_CAPACITY)) {
+            if let Some(r) = parse_request_line(&bytes) {
+                proptest::prop_assert!(!r.method.is_empty());
+                proptest::prop_assert!(!r.path.is_empty());
+            }
+        }
+
+        /// Prefixes of a valid request line keep the method and a prefix of the path.
+        #[test]
+        fn cut_request_lines_keep_a_path_prefix(path in "/[a-zA-Z0-9/._?=&-]{1,150}", cut in 6usize..PAYLOAD_CAPACITY) {
+            let line = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+            let bytes = &line.as_bytes()[..cut.min(line.len())];
+            let r = parse_request_line(bytes).expect("a request line prefix parses");
+            proptest::prop_assert_eq!(r.method.as_str(), "GET");
+            proptest::prop_assert!(path.starts_with(&r.path), "{} is not a prefix of {}", r.path, path);
+        }
+    }
+
     #[test]
     fn tcp_flags_print_like_hubble() {
         assert_eq!(

@@ -396,6 +396,23 @@ mod tests {
     }
 
     #[test]
+    fn verifier_errors_name_program_hook_and_log_tail() {
+        let log: String = (1..=30).map(|i| format!("insn {i}\n")).collect();
+        let err = ProbeError::Verifier {
+            program: names::TC_INGRESS_PROGRAM,
+            hook: "tc ingress (pod egress)",
+            reason: std::io::Error::from_raw_os_error(13),
+            log_tail: tail(&log, VERIFIER_LOG_TAIL_LINES),
+        };
+        let text = err.to_string();
+        assert!(text.contains("`holonet_tc_ingress`"), "{text}");
+        assert!(text.contains("tc ingress (pod egress)"), "{text}");
+        assert!(text.contains("insn 30"), "{text}");
+        assert!(text.contains("insn 11"), "{text}");
+        assert!(!text.contains("insn 10\n"), "only the tail is kept: {text}");
+    }
+
+    #[test]
     fn forced_modes_resolve_to_themselves() {
         assert_eq!(TcMode::Tcx.resolve().0, TcMode::Tcx);
         assert_eq!(TcMode::Clsact.resolve().0, TcMode::Clsact);

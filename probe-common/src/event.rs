@@ -384,6 +384,18 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// Any byte string either decodes to a record that re-encodes to the
+        /// same bytes, or is rejected; nothing panics.
+        #[test]
+        fn decode_never_panics_and_round_trips(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
+            if let Ok(event) = FlowEvent::decode(&bytes) {
+                proptest::prop_assert_eq!(&event.encode()[..], &bytes[..]);
+                proptest::prop_assert!(event.payload().len() <= PAYLOAD_CAPACITY);
+            }
+        }
+    }
+
     #[test]
     fn payload_returns_only_the_valid_bytes() {
         assert_eq!(sample().payload(), b"GET / HTTP/1.1\r\n");
