@@ -1,0 +1,42 @@
+//! Hubble-compatible protocol types for holonet.
+//!
+//! The messages and the `observer.Observer` service are generated from the
+//! .proto files in `api/v1`, which keep Hubble's field numbers, names and
+//! enum values. Each message also implements serde's `Serialize` and
+//! `Deserialize` in protojson form (proto field names, enum names, 64-bit
+//! integers as strings, RFC 3339 timestamps), so one `GetFlowsResponse` per
+//! line is exactly what `hubble observe -o jsonpb` prints and Hubble's
+//! exporter writes.
+
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+#![allow(
+    clippy::all,
+    clippy::pedantic,
+    missing_docs,
+    missing_debug_implementations,
+    unreachable_pub,
+    reason = "generated code"
+)]
+
+pub mod wkt;
+
+/// Flow model: `flow.Flow`, filters, L4/L7 records, verdicts, drop reasons.
+pub mod flow {
+    include!(concat!(env!("OUT_DIR"), "/flow.rs"));
+    include!(concat!(env!("OUT_DIR"), "/flow.serde.rs"));
+}
+
+/// Relay node status messages.
+pub mod relay {
+    include!(concat!(env!("OUT_DIR"), "/relay.rs"));
+    include!(concat!(env!("OUT_DIR"), "/relay.serde.rs"));
+}
+
+/// The `observer.Observer` service, its requests and responses.
+pub mod observer {
+    include!(concat!(env!("OUT_DIR"), "/observer.rs"));
+    include!(concat!(env!("OUT_DIR"), "/observer.serde.rs"));
+}
+
+/// Well-known protobuf types (Timestamp, wrappers, FieldMask) with protojson serde.
+pub use pbjson_types;
