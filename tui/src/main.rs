@@ -39,6 +39,8 @@ enum Command {
     Agent(commands::agent::AgentArgs),
     /// Run the demo: pods in network namespaces, real HTTP, live flows.
     Demo(commands::demo::DemoArgs),
+    /// Print flows from an agent or a recording, like `hubble observe`.
+    Observe(commands::observe::ObserveArgs),
     /// Show which kernel hooks holonet can use here, and why not.
     Status(commands::status::StatusArgs),
     /// Validate policies and trace what they allow.
@@ -56,6 +58,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Agent(args) => commands::agent::run(args),
         Command::Demo(args) => commands::demo::run(args),
+        Command::Observe(args) => commands::observe::run(args),
         Command::Status(args) => commands::status::run(args),
         Command::Policy { cmd } => commands::policy::run(cmd),
     };

@@ -2,5 +2,6 @@
 
 pub(crate) mod agent;
 pub(crate) mod demo;
+pub(crate) mod observe;
 pub(crate) mod policy;
 pub(crate) mod status;

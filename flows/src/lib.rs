@@ -1,0 +1,1 @@
+//! Pure logic over Hubble flows (filters, printers, recordings).
