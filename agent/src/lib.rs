@@ -10,9 +10,11 @@
 //! - [`flow`]: the flow record built from an event (pure, no I/O).
 //! - [`clock`]: kernel monotonic time to wall-clock time.
 //! - [`capabilities`]: which hook types this kernel offers, and why not.
+//! - [`observer`]: Hubble flows, the flow store, the gRPC API, recording.
 
 pub mod capabilities;
 pub mod clock;
 pub mod events;
 pub mod flow;
 pub mod loader;
+pub mod observer;

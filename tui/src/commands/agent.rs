@@ -1,12 +1,20 @@
-//! `holonet agent`: load the probes on interfaces and print every flow.
+//! `holonet agent`: load the probes, keep the flows, serve them.
 //!
-//! For now the agent prints flows as lines on stdout; the gRPC Observer API,
-//! the flow store and recording build on the same pipeline.
+//! The agent attaches the TC probe to the given interfaces, turns every
+//! event into a Hubble flow, keeps the newest ones in a bounded ring and
+//! serves them over Hubble's Observer gRPC API (a unix socket and
+//! 127.0.0.1:4245 by default), so `holonet observe`, the TUI and the real
+//! `hubble` CLI can all read them. It can also record flows to a file and
+//! print them as they arrive.
 
 use std::{
     collections::HashMap,
     io::{ErrorKind, Write},
+    net::SocketAddr,
+    path::PathBuf,
     process::ExitCode,
+    sync::Arc,
+    time::Duration,
 };
 
 use anyhow::Context;
@@ -15,6 +23,13 @@ use holonet_agent::{
     events::EventReader,
     flow::Flow,
     loader::{TcMode, TcProbe},
+    observer::{
+        export::{self, ExportConfig},
+        pipeline::{Pipeline, kernel_lost},
+        server::{self, DEFAULT_TCP, DEFAULT_UNIX_SOCKET, Listen},
+        service::ObserverService,
+        store::{DEFAULT_CAPACITY, FlowStore},
+    },
 };
 
 /// How to attach the TC classifiers.
@@ -43,12 +58,17 @@ impl From<TcModeArg> for TcMode {
 #[derive(Debug, clap::Args)]
 #[command(
     long_about = "Load holonet's TC probe, attach it to the given interfaces (ingress and \
-egress), and print one line per flow event until Ctrl-C or SIGTERM: every TCP SYN, FIN and \
-RST, and every HTTP/1.x request line.\n\nAttach it to the host-side veth of each pod: TC \
-ingress there is the pod's egress (from-endpoint), TC egress the pod's ingress \
-(to-endpoint). Needs root (or CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON).",
-    after_help = "Example:\n  holonet agent --iface lxc1234 --iface lxc5678\n  \
-      holonet agent --iface veth0 --tc-mode clsact | grep http-request"
+egress), and turn every event into a Hubble flow: every TCP SYN, FIN and RST, and every \
+HTTP/1.x request line. Flows are kept in a bounded ring and served over Hubble's Observer \
+gRPC API, so `holonet observe`, the TUI and the `hubble` CLI can read them.\n\n\
+Attach it to the host-side veth of each pod: TC ingress there is the pod's egress \
+(from-endpoint), TC egress the pod's ingress (to-endpoint). Needs root (or CAP_BPF, \
+CAP_NET_ADMIN and CAP_PERFMON). Stops cleanly on Ctrl-C, SIGTERM and SIGHUP.",
+    after_help = "Examples:\n  \
+      holonet agent --iface lxc1234 --iface lxc5678\n  \
+      holonet agent -i veth0 --print                       # also print flows on stdout\n  \
+      holonet agent -i veth0 --export-file /var/log/holonet/flows.log\n  \
+      hubble observe --server localhost:4245 --last 20     # read them with the hubble CLI"
 )]
 pub(crate) struct AgentArgs {
     /// Interface to attach to (repeat for several).
@@ -57,9 +77,39 @@ pub(crate) struct AgentArgs {
     /// How to attach the TC classifiers.
     #[arg(long, value_enum, default_value_t)]
     tc_mode: TcModeArg,
+    /// Name of this node, stamped on every flow.
+    #[arg(long, value_name = "NAME")]
+    node_name: Option<String>,
+    /// Flows kept in memory for GetFlows.
+    #[arg(long, default_value_t = DEFAULT_CAPACITY as u64, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..=16_777_216))]
+    ring_size: u64,
+    /// TCP address of the gRPC API ("none" to disable).
+    #[arg(long, default_value = DEFAULT_TCP, value_name = "ADDR")]
+    listen_address: String,
+    /// Unix socket of the gRPC API ("none" to disable).
+    #[arg(long, default_value = DEFAULT_UNIX_SOCKET, value_name = "PATH")]
+    unix_socket: String,
+    /// Allow --listen-address outside loopback (flows reveal who talks to whom).
+    #[arg(long)]
+    allow_remote: bool,
+    /// Record flows to this file, one Hubble GetFlowsResponse per line.
+    #[arg(long, value_name = "PATH")]
+    export_file: Option<PathBuf>,
+    /// Rotate the export file when it reaches this size.
+    #[arg(long, default_value_t = 10, value_name = "MB",
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    export_file_max_size_mb: u64,
+    /// Rotated export files to keep.
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    export_file_max_backups: usize,
+    /// Also print every flow on stdout, one line each.
+    #[arg(long)]
+    print: bool,
 }
 
-/// Prints flows from `reader` until the ring buffer fails or stdout closes.
+/// Prints flows from `reader` until the ring buffer fails or stdout closes
+/// (used by the demo, which shows flows without serving them).
 pub(crate) async fn print_flows(
     mut reader: EventReader,
     clock: MonotonicClock,
@@ -113,11 +163,36 @@ pub(crate) async fn shutdown_signal() {
     }
 }
 
+fn optional(value: &str) -> Option<&str> {
+    (!value.eq_ignore_ascii_case("none") && !value.is_empty()).then_some(value)
+}
+
+fn default_node_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
 pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    let listen = Listen {
+        tcp: optional(&args.listen_address)
+            .map(|a| {
+                a.parse::<SocketAddr>()
+                    .with_context(|| format!("--listen-address `{a}` is not an IP:port address"))
+            })
+            .transpose()?,
+        unix: optional(&args.unix_socket).map(PathBuf::from),
+        allow_remote: args.allow_remote,
+    };
+    let node_name = args.node_name.clone().unwrap_or_else(default_node_name);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()?;
     runtime.block_on(async {
+        let listeners = server::bind(&listen).await?;
         let mut probe = TcProbe::load(args.tc_mode.into()).context("loading the TC probe")?;
         probe.forward_probe_logs();
         for iface in &args.ifaces {
@@ -126,21 +201,85 @@ pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("attaching the TC probe to {iface}"))?;
         }
         let (mode, why) = probe.mode();
+        let store = Arc::new(FlowStore::new(usize::try_from(args.ring_size).unwrap_or(DEFAULT_CAPACITY)));
+        let mut serving = Vec::new();
+        if let Some(addr) = listeners.tcp_addr() {
+            serving.push(addr.to_string());
+        }
+        if let Some(path) = listeners.unix_path() {
+            serving.push(format!("unix://{}", path.display()));
+        }
         eprintln!(
-            "holonet agent: watching {} via {mode} ({why}); Ctrl-C to stop",
-            args.ifaces.join(", ")
+            "holonet agent: node {node_name}, watching {} via {mode} ({why}); \
+             serving flows on {}; Ctrl-C to stop",
+            args.ifaces.join(", "),
+            if serving.is_empty() { "nothing".to_string() } else { serving.join(" and ") }
         );
+
         let reader = EventReader::new(probe.take_events()?)?;
-        let interfaces = probe.interfaces().clone();
-        tokio::select! {
-            result = print_flows(reader, MonotonicClock::measure(), interfaces) => result?,
-            () = shutdown_signal() => {}
+        let pipeline = Pipeline::new(node_name.clone(), probe.interfaces().clone());
+        let print = args.print;
+        let pipeline_store = Arc::clone(&store);
+        let mut pipeline_task = tokio::spawn(pipeline.run(reader, pipeline_store, move |flow| {
+            if print {
+                println!("{flow}");
+            }
+        }));
+        let export_task = args.export_file.clone().map(|path| {
+            let config = ExportConfig {
+                path,
+                max_size_bytes: args.export_file_max_size_mb * 1024 * 1024,
+                max_backups: args.export_file_max_backups,
+            };
+            tokio::spawn(export::run(Arc::clone(&store), config, node_name.clone()))
+        });
+        let service = ObserverService::new(Arc::clone(&store), node_name.clone());
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server_task = tokio::spawn(server::serve(listeners, service, async move {
+            let _ = stop_rx.await;
+        }));
+
+        // Report events the kernel could not hand over as lost events.
+        let mut lost_seen = 0;
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let outcome: anyhow::Result<()> = loop {
+            tokio::select! {
+                () = shutdown_signal() => break Ok(()),
+                result = &mut pipeline_task => {
+                    break match result {
+                        Ok(Ok(())) => Ok(()),
+                        Ok(Err(err)) => Err(err.into()),
+                        Err(err) => Err(err.into()),
+                    };
+                }
+                _ = tick.tick() => {
+                    if let Ok(counters) = probe.counters() {
+                        if counters.events_lost > lost_seen {
+                            store.push_batch([kernel_lost(counters.events_lost - lost_seen)]);
+                            lost_seen = counters.events_lost;
+                        }
+                    }
+                }
+            }
+        };
+        let _ = stop_tx.send(());
+        pipeline_task.abort();
+        if let Ok(Err(err)) = server_task.await {
+            eprintln!("holonet agent: {err}");
+        }
+        if let Some(task) = export_task {
+            task.abort();
         }
         let counters = probe.counters()?;
+        let status = store.status();
         eprintln!(
-            "holonet agent: {} packets seen, {} events, {} lost, {} unparsable packets",
-            counters.packets, counters.events_sent, counters.events_lost, counters.parse_errors
+            "holonet agent: {} packets seen, {} events ({} lost in the kernel), {} unparsable packets, {} flows stored",
+            counters.packets,
+            counters.events_sent,
+            counters.events_lost,
+            counters.parse_errors,
+            status.seen_flows
         );
-        Ok(ExitCode::SUCCESS)
+        outcome.map(|()| ExitCode::SUCCESS)
     })
 }

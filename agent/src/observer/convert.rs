@@ -1,0 +1,373 @@
+//! Decoded probe flows → Hubble `flow.Flow` messages.
+//!
+//! Hubble builds a flow from each datapath event with the event type, the
+//! observation point, the traffic direction and a one-line `Summary`; this
+//! module does the same for holonet's events so the `hubble` CLI shows them
+//! the way it shows Cilium's.
+
+use holonet_proto::{
+    flow::{
+        self as pb, CiliumEventType, FlowType, IpVersion, L7FlowType, Layer4, Layer7,
+        NetworkInterface, TraceObservationPoint, TrafficDirection, layer4, layer7,
+    },
+    pbjson_types::BoolValue,
+    wkt::Timestamp,
+};
+use probe_common::event::tcp_flags;
+
+use crate::flow::{Flow, FlowKind, ObservationPoint, TcpFlags, Verdict};
+
+/// Cilium monitor message types (`event_type.type`).
+pub mod event_type {
+    /// A datapath drop.
+    pub const DROP: i32 = 1;
+    /// A datapath trace (packet seen at an observation point).
+    pub const TRACE: i32 = 4;
+    /// An L7 record (HTTP, DNS).
+    pub const L7: i32 = 129;
+}
+
+/// Trace sub-types (`event_type.sub_type` of a trace) as Cilium numbers them.
+fn trace_sub_type(point: ObservationPoint) -> i32 {
+    match point {
+        ObservationPoint::ToEndpoint => 0,
+        ObservationPoint::FromEndpoint => 5,
+        ObservationPoint::Unknown(_) => 0,
+    }
+}
+
+/// Generates flow UUIDs: random per agent run, unique per flow, formatted as
+/// RFC 4122 version 4. One random seed per run keeps this to a counter
+/// increment per flow instead of a system call.
+#[derive(Debug)]
+pub struct UuidSource {
+    seed: u128,
+    counter: u64,
+}
+
+impl UuidSource {
+    /// Seeds from the kernel's random source, falling back to the clock.
+    pub fn new() -> Self {
+        let mut seed = [0u8; 16];
+        let from_kernel = std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut seed))
+            .is_ok();
+        let mut seed = u128::from_ne_bytes(seed);
+        if !from_kernel {
+            seed = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos())
+                .rotate_left(64)
+                ^ u128::from(std::process::id());
+        }
+        Self { seed, counter: 0 }
+    }
+
+    /// The next UUID.
+    pub fn next_uuid(&mut self) -> String {
+        self.counter = self.counter.wrapping_add(1);
+        // Spread the counter over the random bits so successive UUIDs do not
+        // share long prefixes, then set the version (4) and variant bits.
+        let mixed =
+            u128::from(self.counter).wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835);
+        let mut v = (self.seed ^ mixed).to_be_bytes();
+        v[6] = (v[6] & 0x0f) | 0x40;
+        v[8] = (v[8] & 0x3f) | 0x80;
+        let hex: String = v.iter().map(|b| format!("{b:02x}")).collect();
+        format!(
+            "{}-{}-{}-{}-{}",
+            &hex[0..8],
+            &hex[8..12],
+            &hex[12..16],
+            &hex[16..20],
+            &hex[20..32]
+        )
+    }
+}
+
+impl Default for UuidSource {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn proto_tcp_flags(flags: TcpFlags) -> pb::TcpFlags {
+    let has = |bit| flags.0 & bit != 0;
+    pb::TcpFlags {
+        fin: has(tcp_flags::FIN),
+        syn: has(tcp_flags::SYN),
+        rst: has(tcp_flags::RST),
+        psh: has(tcp_flags::PSH),
+        ack: has(tcp_flags::ACK),
+        urg: has(tcp_flags::URG),
+        ece: has(tcp_flags::ECE),
+        cwr: has(tcp_flags::CWR),
+        ns: false,
+    }
+}
+
+/// Whether the packet travels in the reply direction of its connection, as
+/// far as one packet tells: a bare SYN opens, a SYN-ACK answers, a request
+/// line is sent by the client. Anything else is unknown until the datapath
+/// tracks connections.
+fn is_reply(flow: &Flow) -> Option<bool> {
+    match &flow.kind {
+        FlowKind::HttpRequest(_) | FlowKind::UnparsableHttp => Some(false),
+        FlowKind::Tcp if flow.tcp_flags.contains(tcp_flags::SYN) => {
+            Some(flow.tcp_flags.contains(tcp_flags::ACK))
+        }
+        _ => None,
+    }
+}
+
+/// The connection's direction from the observed endpoint's point of view:
+/// a pod sending (from-endpoint) on a connection it opened is egress; its
+/// replies to a connection opened towards it are ingress, and vice versa.
+fn traffic_direction(point: ObservationPoint, reply: Option<bool>) -> TrafficDirection {
+    let reply = reply.unwrap_or(false);
+    match (point, reply) {
+        (ObservationPoint::FromEndpoint, false) | (ObservationPoint::ToEndpoint, true) => {
+            TrafficDirection::Egress
+        }
+        (ObservationPoint::FromEndpoint, true) | (ObservationPoint::ToEndpoint, false) => {
+            TrafficDirection::Ingress
+        }
+        (ObservationPoint::Unknown(_), _) => TrafficDirection::Unknown,
+    }
+}
+
+/// Builds the Hubble flow for a decoded probe flow. `node_name` is the
+/// agent's node; `uuids` numbers the flows.
+pub fn to_proto(flow: &Flow, node_name: &str, uuids: &mut UuidSource) -> pb::Flow {
+    let reply = is_reply(flow);
+    let point = match flow.observation {
+        ObservationPoint::FromEndpoint => TraceObservationPoint::FromEndpoint,
+        ObservationPoint::ToEndpoint => TraceObservationPoint::ToEndpoint,
+        ObservationPoint::Unknown(_) => TraceObservationPoint::UnknownPoint,
+    };
+    let verdict = match flow.verdict {
+        Verdict::Forwarded => pb::Verdict::Forwarded,
+        Verdict::Dropped => pb::Verdict::Dropped,
+        Verdict::Unknown(_) => pb::Verdict::Unknown,
+    };
+    let ip = pb::Ip {
+        source: flow.source.ip().to_string(),
+        destination: flow.destination.ip().to_string(),
+        ip_version: if flow.source.is_ipv4() {
+            IpVersion::IPv4
+        } else {
+            IpVersion::IPv6
+        }
+        .into(),
+        ..Default::default()
+    };
+    let l4 = Layer4 {
+        protocol: Some(layer4::Protocol::Tcp(pb::Tcp {
+            source_port: u32::from(flow.source.port()),
+            destination_port: u32::from(flow.destination.port()),
+            flags: Some(proto_tcp_flags(flow.tcp_flags)),
+        })),
+    };
+    let mut out = pb::Flow {
+        time: Some(Timestamp::from(flow.time)),
+        uuid: uuids.next_uuid(),
+        verdict: verdict.into(),
+        ip: Some(ip),
+        l4: Some(l4),
+        node_name: node_name.to_string(),
+        is_reply: reply.map(|value| BoolValue { value }),
+        traffic_direction: traffic_direction(flow.observation, reply).into(),
+        interface: Some(NetworkInterface {
+            index: flow.ifindex,
+            name: flow.interface.clone().unwrap_or_default(),
+        }),
+        ..Default::default()
+    };
+    match &flow.kind {
+        FlowKind::HttpRequest(request) => {
+            out.set_type(FlowType::L7);
+            out.event_type = Some(CiliumEventType {
+                r#type: event_type::L7,
+                sub_type: 0,
+            });
+            // A request line cut by the probe's copy limit has no protocol
+            // and only the start of its target; say so rather than guess.
+            out.summary = if request.truncated {
+                format!("{} {}...", request.method, request.path)
+            } else {
+                format!("{} {} {}", request.protocol, request.method, request.path)
+            };
+            out.l7 = Some(Layer7 {
+                r#type: L7FlowType::Request.into(),
+                latency_ns: 0,
+                record: Some(layer7::Record::Http(pb::Http {
+                    code: 0,
+                    method: request.method.clone(),
+                    url: request.path.clone(),
+                    protocol: request.protocol.clone(),
+                    headers: Vec::new(),
+                })),
+            });
+        }
+        FlowKind::Tcp | FlowKind::UnparsableHttp | FlowKind::Unknown(_) => {
+            out.set_type(FlowType::L3L4);
+            out.event_type = Some(CiliumEventType {
+                r#type: event_type::TRACE,
+                sub_type: trace_sub_type(flow.observation),
+            });
+            out.set_trace_observation_point(point);
+            out.summary = format!("TCP Flags: {}", flow.tcp_flags);
+        }
+    }
+    if verdict == pb::Verdict::Dropped {
+        out.event_type = Some(CiliumEventType {
+            r#type: event_type::DROP,
+            sub_type: 0,
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use probe_common::event::{FlowEvent, family, hook, kind, verdict};
+
+    use super::*;
+    use crate::clock::MonotonicClock;
+
+    fn flow(kind_code: u8, flags: u8, at: u8, payload: &[u8]) -> Flow {
+        let mut e = FlowEvent::zeroed();
+        e.ktime_ns = 5_000_000_123;
+        e.family = family::IPV4;
+        e.saddr[..4].copy_from_slice(&[10, 250, 0, 1]);
+        e.daddr[..4].copy_from_slice(&[10, 250, 0, 2]);
+        e.sport = 40000;
+        e.dport = 52773;
+        e.ifindex = 4;
+        e.kind = kind_code;
+        e.tcp_flags = flags;
+        e.hook = at;
+        e.verdict = verdict::FORWARDED;
+        e.payload[..payload.len()].copy_from_slice(payload);
+        e.payload_len = payload.len() as u16;
+        let names = HashMap::from([(4, "lxc1".to_string())]);
+        Flow::from_event(&e, &MonotonicClock::with_offset_ns(0), &names)
+    }
+
+    #[test]
+    fn syn_at_the_client_is_an_egress_trace_from_endpoint() {
+        let f = to_proto(
+            &flow(kind::TCP_FLAGS, tcp_flags::SYN, hook::TC_INGRESS, b""),
+            "node-1",
+            &mut UuidSource::new(),
+        );
+        assert_eq!(f.verdict(), pb::Verdict::Forwarded);
+        assert_eq!(f.r#type(), FlowType::L3L4);
+        assert_eq!(
+            f.trace_observation_point(),
+            TraceObservationPoint::FromEndpoint
+        );
+        assert_eq!(f.traffic_direction(), TrafficDirection::Egress);
+        assert_eq!(f.is_reply, Some(BoolValue { value: false }));
+        assert_eq!(
+            f.event_type,
+            Some(CiliumEventType {
+                r#type: 4,
+                sub_type: 5
+            })
+        );
+        assert_eq!(f.summary, "TCP Flags: SYN");
+        assert_eq!(f.node_name, "node-1");
+        let time = f.time.expect("time");
+        assert_eq!((time.seconds, time.nanos), (5, 123));
+        let ip = f.ip.expect("ip");
+        assert_eq!(
+            (ip.source.as_str(), ip.destination.as_str()),
+            ("10.250.0.1", "10.250.0.2")
+        );
+        assert_eq!(ip.ip_version(), IpVersion::IPv4);
+        let Some(layer4::Protocol::Tcp(tcp)) = f.l4.and_then(|l| l.protocol) else {
+            panic!("tcp expected");
+        };
+        assert_eq!((tcp.source_port, tcp.destination_port), (40000, 52773));
+        assert!(tcp.flags.expect("flags").syn);
+        assert_eq!(f.interface.expect("interface").name, "lxc1");
+    }
+
+    #[test]
+    fn syn_ack_delivered_to_the_client_is_a_reply_on_an_egress_connection() {
+        let f = to_proto(
+            &flow(
+                kind::TCP_FLAGS,
+                tcp_flags::SYN | tcp_flags::ACK,
+                hook::TC_EGRESS,
+                b"",
+            ),
+            "n",
+            &mut UuidSource::new(),
+        );
+        assert_eq!(f.is_reply, Some(BoolValue { value: true }));
+        assert_eq!(f.traffic_direction(), TrafficDirection::Egress);
+        assert_eq!(f.summary, "TCP Flags: SYN, ACK");
+        assert_eq!(f.event_type.expect("type").sub_type, 0);
+    }
+
+    #[test]
+    fn fin_has_no_known_reply_direction() {
+        let f = to_proto(
+            &flow(
+                kind::TCP_FLAGS,
+                tcp_flags::FIN | tcp_flags::ACK,
+                hook::TC_EGRESS,
+                b"",
+            ),
+            "n",
+            &mut UuidSource::new(),
+        );
+        assert_eq!(f.is_reply, None);
+    }
+
+    #[test]
+    fn request_line_becomes_an_l7_http_request() {
+        let f = to_proto(
+            &flow(
+                kind::HTTP_REQUEST,
+                tcp_flags::PSH | tcp_flags::ACK,
+                hook::TC_EGRESS,
+                b"GET /intersystems/fhir/r5/Patient/DarthVader HTTP/1.1\r\nHost: x\r\n",
+            ),
+            "n",
+            &mut UuidSource::new(),
+        );
+        assert_eq!(f.r#type(), FlowType::L7);
+        assert_eq!(f.event_type.expect("type").r#type, 129);
+        assert_eq!(f.traffic_direction(), TrafficDirection::Ingress);
+        let l7 = f.l7.expect("l7");
+        assert_eq!(l7.r#type(), L7FlowType::Request);
+        let Some(layer7::Record::Http(http)) = l7.record else {
+            panic!("http expected");
+        };
+        assert_eq!(http.method, "GET");
+        assert_eq!(http.url, "/intersystems/fhir/r5/Patient/DarthVader");
+        assert_eq!(http.protocol, "HTTP/1.1");
+        assert_eq!(
+            f.summary,
+            "HTTP/1.1 GET /intersystems/fhir/r5/Patient/DarthVader"
+        );
+    }
+
+    #[test]
+    fn uuids_are_unique_and_version_4() {
+        let mut source = UuidSource::new();
+        let ids: std::collections::HashSet<String> =
+            (0..10_000).map(|_| source.next_uuid()).collect();
+        assert_eq!(ids.len(), 10_000);
+        for id in ids.iter().take(100) {
+            assert_eq!(id.len(), 36);
+            assert_eq!(&id[14..15], "4", "{id}");
+            assert!(matches!(&id[19..20], "8" | "9" | "a" | "b"), "{id}");
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! The observer side of the agent: probe flows become Hubble flows, are kept
+//! in a bounded ring, served over a Hubble-compatible gRPC API and recorded.
+//!
+//! ```text
+//! EventReader ─► pipeline (decode, enrich, convert) ─► FlowStore ─┬─► GetFlows streams
+//!                                                                 └─► exporter (JSON lines)
+//! ```
+
+pub mod convert;
+pub mod export;
+mod filter_shim;
+pub mod mask;
+pub mod pipeline;
+pub mod query;
+pub mod server;
+pub mod service;
+pub mod store;

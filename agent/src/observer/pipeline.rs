@@ -1,0 +1,81 @@
+//! Drains probe events into the flow store.
+
+use std::{collections::HashMap, sync::Arc};
+
+use holonet_proto::flow::{LostEvent, LostEventSource};
+
+use super::{
+    convert::{UuidSource, to_proto},
+    store::{FlowStore, StoredEvent},
+};
+use crate::{
+    clock::MonotonicClock,
+    events::{EventReader, ReadError},
+    flow::Flow,
+};
+
+/// Events drained from the ring buffer per wake-up.
+const BATCH: usize = 4096;
+
+/// What the pipeline needs to turn events into flows.
+#[derive(Debug)]
+pub struct Pipeline {
+    /// Kernel time to wall time.
+    pub clock: MonotonicClock,
+    /// Interface names by ifindex.
+    pub interfaces: HashMap<u32, String>,
+    /// This node's name, stamped on every flow.
+    pub node_name: String,
+    uuids: UuidSource,
+}
+
+impl Pipeline {
+    /// A pipeline for `node_name` over the given interfaces.
+    pub fn new(node_name: impl Into<String>, interfaces: HashMap<u32, String>) -> Self {
+        Self {
+            clock: MonotonicClock::measure(),
+            interfaces,
+            node_name: node_name.into(),
+            uuids: UuidSource::new(),
+        }
+    }
+
+    /// Reads events until the ring buffer fails, storing every flow and
+    /// handing each decoded flow to `observe` (printing, tests).
+    pub async fn run(
+        mut self,
+        mut reader: EventReader,
+        store: Arc<FlowStore>,
+        mut observe: impl FnMut(&Flow),
+    ) -> Result<(), ReadError> {
+        let mut batch = Vec::with_capacity(BATCH);
+        loop {
+            batch.clear();
+            reader.read_batch(&mut batch, BATCH).await?;
+            let mut stored = Vec::with_capacity(batch.len());
+            for event in &batch {
+                let flow = Flow::from_event(event, &self.clock, &self.interfaces);
+                observe(&flow);
+                stored.push(StoredEvent::Flow(to_proto(
+                    &flow,
+                    &self.node_name,
+                    &mut self.uuids,
+                )));
+            }
+            store.push_batch(stored);
+        }
+    }
+}
+
+/// A lost-events record for events the kernel could not hand over because
+/// the ring buffer was full.
+pub fn kernel_lost(count: u64) -> StoredEvent {
+    let now = chrono::Utc::now();
+    StoredEvent::Lost(LostEvent {
+        source: LostEventSource::PerfEventRingBuffer.into(),
+        num_events_lost: count,
+        cpu: None,
+        first: Some(now.into()),
+        last: Some(now.into()),
+    })
+}

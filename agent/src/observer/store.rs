@@ -1,0 +1,269 @@
+//! The agent's flow store: a bounded ring of recent events.
+//!
+//! One writer (the probe pipeline) appends batches; any number of readers
+//! (GetFlows streams, the exporter) copy out ranges by sequence number and
+//! wait for new entries through a watch channel. The lock is held only to
+//! push a batch or to clone `Arc`s out, so a slow reader never slows the
+//! writer: it falls behind, and when the ring has overwritten what it had
+//! not read yet, it learns how many events it lost (Hubble's
+//! `HUBBLE_RING_BUFFER` lost events).
+
+use std::{
+    collections::VecDeque,
+    sync::{Arc, Mutex, MutexGuard},
+    time::{Duration, Instant},
+};
+
+use holonet_proto::flow::{Flow, LostEvent};
+use tokio::sync::watch;
+
+/// Default number of events kept (Hubble's maximum ring size is 65,535).
+pub const DEFAULT_CAPACITY: usize = 65_536;
+
+/// One stored event.
+#[derive(Clone, Debug, PartialEq)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "events live behind an Arc in the ring; boxing the flow would add a second allocation"
+)]
+pub enum StoredEvent {
+    /// A flow.
+    Flow(Flow),
+    /// Events lost before they reached the store (kernel ring full, ...).
+    Lost(LostEvent),
+}
+
+/// What a reader gets for a range request.
+#[derive(Debug)]
+pub struct Range {
+    /// Events in order, starting at the requested sequence number or the
+    /// oldest one still stored.
+    pub events: Vec<Arc<StoredEvent>>,
+    /// Events the reader asked for that were already overwritten.
+    pub overwritten: u64,
+    /// Sequence number to ask for next.
+    pub next_seq: u64,
+}
+
+/// Figures for `ServerStatus`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StoreStatus {
+    /// Events currently stored.
+    pub num_flows: u64,
+    /// Capacity.
+    pub max_flows: u64,
+    /// Events ever stored.
+    pub seen_flows: u64,
+    /// Time since the store was created.
+    pub uptime: Duration,
+    /// Flows per second over the last minute.
+    pub flows_rate: f64,
+}
+
+#[derive(Debug)]
+struct Ring {
+    events: VecDeque<(Instant, Arc<StoredEvent>)>,
+    /// Sequence number of `events[0]`.
+    first_seq: u64,
+}
+
+/// The bounded event ring shared by the pipeline and the readers.
+#[derive(Debug)]
+pub struct FlowStore {
+    ring: Mutex<Ring>,
+    capacity: usize,
+    started: Instant,
+    /// Publishes the sequence number one past the newest event.
+    newest: watch::Sender<u64>,
+}
+
+impl FlowStore {
+    /// A store holding at most `capacity` events (at least 1).
+    pub fn new(capacity: usize) -> Self {
+        let capacity = capacity.max(1);
+        Self {
+            ring: Mutex::new(Ring {
+                events: VecDeque::with_capacity(capacity),
+                first_seq: 0,
+            }),
+            capacity,
+            started: Instant::now(),
+            newest: watch::channel(0).0,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Ring> {
+        // A panic while holding the lock cannot leave the ring inconsistent
+        // (every mutation is a single push/pop), so poisoning is ignored.
+        self.ring
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Capacity in events.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Appends events, overwriting the oldest when full, and wakes readers.
+    pub fn push_batch(&self, batch: impl IntoIterator<Item = StoredEvent>) {
+        let now = Instant::now();
+        let next = {
+            let mut ring = self.lock();
+            for event in batch {
+                if ring.events.len() == self.capacity {
+                    ring.events.pop_front();
+                    ring.first_seq += 1;
+                }
+                ring.events.push_back((now, Arc::new(event)));
+            }
+            ring.first_seq + ring.events.len() as u64
+        };
+        self.newest.send_replace(next);
+    }
+
+    /// Sequence number one past the newest event.
+    pub fn next_seq(&self) -> u64 {
+        *self.newest.borrow()
+    }
+
+    /// A receiver that changes whenever events are appended.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.newest.subscribe()
+    }
+
+    /// Up to `max` events starting at `from_seq`.
+    pub fn range(&self, from_seq: u64, max: usize) -> Range {
+        let ring = self.lock();
+        let overwritten = ring.first_seq.saturating_sub(from_seq);
+        let start = from_seq.max(ring.first_seq);
+        let skip = usize::try_from(start - ring.first_seq).unwrap_or(usize::MAX);
+        let events: Vec<Arc<StoredEvent>> = ring
+            .events
+            .iter()
+            .skip(skip)
+            .take(max)
+            .map(|(_, e)| Arc::clone(e))
+            .collect();
+        Range {
+            next_seq: start + events.len() as u64,
+            events,
+            overwritten,
+        }
+    }
+
+    /// Every stored event, oldest first, and the sequence number after them.
+    pub fn snapshot(&self) -> (Vec<Arc<StoredEvent>>, u64) {
+        let range = self.range(0, usize::MAX);
+        (range.events, range.next_seq)
+    }
+
+    /// Figures for `ServerStatus`.
+    pub fn status(&self) -> StoreStatus {
+        let ring = self.lock();
+        let now = Instant::now();
+        let minute = Duration::from_secs(60);
+        let recent = ring
+            .events
+            .iter()
+            .rev()
+            .take_while(|(at, _)| now.duration_since(*at) <= minute)
+            .filter(|(_, e)| matches!(**e, StoredEvent::Flow(_)))
+            .count();
+        let uptime = now.duration_since(self.started);
+        let window = uptime.min(minute).as_secs_f64().max(1.0);
+        StoreStatus {
+            num_flows: ring.events.len() as u64,
+            max_flows: self.capacity as u64,
+            seen_flows: ring.first_seq + ring.events.len() as u64,
+            uptime,
+            flows_rate: recent as f64 / window,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flow(n: u32) -> StoredEvent {
+        StoredEvent::Flow(Flow {
+            policy_match_type: n,
+            ..Default::default()
+        })
+    }
+
+    fn numbers(range: &Range) -> Vec<u32> {
+        range
+            .events
+            .iter()
+            .map(|e| match &**e {
+                StoredEvent::Flow(f) => f.policy_match_type,
+                StoredEvent::Lost(_) => u32::MAX,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn keeps_the_newest_events_up_to_capacity() {
+        let store = FlowStore::new(3);
+        store.push_batch((1..=5).map(flow));
+        let all = store.range(0, usize::MAX);
+        assert_eq!(numbers(&all), [3, 4, 5]);
+        assert_eq!(all.overwritten, 2);
+        assert_eq!(all.next_seq, 5);
+        assert_eq!(store.next_seq(), 5);
+        let status = store.status();
+        assert_eq!(
+            (status.num_flows, status.max_flows, status.seen_flows),
+            (3, 3, 5)
+        );
+    }
+
+    #[test]
+    fn a_reader_resumes_where_it_stopped() {
+        let store = FlowStore::new(10);
+        store.push_batch((1..=4).map(flow));
+        let first = store.range(0, 2);
+        assert_eq!(numbers(&first), [1, 2]);
+        let second = store.range(first.next_seq, 10);
+        assert_eq!(numbers(&second), [3, 4]);
+        assert_eq!(second.overwritten, 0);
+        let empty = store.range(second.next_seq, 10);
+        assert!(empty.events.is_empty());
+        assert_eq!(empty.next_seq, 4);
+    }
+
+    #[test]
+    fn a_reader_that_fell_behind_learns_how_much_it_lost() {
+        let store = FlowStore::new(2);
+        store.push_batch((1..=2).map(flow));
+        let seen = store.range(0, 10);
+        store.push_batch((3..=7).map(flow));
+        let after = store.range(seen.next_seq, 10);
+        assert_eq!(after.overwritten, 3);
+        assert_eq!(numbers(&after), [6, 7]);
+    }
+
+    #[tokio::test]
+    async fn readers_are_woken_by_new_events() {
+        let store = Arc::new(FlowStore::new(8));
+        let mut rx = store.subscribe();
+        let writer = Arc::clone(&store);
+        tokio::spawn(async move { writer.push_batch([flow(1)]) });
+        rx.changed().await.expect("sender alive");
+        assert_eq!(*rx.borrow(), 1);
+    }
+
+    #[test]
+    fn the_rate_counts_flows_of_the_last_minute() {
+        let store = FlowStore::new(100);
+        store.push_batch((0..30).map(flow));
+        let status = store.status();
+        // Uptime is under a second, so the window is one second.
+        assert!(
+            (status.flows_rate - 30.0).abs() < f64::EPSILON,
+            "{status:?}"
+        );
+    }
+}
