@@ -24,9 +24,17 @@ fn bits(addr: IpAddr) -> (u128, u8) {
 }
 
 fn mask(width: u8, len: u8) -> u128 {
-    let all: u128 = if width >= 128 { u128::MAX } else { (1u128 << width) - 1 };
+    let all: u128 = if width >= 128 {
+        u128::MAX
+    } else {
+        (1u128 << width) - 1
+    };
     let host = width.saturating_sub(len);
-    let host_mask: u128 = if host >= 128 { u128::MAX } else { (1u128 << host) - 1 };
+    let host_mask: u128 = if host >= 128 {
+        u128::MAX
+    } else {
+        (1u128 << host) - 1
+    };
     all & !host_mask
 }
 
@@ -45,13 +53,20 @@ impl Prefix {
             Some((a, l)) => (a, Some(l)),
             None => (s, None),
         };
-        let addr: IpAddr = a.trim().parse().map_err(|_| format!("invalid CIDR {s:?}: {a:?} is not an IP address"))?;
+        let addr: IpAddr = a
+            .trim()
+            .parse()
+            .map_err(|_| format!("invalid CIDR {s:?}: {a:?} is not an IP address"))?;
         let (_, width) = bits(addr);
         let len = match l {
             None => width,
             Some(l) => match l.parse::<u8>() {
                 Ok(n) if n <= width && !l.starts_with('+') => n,
-                _ => return Err(format!("invalid CIDR {s:?}: prefix length must be 0 to {width}")),
+                _ => {
+                    return Err(format!(
+                        "invalid CIDR {s:?}: prefix length must be 0 to {width}"
+                    ));
+                }
             },
         };
         Ok(Self::new(addr, len))
@@ -61,7 +76,10 @@ impl Prefix {
     pub fn new(addr: IpAddr, len: u8) -> Self {
         let (v, width) = bits(addr);
         let len = len.min(width);
-        Self { addr: from_bits(v & mask(width, len), width), len }
+        Self {
+            addr: from_bits(v & mask(width, len), width),
+            len,
+        }
     }
 
     /// Whether the prefix is IPv4.
@@ -99,8 +117,14 @@ impl Prefix {
             }
             let child = p.len + 1;
             let bit = 1u128 << (w - child);
-            work.push(Prefix { addr: from_bits(v, w), len: child });
-            work.push(Prefix { addr: from_bits(v | bit, w), len: child });
+            work.push(Prefix {
+                addr: from_bits(v, w),
+                len: child,
+            });
+            work.push(Prefix {
+                addr: from_bits(v | bit, w),
+                len: child,
+            });
         }
         out.sort();
         out
@@ -123,12 +147,23 @@ mod tests {
         assert!(p.contains_ip("10.1.2.3".parse().unwrap()));
         assert!(!p.contains_ip("11.1.2.3".parse().unwrap()));
         assert_eq!(Prefix::parse("10.1.2.3").unwrap().len, 32);
-        assert_eq!(Prefix::parse("10.1.2.3/8").unwrap().to_string(), "10.0.0.0/8");
+        assert_eq!(
+            Prefix::parse("10.1.2.3/8").unwrap().to_string(),
+            "10.0.0.0/8"
+        );
         assert!(Prefix::parse("10.0.0.0/33").is_err());
         assert!(Prefix::parse("nope/8").is_err());
         assert_eq!(Prefix::parse("0.0.0.0/0").unwrap().to_string(), "0.0.0.0/0");
-        assert!(Prefix::parse("::/0").unwrap().contains_ip("2001::1".parse().unwrap()));
-        assert!(!Prefix::parse("::/0").unwrap().contains_ip("1.2.3.4".parse().unwrap()));
+        assert!(
+            Prefix::parse("::/0")
+                .unwrap()
+                .contains_ip("2001::1".parse().unwrap())
+        );
+        assert!(
+            !Prefix::parse("::/0")
+                .unwrap()
+                .contains_ip("1.2.3.4".parse().unwrap())
+        );
     }
 
     #[test]
@@ -138,10 +173,20 @@ mod tests {
         let parts = p.subtract(&[e]);
         assert_eq!(parts.len(), 4);
         for ip in ["10.0.0.1", "10.95.255.255", "10.112.0.0", "10.255.255.255"] {
-            assert_eq!(parts.iter().filter(|q| q.contains_ip(ip.parse().unwrap())).count(), 1, "{ip}");
+            assert_eq!(
+                parts
+                    .iter()
+                    .filter(|q| q.contains_ip(ip.parse().unwrap()))
+                    .count(),
+                1,
+                "{ip}"
+            );
         }
         for ip in ["10.96.0.0", "10.100.1.1", "10.111.255.255"] {
-            assert!(!parts.iter().any(|q| q.contains_ip(ip.parse().unwrap())), "{ip}");
+            assert!(
+                !parts.iter().any(|q| q.contains_ip(ip.parse().unwrap())),
+                "{ip}"
+            );
         }
     }
 }

@@ -61,6 +61,9 @@ pub struct SourceFile {
 impl SourceFile {
     /// Builds a source from a name and text.
     pub fn new(name: impl Into<String>, text: impl Into<String>) -> Self {
-        Self { name: name.into(), text: text.into() }
+        Self {
+            name: name.into(),
+            text: text.into(),
+        }
     }
 }

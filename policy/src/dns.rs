@@ -35,8 +35,14 @@ fn is_dns_char(c: u8) -> bool {
 /// Checks a `matchName` (Cilium's allowed characters).
 pub fn validate_name(s: &str) -> Result<(), String> {
     let t = s.trim_end_matches('.');
-    if t.is_empty() || !t.split('.').all(|l| !l.is_empty() && l.bytes().all(is_dns_char)) {
-        return Err(format!("invalid matchName {s:?}: use letters, digits, '-', '_' and dots"));
+    if t.is_empty()
+        || !t
+            .split('.')
+            .all(|l| !l.is_empty() && l.bytes().all(is_dns_char))
+    {
+        return Err(format!(
+            "invalid matchName {s:?}: use letters, digits, '-', '_' and dots"
+        ));
     }
     Ok(())
 }
@@ -47,8 +53,14 @@ pub fn validate_pattern(s: &str) -> Result<(), String> {
     if t == "*" {
         return Ok(());
     }
-    if t.is_empty() || !t.split('.').all(|l| !l.is_empty() && l.bytes().all(|c| is_dns_char(c) || c == b'*')) {
-        return Err(format!("invalid matchPattern {s:?}: use letters, digits, '-', '_', '*' and dots"));
+    if t.is_empty()
+        || !t
+            .split('.')
+            .all(|l| !l.is_empty() && l.bytes().all(|c| is_dns_char(c) || c == b'*'))
+    {
+        return Err(format!(
+            "invalid matchPattern {s:?}: use letters, digits, '-', '_', '*' and dots"
+        ));
     }
     Ok(())
 }
@@ -81,7 +93,10 @@ pub fn pattern_matches(pattern: &str, name: &str) -> bool {
     }
     let p: Vec<&str> = pattern.split('.').collect();
     let n: Vec<&str> = name.split('.').collect();
-    p.len() == n.len() && p.iter().zip(&n).all(|(p, n)| p.len() <= 255 && glob_label(p.as_bytes(), n.as_bytes()))
+    p.len() == n.len()
+        && p.iter()
+            .zip(&n)
+            .all(|(p, n)| p.len() <= 255 && glob_label(p.as_bytes(), n.as_bytes()))
 }
 
 impl DnsRule {
@@ -89,7 +104,10 @@ impl DnsRule {
     pub fn matches(&self, query: &str) -> bool {
         let q = normalize(query);
         self.match_name.as_ref().is_some_and(|n| *n == q)
-            || self.match_pattern.as_ref().is_some_and(|p| pattern_matches(p, &q))
+            || self
+                .match_pattern
+                .as_ref()
+                .is_some_and(|p| pattern_matches(p, &q))
     }
 }
 
@@ -109,7 +127,11 @@ mod tests {
     use super::*;
 
     fn pat(p: &str) -> DnsRule {
-        DnsRule { origin: Origin::default(), match_name: None, match_pattern: Some(normalize(p)) }
+        DnsRule {
+            origin: Origin::default(),
+            match_name: None,
+            match_pattern: Some(normalize(p)),
+        }
     }
 
     #[test]
@@ -120,7 +142,11 @@ mod tests {
         assert!(!pat("*.cilium.io").matches("sub.sub.cilium.io"));
         assert!(pat("part*ial.com").matches("partial.com"));
         assert!(pat("*.cilium.io").matches("SUB.Cilium.IO."));
-        let n = DnsRule { origin: Origin::default(), match_name: Some(normalize("Cilium.io")), match_pattern: None };
+        let n = DnsRule {
+            origin: Origin::default(),
+            match_name: Some(normalize("Cilium.io")),
+            match_pattern: None,
+        };
         assert!(n.matches("cilium.io."));
         assert!(!n.matches("www.cilium.io"));
     }

@@ -36,7 +36,10 @@ pub struct HeaderRequirement {
 impl HeaderRequirement {
     /// Whether the request satisfies the requirement (ignoring `log_only`).
     pub fn satisfied_by(&self, req: &HttpRequest) -> bool {
-        let mut found = req.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case(&self.name));
+        let mut found = req
+            .headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(&self.name));
         match &self.value {
             None => found.next().is_some(),
             Some(v) => found.any(|(_, x)| x == v),
@@ -83,16 +86,28 @@ impl HttpRule {
     pub fn matches(&self, req: &HttpRequest) -> bool {
         self.method.as_ref().is_none_or(|m| m.is_match(&req.method))
             && self.path.as_ref().is_none_or(|m| m.is_match(&req.path))
-            && self.host.as_ref().is_none_or(|m| m.is_match(req.host.as_deref().unwrap_or("")))
-            && self.headers.iter().all(|h| h.log_only || h.satisfied_by(req))
+            && self
+                .host
+                .as_ref()
+                .is_none_or(|m| m.is_match(req.host.as_deref().unwrap_or("")))
+            && self
+                .headers
+                .iter()
+                .all(|h| h.log_only || h.satisfied_by(req))
     }
 }
 
 impl fmt::Display for HttpRule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut parts = Vec::new();
-        parts.push(format!("method {}", self.method.as_ref().map_or("<any>", |m| m.pattern())));
-        parts.push(format!("path {}", self.path.as_ref().map_or("<any>", |m| m.pattern())));
+        parts.push(format!(
+            "method {}",
+            self.method.as_ref().map_or("<any>", |m| m.pattern())
+        ));
+        parts.push(format!(
+            "path {}",
+            self.path.as_ref().map_or("<any>", |m| m.pattern())
+        ));
         if let Some(h) = &self.host {
             parts.push(format!("host {}", h.pattern()));
         }
@@ -132,7 +147,11 @@ mod tests {
     }
 
     fn req(m: &str, p: &str) -> HttpRequest {
-        HttpRequest { method: m.into(), path: p.into(), ..Default::default() }
+        HttpRequest {
+            method: m.into(),
+            path: p.into(),
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -140,7 +159,10 @@ mod tests {
         let r = rule(Some("GET"), Some("/a"));
         assert!(r.matches(&req("GET", "/a")));
         assert!(!r.matches(&req("POST", "/a")));
-        assert!(!r.matches(&req("GET", "/a?x=1")), "query string is part of the path");
+        assert!(
+            !r.matches(&req("GET", "/a?x=1")),
+            "query string is part of the path"
+        );
         assert!(!r.matches(&req("GET", "/a/")));
         assert!(!r.matches(&req("GET", "//a")));
         assert!(rule(None, Some("/a")).matches(&req("DELETE", "/a")));

@@ -49,7 +49,12 @@ pub struct Origin {
 impl Origin {
     /// Builds an origin from a YAML mark.
     pub fn new(file: &str, mark: Mark, path: &str) -> Self {
-        Self { file: file.into(), line: mark.line, column: mark.column, path: path.into() }
+        Self {
+            file: file.into(),
+            line: mark.line,
+            column: mark.column,
+            path: path.into(),
+        }
     }
 }
 
@@ -350,7 +355,8 @@ pub struct PortProtocol {
 impl PortProtocol {
     /// Whether (proto, port) is covered.
     pub fn covers(&self, proto: Protocol, port: u16) -> bool {
-        self.protocol.covers(proto) && (self.port == 0 || (self.port <= port && port <= self.end_port))
+        self.protocol.covers(proto)
+            && (self.port == 0 || (self.port <= port && port <= self.end_port))
     }
 }
 

@@ -13,8 +13,8 @@ use crate::dns::{self, DnsRule};
 use crate::http::{HeaderRequirement, HttpRule, parse_header_string};
 use crate::labels::{self, POD_NAMESPACE_KEY, SOURCE_ANY, SOURCE_K8S};
 use crate::model::{
-    CidrSelector, Direction, Entity, L7Rules, Origin, PeerSelector, Policy, PolicyKind, PortProtocol, PortRule,
-    Protocol, Rule, RuleItem,
+    CidrSelector, Direction, Entity, L7Rules, Origin, PeerSelector, Policy, PolicyKind,
+    PortProtocol, PortRule, Protocol, Rule, RuleItem,
 };
 use crate::re2::FullMatcher;
 use crate::selector::{Operator, Requirement, Selector};
@@ -62,7 +62,12 @@ pub fn parse_policies(sources: &[SourceFile]) -> ParsedPolicies {
                 out.rejected.push(Rejected {
                     object: src.name.clone(),
                     origin: origin.clone(),
-                    errors: vec![Diagnostic { severity: Severity::Error, origin, object: None, message: e.message }],
+                    errors: vec![Diagnostic {
+                        severity: Severity::Error,
+                        origin,
+                        object: None,
+                        message: e.message,
+                    }],
                 });
             }
             Ok(docs) => {
@@ -72,6 +77,29 @@ pub fn parse_policies(sources: &[SourceFile]) -> ParsedPolicies {
             }
         }
     }
+    // Two objects with one kind, namespace and name: `kubectl apply` would
+    // keep only the last; silently merging them would widen, so reject the later.
+    let mut seen: std::collections::HashMap<String, Origin> = std::collections::HashMap::new();
+    let mut kept = Vec::new();
+    for p in std::mem::take(&mut out.policies) {
+        let key = p.display_name();
+        if let Some(first) = seen.get(&key) {
+            out.rejected.push(Rejected {
+                object: key.clone(),
+                origin: p.origin.clone(),
+                errors: vec![Diagnostic {
+                    severity: Severity::Error,
+                    origin: p.origin.clone(),
+                    object: Some(key),
+                    message: format!("duplicate object: the same kind, namespace and name is already defined at {first}"),
+                }],
+            });
+        } else {
+            seen.insert(key, p.origin.clone());
+            kept.push(p);
+        }
+    }
+    out.policies = kept;
     out
 }
 
@@ -85,7 +113,12 @@ struct Cx<'a> {
 
 impl Cx<'_> {
     fn diag(&self, sev: Severity, node: &Node, path: &str, message: String) -> Diagnostic {
-        Diagnostic { severity: sev, origin: Origin::new(self.file, node.mark, path), object: self.object.clone(), message }
+        Diagnostic {
+            severity: sev,
+            origin: Origin::new(self.file, node.mark, path),
+            object: self.object.clone(),
+            message,
+        }
     }
 
     fn err(&mut self, node: &Node, path: &str, message: impl Into<String>) {
@@ -105,7 +138,11 @@ impl Cx<'_> {
             if node.is_null() {
                 return Some(Fields { items: vec![] });
             }
-            self.err(node, path, format!("expected a mapping, found {}", node.type_name()));
+            self.err(
+                node,
+                path,
+                format!("expected a mapping, found {}", node.type_name()),
+            );
             return None;
         };
         let mut out = Vec::new();
@@ -115,7 +152,10 @@ impl Cx<'_> {
                 self.err(
                     k,
                     &join(path, key),
-                    format!("unknown field {key:?} (expected one of: {})", allowed.join(", ")),
+                    format!(
+                        "unknown field {key:?} (expected one of: {})",
+                        allowed.join(", ")
+                    ),
                 );
                 continue;
             }
@@ -130,7 +170,11 @@ impl Cx<'_> {
         match &node.kind {
             NodeKind::Seq(items) => Some(items),
             _ => {
-                self.err(node, path, format!("expected a list, found {}", node.type_name()));
+                self.err(
+                    node,
+                    path,
+                    format!("expected a list, found {}", node.type_name()),
+                );
                 None
             }
         }
@@ -140,7 +184,11 @@ impl Cx<'_> {
         match &node.kind {
             NodeKind::Scalar { value, .. } => Some(value.clone()),
             _ => {
-                self.err(node, path, format!("expected a string, found {}", node.type_name()));
+                self.err(
+                    node,
+                    path,
+                    format!("expected a string, found {}", node.type_name()),
+                );
                 None
             }
         }
@@ -148,8 +196,14 @@ impl Cx<'_> {
 
     fn boolean(&mut self, node: &Node, path: &str) -> Option<bool> {
         match &node.kind {
-            NodeKind::Scalar { value, plain: true } if value == "true" || value == "True" || value == "TRUE" => Some(true),
-            NodeKind::Scalar { value, plain: true } if value == "false" || value == "False" || value == "FALSE" => {
+            NodeKind::Scalar { value, plain: true }
+                if value == "true" || value == "True" || value == "TRUE" =>
+            {
+                Some(true)
+            }
+            NodeKind::Scalar { value, plain: true }
+                if value == "false" || value == "False" || value == "FALSE" =>
+            {
                 Some(false)
             }
             _ => {
@@ -179,7 +233,11 @@ impl<'n> Fields<'n> {
 }
 
 fn join(path: &str, field: &str) -> String {
-    if path.is_empty() { field.to_string() } else { format!("{path}.{field}") }
+    if path.is_empty() {
+        field.to_string()
+    } else {
+        format!("{path}.{field}")
+    }
 }
 
 fn idx(path: &str, i: usize) -> String {
@@ -190,29 +248,61 @@ fn parse_object(file: &str, doc: &Node, path: &str, out: &mut ParsedPolicies) {
     if doc.is_null() {
         return;
     }
-    let mut cx = Cx { file, object: None, errors: vec![], warnings: vec![] };
+    let mut cx = Cx {
+        file,
+        object: None,
+        errors: vec![],
+        warnings: vec![],
+    };
     let policy = parse_object_inner(&mut cx, doc, path, out);
-    let object = cx.object.clone().unwrap_or_else(|| format!("{file}:{}", doc.mark));
+    let object = cx
+        .object
+        .clone()
+        .unwrap_or_else(|| format!("{file}:{}", doc.mark));
     match policy {
         Some(p) if cx.errors.is_empty() => {
             out.warnings.append(&mut cx.warnings);
             out.policies.push(Arc::new(p));
         }
         _ if cx.errors.is_empty() => {}
-        _ => out.rejected.push(Rejected { object, origin: Origin::new(file, doc.mark, path), errors: cx.errors }),
+        _ => out.rejected.push(Rejected {
+            object,
+            origin: Origin::new(file, doc.mark, path),
+            errors: cx.errors,
+        }),
     }
 }
 
-fn parse_object_inner(cx: &mut Cx<'_>, doc: &Node, path: &str, out: &mut ParsedPolicies) -> Option<Policy> {
+fn parse_object_inner(
+    cx: &mut Cx<'_>,
+    doc: &Node,
+    path: &str,
+    out: &mut ParsedPolicies,
+) -> Option<Policy> {
     let NodeKind::Map(items) = &doc.kind else {
-        cx.err(doc, path, format!("expected a policy object (a mapping), found {}", doc.type_name()));
+        cx.err(
+            doc,
+            path,
+            format!(
+                "expected a policy object (a mapping), found {}",
+                doc.type_name()
+            ),
+        );
         return None;
     };
-    let get = |name: &str| items.iter().find(|(k, _)| k.as_str() == Some(name)).map(|(_, v)| v);
+    let get = |name: &str| {
+        items
+            .iter()
+            .find(|(k, _)| k.as_str() == Some(name))
+            .map(|(_, v)| v)
+    };
     let kind_node = get("kind");
     let kind_str = kind_node.and_then(|k| k.as_str()).unwrap_or("");
     // Lists (`kubectl get -o yaml`): parse every item as its own object.
-    if matches!(kind_str, "List" | "CiliumNetworkPolicyList" | "CiliumClusterwideNetworkPolicyList") {
+    if matches!(
+        kind_str,
+        "List" | "CiliumNetworkPolicyList" | "CiliumClusterwideNetworkPolicyList"
+    ) {
         if let Some(items) = get("items") {
             if let NodeKind::Seq(list) = &items.kind {
                 for (i, item) in list.iter().enumerate() {
@@ -221,14 +311,22 @@ fn parse_object_inner(cx: &mut Cx<'_>, doc: &Node, path: &str, out: &mut ParsedP
                 return None;
             }
         }
-        cx.err(doc, &join(path, "items"), format!("a {kind_str} needs an `items` list"));
+        cx.err(
+            doc,
+            &join(path, "items"),
+            format!("a {kind_str} needs an `items` list"),
+        );
         return None;
     }
     let kind = match kind_str {
         "CiliumNetworkPolicy" => PolicyKind::CiliumNetworkPolicy,
         "CiliumClusterwideNetworkPolicy" => PolicyKind::CiliumClusterwideNetworkPolicy,
         "" => {
-            cx.err(doc, &join(path, "kind"), "missing `kind` (expected CiliumNetworkPolicy or CiliumClusterwideNetworkPolicy)");
+            cx.err(
+                doc,
+                &join(path, "kind"),
+                "missing `kind` (expected CiliumNetworkPolicy or CiliumClusterwideNetworkPolicy)",
+            );
             return None;
         }
         other => {
@@ -240,7 +338,19 @@ fn parse_object_inner(cx: &mut Cx<'_>, doc: &Node, path: &str, out: &mut ParsedP
             return None;
         }
     };
-    let f = cx.fields(doc, path, &["apiVersion", "kind", "metadata", "spec", "specs", "status", "description"])?;
+    let f = cx.fields(
+        doc,
+        path,
+        &[
+            "apiVersion",
+            "kind",
+            "metadata",
+            "spec",
+            "specs",
+            "status",
+            "description",
+        ],
+    )?;
     // Name the object as early as possible so every later error says which one it is.
     let meta = f.get("metadata");
     let mut name = String::new();
@@ -255,7 +365,11 @@ fn parse_object_inner(cx: &mut Cx<'_>, doc: &Node, path: &str, out: &mut ParsedP
                 }
             }
         } else {
-            cx.err(m, &join(path, "metadata"), format!("expected a mapping, found {}", m.type_name()));
+            cx.err(
+                m,
+                &join(path, "metadata"),
+                format!("expected a mapping, found {}", m.type_name()),
+            );
         }
     }
     let namespace = match kind {
@@ -263,37 +377,67 @@ fn parse_object_inner(cx: &mut Cx<'_>, doc: &Node, path: &str, out: &mut ParsedP
         PolicyKind::CiliumClusterwideNetworkPolicy => {
             if namespace.is_some() {
                 if let Some(m) = meta {
-                    cx.warn(m, &join(path, "metadata.namespace"), "a cluster-wide policy has no namespace; it is ignored");
+                    cx.warn(
+                        m,
+                        &join(path, "metadata.namespace"),
+                        "a cluster-wide policy has no namespace; it is ignored",
+                    );
                 }
             }
             None
         }
     };
     cx.object = Some(match &namespace {
-        Some(ns) => format!("{kind}/{ns}/{}", if name.is_empty() { "<unnamed>" } else { &name }),
-        None => format!("{kind}/{}", if name.is_empty() { "<unnamed>" } else { &name }),
+        Some(ns) => format!(
+            "{kind}/{ns}/{}",
+            if name.is_empty() { "<unnamed>" } else { &name }
+        ),
+        None => format!(
+            "{kind}/{}",
+            if name.is_empty() { "<unnamed>" } else { &name }
+        ),
     });
     match f.get("apiVersion").and_then(|v| v.as_str()) {
         Some("cilium.io/v2") => {}
         Some(other) => {
             let n = f.get("apiVersion").unwrap_or(doc);
-            cx.err(n, &join(path, "apiVersion"), format!("apiVersion {other:?} is not supported (expected cilium.io/v2)"));
+            cx.err(
+                n,
+                &join(path, "apiVersion"),
+                format!("apiVersion {other:?} is not supported (expected cilium.io/v2)"),
+            );
         }
-        None => cx.err(doc, &join(path, "apiVersion"), "missing apiVersion (expected cilium.io/v2)"),
+        None => cx.err(
+            doc,
+            &join(path, "apiVersion"),
+            "missing apiVersion (expected cilium.io/v2)",
+        ),
     }
     if name.is_empty() {
-        cx.err(meta.unwrap_or(doc), &join(path, "metadata.name"), "policy must have name");
+        cx.err(
+            meta.unwrap_or(doc),
+            &join(path, "metadata.name"),
+            "policy must have name",
+        );
     }
     if let Some(ns) = &namespace {
         if labels::validate_value(ns).is_err() || ns.is_empty() {
-            cx.err(meta.unwrap_or(doc), &join(path, "metadata.namespace"), format!("invalid namespace {ns:?}"));
+            cx.err(
+                meta.unwrap_or(doc),
+                &join(path, "metadata.namespace"),
+                format!("invalid namespace {ns:?}"),
+            );
         }
     }
     let mut rules = Vec::new();
     let spec = f.get("spec");
     let specs = f.get("specs");
     if spec.is_none() && specs.is_none() {
-        cx.err(doc, path, "the policy has neither `spec` nor `specs` (empty policy)");
+        cx.err(
+            doc,
+            path,
+            "the policy has neither `spec` nor `specs` (empty policy)",
+        );
     }
     if let Some(s) = spec {
         if let Some(r) = parse_rule(cx, s, &join(path, "spec"), kind, namespace.as_deref()) {
@@ -310,10 +454,22 @@ fn parse_object_inner(cx: &mut Cx<'_>, doc: &Node, path: &str, out: &mut ParsedP
             }
         }
     }
-    Some(Policy { kind, name, namespace, origin: Origin::new(cx.file, doc.mark, path), rules })
+    Some(Policy {
+        kind,
+        name,
+        namespace,
+        origin: Origin::new(cx.file, doc.mark, path),
+        rules,
+    })
 }
 
-fn parse_rule(cx: &mut Cx<'_>, node: &Node, path: &str, kind: PolicyKind, ns: Option<&str>) -> Option<Rule> {
+fn parse_rule(
+    cx: &mut Cx<'_>,
+    node: &Node,
+    path: &str,
+    kind: PolicyKind,
+    ns: Option<&str>,
+) -> Option<Rule> {
     let f = cx.fields(
         node,
         path,
@@ -333,15 +489,27 @@ fn parse_rule(cx: &mut Cx<'_>, node: &Node, path: &str, kind: PolicyKind, ns: Op
     let es = f.get("endpointSelector");
     let nsel = f.get("nodeSelector");
     match (es, nsel) {
-        (Some(_), Some(n)) => cx.err(n, &join(path, "nodeSelector"), "rule cannot have both EndpointSelector and NodeSelector"),
-        (None, None) => cx.err(node, path, "rule must have one of EndpointSelector or NodeSelector"),
+        (Some(_), Some(n)) => cx.err(
+            n,
+            &join(path, "nodeSelector"),
+            "rule cannot have both EndpointSelector and NodeSelector",
+        ),
+        (None, None) => cx.err(
+            node,
+            path,
+            "rule must have one of EndpointSelector or NodeSelector",
+        ),
         (None, Some(n)) => match kind {
-            PolicyKind::CiliumNetworkPolicy => {
-                cx.err(n, &join(path, "nodeSelector"), "nodeSelector is only allowed in a CiliumClusterwideNetworkPolicy")
-            }
-            PolicyKind::CiliumClusterwideNetworkPolicy => {
-                cx.unsupported(n, &join(path, "nodeSelector"), "a host policy (nodeSelector)")
-            }
+            PolicyKind::CiliumNetworkPolicy => cx.err(
+                n,
+                &join(path, "nodeSelector"),
+                "nodeSelector is only allowed in a CiliumClusterwideNetworkPolicy",
+            ),
+            PolicyKind::CiliumClusterwideNetworkPolicy => cx.unsupported(
+                n,
+                &join(path, "nodeSelector"),
+                "a host policy (nodeSelector)",
+            ),
         },
         (Some(_), None) => {}
     }
@@ -351,7 +519,8 @@ fn parse_rule(cx: &mut Cx<'_>, node: &Node, path: &str, kind: PolicyKind, ns: Op
     };
     if let Some(ns) = ns {
         for r in &subject.requirements {
-            if r.source == SOURCE_K8S && r.key == POD_NAMESPACE_KEY && r.values != [ns.to_string()] {
+            if r.source == SOURCE_K8S && r.key == POD_NAMESPACE_KEY && r.values != [ns.to_string()]
+            {
                 let e = es.unwrap_or(node);
                 cx.warn(
                     e,
@@ -387,7 +556,10 @@ fn parse_rule(cx: &mut Cx<'_>, node: &Node, path: &str, kind: PolicyKind, ns: Op
             }
         }
     }
-    let has = |n: &str| f.get(n).is_some_and(|v| matches!(&v.kind, NodeKind::Seq(s) if !s.is_empty()));
+    let has = |n: &str| {
+        f.get(n)
+            .is_some_and(|v| matches!(&v.kind, NodeKind::Seq(s) if !s.is_empty()))
+    };
     let mut dd_in = has("ingress") || has("ingressDeny");
     let mut dd_eg = has("egress") || has("egressDeny");
     if let Some(edd) = f.get("enableDefaultDeny") {
@@ -441,10 +613,19 @@ fn parse_selector(cx: &mut Cx<'_>, node: &Node, path: &str) -> Option<Selector> 
                     if let Err(e) = labels::validate_value(&value) {
                         cx.err(v, &kp, e);
                     }
-                    reqs.push(Requirement { source: source.into(), key: key.into(), op: Operator::In, values: vec![value] });
+                    reqs.push(Requirement {
+                        source: source.into(),
+                        key: key.into(),
+                        op: Operator::In,
+                        values: vec![value],
+                    });
                 }
             }
-            _ => cx.err(ml, &p, format!("expected a mapping, found {}", ml.type_name())),
+            _ => cx.err(
+                ml,
+                &p,
+                format!("expected a mapping, found {}", ml.type_name()),
+            ),
         }
     }
     if let Some(me) = f.get("matchExpressions") {
@@ -452,12 +633,16 @@ fn parse_selector(cx: &mut Cx<'_>, node: &Node, path: &str) -> Option<Selector> 
         if let Some(list) = cx.seq(me, &p) {
             for (i, e) in list.iter().enumerate() {
                 let ep = idx(&p, i);
-                let Some(ef) = cx.fields(e, &ep, &["key", "operator", "values"]) else { continue };
+                let Some(ef) = cx.fields(e, &ep, &["key", "operator", "values"]) else {
+                    continue;
+                };
                 let Some(keyn) = ef.get("key") else {
                     cx.err(e, &join(&ep, "key"), "missing key");
                     continue;
                 };
-                let Some(raw) = cx.string(keyn, &join(&ep, "key")) else { continue };
+                let Some(raw) = cx.string(keyn, &join(&ep, "key")) else {
+                    continue;
+                };
                 let (source, key) = labels::split_source(&raw, SOURCE_ANY);
                 if let Err(m) = labels::validate_key(source, key) {
                     cx.err(keyn, &join(&ep, "key"), m);
@@ -494,9 +679,11 @@ fn parse_selector(cx: &mut Cx<'_>, node: &Node, path: &str) -> Option<Selector> 
                     }
                 }
                 match op {
-                    Operator::In | Operator::NotIn if values.is_empty() => {
-                        cx.err(e, &join(&ep, "values"), "values must be non-empty when operator is In or NotIn")
-                    }
+                    Operator::In | Operator::NotIn if values.is_empty() => cx.err(
+                        e,
+                        &join(&ep, "values"),
+                        "values must be non-empty when operator is In or NotIn",
+                    ),
                     Operator::Exists | Operator::DoesNotExist if !values.is_empty() => cx.err(
                         e,
                         &join(&ep, "values"),
@@ -506,7 +693,12 @@ fn parse_selector(cx: &mut Cx<'_>, node: &Node, path: &str) -> Option<Selector> 
                 }
                 values.sort();
                 values.dedup();
-                reqs.push(Requirement { source: source.into(), key: key.into(), op, values });
+                reqs.push(Requirement {
+                    source: source.into(),
+                    key: key.into(),
+                    op,
+                    values,
+                });
             }
         }
     }
@@ -553,10 +745,21 @@ fn go_name(field: &str) -> String {
     }
 }
 
-fn parse_item(cx: &mut Cx<'_>, node: &Node, path: &str, dir: Direction, deny: bool, ns: Option<&str>) -> Option<RuleItem> {
+fn parse_item(
+    cx: &mut Cx<'_>,
+    node: &Node,
+    path: &str,
+    dir: Direction,
+    deny: bool,
+    ns: Option<&str>,
+) -> Option<RuleItem> {
     let allowed: Vec<&str> = match dir {
         Direction::Ingress => INGRESS_FIELDS.to_vec(),
-        Direction::Egress => EGRESS_FIELDS.iter().copied().filter(|f| !(deny && *f == "toFQDNs")).collect(),
+        Direction::Egress => EGRESS_FIELDS
+            .iter()
+            .copied()
+            .filter(|f| !(deny && *f == "toFQDNs"))
+            .collect(),
     };
     let before = cx.errors.len();
     let f = cx.fields(node, path, &allowed)?;
@@ -565,18 +768,44 @@ fn parse_item(cx: &mut Cx<'_>, node: &Node, path: &str, dir: Direction, deny: bo
         Direction::Egress => ("toEndpoints", "toCIDR", "toCIDRSet", "toEntities"),
     };
     // One L3 peer kind per item (Cilium's Sanitize).
-    let l3: Vec<&str> = [ep, cidr, cidrset, ent, "fromGroups", "toGroups", "fromNodes", "toNodes", "toServices", "toFQDNs"]
-        .into_iter()
-        .filter(|n| f.get(n).is_some_and(|v| matches!(&v.kind, NodeKind::Seq(s) if !s.is_empty())))
-        .collect();
+    let l3: Vec<&str> = [
+        ep,
+        cidr,
+        cidrset,
+        ent,
+        "fromGroups",
+        "toGroups",
+        "fromNodes",
+        "toNodes",
+        "toServices",
+        "toFQDNs",
+    ]
+    .into_iter()
+    .filter(|n| {
+        f.get(n)
+            .is_some_and(|v| matches!(&v.kind, NodeKind::Seq(s) if !s.is_empty()))
+    })
+    .collect();
     if l3.len() > 1 {
-        cx.err(node, path, format!("Combining {} and {} is not supported yet", go_name(l3[0]), go_name(l3[1])));
+        cx.err(
+            node,
+            path,
+            format!(
+                "Combining {} and {} is not supported yet",
+                go_name(l3[0]),
+                go_name(l3[1])
+            ),
+        );
     }
     if f.get("toServices").is_some() && f.get("toPorts").is_some() {
         cx.err(node, path, "toServices cannot be combined with toPorts");
     }
     if f.get("icmps").is_some() && f.get("toPorts").is_some() {
-        cx.err(node, path, "icmps cannot be combined with toPorts in the same rule");
+        cx.err(
+            node,
+            path,
+            "icmps cannot be combined with toPorts in the same rule",
+        );
     }
     for (field, what) in [
         ("fromRequires", "fromRequires (deprecated in Cilium)"),
@@ -629,7 +858,11 @@ fn parse_item(cx: &mut Cx<'_>, node: &Node, path: &str, dir: Direction, deny: bo
                 let ip = idx(&p, i);
                 let Some(s) = cx.string(e, &ip) else { continue };
                 match Prefix::parse(&s) {
-                    Ok(c) => list.push(PeerSelector::Cidr(CidrSelector { cidr: c, except: vec![], parts: vec![c] })),
+                    Ok(c) => list.push(PeerSelector::Cidr(CidrSelector {
+                        cidr: c,
+                        except: vec![],
+                        parts: vec![c],
+                    })),
                     Err(m) => cx.err(e, &ip, m),
                 }
             }
@@ -641,7 +874,11 @@ fn parse_item(cx: &mut Cx<'_>, node: &Node, path: &str, dir: Direction, deny: bo
         if let Some(items) = cx.seq(n, &p) {
             for (i, e) in items.iter().enumerate() {
                 let ip = idx(&p, i);
-                let Some(ef) = cx.fields(e, &ip, &["cidr", "except", "cidrGroupRef", "cidrGroupSelector"]) else {
+                let Some(ef) = cx.fields(
+                    e,
+                    &ip,
+                    &["cidr", "except", "cidrGroupRef", "cidrGroupSelector"],
+                ) else {
                     continue;
                 };
                 for g in ["cidrGroupRef", "cidrGroupSelector"] {
@@ -653,7 +890,9 @@ fn parse_item(cx: &mut Cx<'_>, node: &Node, path: &str, dir: Direction, deny: bo
                     cx.err(e, &join(&ip, "cidr"), "missing cidr");
                     continue;
                 };
-                let Some(cs) = cx.string(cn, &join(&ip, "cidr")) else { continue };
+                let Some(cs) = cx.string(cn, &join(&ip, "cidr")) else {
+                    continue;
+                };
                 let c = match Prefix::parse(&cs) {
                     Ok(c) => c,
                     Err(m) => {
@@ -677,7 +916,11 @@ fn parse_item(cx: &mut Cx<'_>, node: &Node, path: &str, dir: Direction, deny: bo
                     }
                 }
                 let parts = c.subtract(&except);
-                list.push(PeerSelector::Cidr(CidrSelector { cidr: c, except, parts }));
+                list.push(PeerSelector::Cidr(CidrSelector {
+                    cidr: c,
+                    except,
+                    parts,
+                }));
             }
         }
     }
@@ -699,7 +942,16 @@ fn parse_item(cx: &mut Cx<'_>, node: &Node, path: &str, dir: Direction, deny: bo
     if cx.errors.len() > before {
         return None;
     }
-    Some(RuleItem { origin: Origin::new(cx.file, node.mark, path), peers: peers.map(Arc::new), ports })
+    if peers.is_none() && ports.is_none() {
+        // `{}`: no peer and no ports allows nothing (it only makes the
+        // direction default-deny), reference section 3.4.
+        peers = Some(Vec::new());
+    }
+    Some(RuleItem {
+        origin: Origin::new(cx.file, node.mark, path),
+        peers: peers.map(Arc::new),
+        ports,
+    })
 }
 
 fn parse_port(cx: &mut Cx<'_>, node: &Node, path: &str) -> Option<u16> {
@@ -717,7 +969,10 @@ fn parse_port(cx: &mut Cx<'_>, node: &Node, path: &str) -> Option<u16> {
             }
         };
     }
-    if s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') && s.len() <= 15 {
+    if s.bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.len() <= 15
+    {
         cx.err(
             node,
             path,
@@ -729,15 +984,33 @@ fn parse_port(cx: &mut Cx<'_>, node: &Node, path: &str) -> Option<u16> {
     None
 }
 
-fn parse_port_rule(cx: &mut Cx<'_>, node: &Node, path: &str, dir: Direction, deny: bool) -> Option<PortRule> {
+fn parse_port_rule(
+    cx: &mut Cx<'_>,
+    node: &Node,
+    path: &str,
+    dir: Direction,
+    deny: bool,
+) -> Option<PortRule> {
     let allowed: &[&str] = if deny {
         &["ports"]
     } else {
-        &["ports", "rules", "terminatingTLS", "originatingTLS", "serverNames", "listener"]
+        &[
+            "ports",
+            "rules",
+            "terminatingTLS",
+            "originatingTLS",
+            "serverNames",
+            "listener",
+        ]
     };
     let before = cx.errors.len();
     let f = cx.fields(node, path, allowed)?;
-    for field in ["terminatingTLS", "originatingTLS", "serverNames", "listener"] {
+    for field in [
+        "terminatingTLS",
+        "originatingTLS",
+        "serverNames",
+        "listener",
+    ] {
         if let Some(n) = f.get(field) {
             cx.unsupported(n, &join(path, field), field);
         }
@@ -747,11 +1020,20 @@ fn parse_port_rule(cx: &mut Cx<'_>, node: &Node, path: &str, dir: Direction, den
         let pp = join(path, "ports");
         if let Some(items) = cx.seq(pn, &pp) {
             if items.len() > MAX_PORTS_PER_RULE {
-                cx.err(pn, &pp, format!("too many ports ({}); at most {MAX_PORTS_PER_RULE} per toPorts item", items.len()));
+                cx.err(
+                    pn,
+                    &pp,
+                    format!(
+                        "too many ports ({}); at most {MAX_PORTS_PER_RULE} per toPorts item",
+                        items.len()
+                    ),
+                );
             }
             for (i, it) in items.iter().enumerate() {
                 let ip = idx(&pp, i);
-                let Some(pf) = cx.fields(it, &ip, &["port", "endPort", "protocol"]) else { continue };
+                let Some(pf) = cx.fields(it, &ip, &["port", "endPort", "protocol"]) else {
+                    continue;
+                };
                 let port = match pf.get("port") {
                     Some(n) => parse_port(cx, n, &join(&ip, "port")),
                     None => {
@@ -765,7 +1047,11 @@ fn parse_port_rule(cx: &mut Cx<'_>, node: &Node, path: &str, dir: Direction, den
                         let s = cx.string(n, &join(&ip, "protocol")).unwrap_or_default();
                         let p = Protocol::parse(&s);
                         if p.is_none() {
-                            cx.err(n, &join(&ip, "protocol"), format!("protocol {s:?} is not one of TCP, UDP, SCTP, ANY"));
+                            cx.err(
+                                n,
+                                &join(&ip, "protocol"),
+                                format!("protocol {s:?} is not one of TCP, UDP, SCTP, ANY"),
+                            );
                         }
                         p
                     }
@@ -782,16 +1068,28 @@ fn parse_port_rule(cx: &mut Cx<'_>, node: &Node, path: &str, dir: Direction, den
                     let end_port = match end {
                         None | Some(0) => port,
                         Some(e) if port == 0 => {
-                            cx.err(it, &join(&ip, "endPort"), format!("endPort {e} needs a non-zero port"));
+                            cx.err(
+                                it,
+                                &join(&ip, "endPort"),
+                                format!("endPort {e} needs a non-zero port"),
+                            );
                             port
                         }
                         Some(e) if e < port => {
-                            cx.err(it, &join(&ip, "endPort"), format!("endPort {e} is lower than port {port}"));
+                            cx.err(
+                                it,
+                                &join(&ip, "endPort"),
+                                format!("endPort {e} is lower than port {port}"),
+                            );
                             port
                         }
                         Some(e) => e,
                     };
-                    ports.push(PortProtocol { port, end_port, protocol });
+                    ports.push(PortProtocol {
+                        port,
+                        end_port,
+                        protocol,
+                    });
                 }
             }
         }
@@ -805,14 +1103,31 @@ fn parse_port_rule(cx: &mut Cx<'_>, node: &Node, path: &str, dir: Direction, den
                     cx.unsupported(n, &join(&rp, k), &format!("{k} L7 rules"));
                 }
             }
-            let nonempty = |n: &str| rf.get(n).is_some_and(|v| !matches!(&v.kind, NodeKind::Seq(s) if s.is_empty()));
-            let kinds: Vec<&str> = ["http", "dns", "kafka", "l7proto"].into_iter().filter(|k| nonempty(k)).collect();
+            let nonempty = |n: &str| {
+                rf.get(n)
+                    .is_some_and(|v| !matches!(&v.kind, NodeKind::Seq(s) if s.is_empty()))
+            };
+            let kinds: Vec<&str> = ["http", "dns", "kafka", "l7proto"]
+                .into_iter()
+                .filter(|k| nonempty(k))
+                .collect();
             if kinds.len() > 1 {
-                cx.err(rn, &rp, "multiple L7 protocol rule types specified in single rule");
+                cx.err(
+                    rn,
+                    &rp,
+                    "multiple L7 protocol rule types specified in single rule",
+                );
             }
             if let Some(k) = kinds.first().copied() {
                 if ports.is_empty() {
-                    cx.err(rn, &rp, format!("{} rules need ports (toPorts.ports is empty)", k.to_uppercase()));
+                    cx.err(
+                        rn,
+                        &rp,
+                        format!(
+                            "{} rules need ports (toPorts.ports is empty)",
+                            k.to_uppercase()
+                        ),
+                    );
                 }
                 for pp in &ports {
                     if pp.port == 0 {
@@ -822,7 +1137,10 @@ fn parse_port_rule(cx: &mut Cx<'_>, node: &Node, path: &str, dir: Direction, den
                         cx.err(
                             rn,
                             &rp,
-                            format!("L7 rules can only apply to TCP (not {}) except for DNS rules", pp.protocol),
+                            format!(
+                                "L7 rules can only apply to TCP (not {}) except for DNS rules",
+                                pp.protocol
+                            ),
                         );
                     }
                     if k == "dns" && pp.end_port > pp.port {
@@ -843,6 +1161,15 @@ fn parse_port_rule(cx: &mut Cx<'_>, node: &Node, path: &str, dir: Direction, den
                         }
                     }
                     if !items.is_empty() {
+                        // The kernel enforces HTTP rules with a fixed-size DFA
+                        // table: a rule list that does not fit is not enforceable.
+                        if let Err(e) = crate::l7::compile_http_rules(&rules) {
+                            cx.err(
+                                hn,
+                                &hp,
+                                format!("cannot be compiled for in-kernel enforcement: {e}"),
+                            );
+                        }
                         l7 = Some(L7Rules::Http(rules));
                     }
                 }
@@ -866,11 +1193,22 @@ fn parse_port_rule(cx: &mut Cx<'_>, node: &Node, path: &str, dir: Direction, den
     if cx.errors.len() > before {
         return None;
     }
-    Some(PortRule { origin: Origin::new(cx.file, node.mark, path), ports, l7: l7.map(Arc::new) })
+    Some(PortRule {
+        origin: Origin::new(cx.file, node.mark, path),
+        ports,
+        l7: l7.map(Arc::new),
+    })
 }
 
-fn regex_field(cx: &mut Cx<'_>, f: &Fields<'_>, name: &str, path: &str) -> Option<Option<FullMatcher>> {
-    let Some(n) = f.get(name) else { return Some(None) };
+fn regex_field(
+    cx: &mut Cx<'_>,
+    f: &Fields<'_>,
+    name: &str,
+    path: &str,
+) -> Option<Option<FullMatcher>> {
+    let Some(n) = f.get(name) else {
+        return Some(None);
+    };
     let p = join(path, name);
     let s = cx.string(n, &p)?;
     if s.is_empty() {
@@ -886,7 +1224,11 @@ fn regex_field(cx: &mut Cx<'_>, f: &Fields<'_>, name: &str, path: &str) -> Optio
 }
 
 fn parse_http_rule(cx: &mut Cx<'_>, node: &Node, path: &str) -> Option<HttpRule> {
-    let f = cx.fields(node, path, &["method", "path", "host", "headers", "headerMatches"])?;
+    let f = cx.fields(
+        node,
+        path,
+        &["method", "path", "host", "headers", "headerMatches"],
+    )?;
     let method = regex_field(cx, &f, "method", path);
     let pth = regex_field(cx, &f, "path", path);
     let host = regex_field(cx, &f, "host", path);
@@ -916,13 +1258,25 @@ fn parse_http_rule(cx: &mut Cx<'_>, node: &Node, path: &str) -> Option<HttpRule>
                     ok = false;
                     continue;
                 };
-                let name = mf.get("name").and_then(|n| n.as_str()).unwrap_or_default().to_string();
+                let name = mf
+                    .get("name")
+                    .and_then(|n| n.as_str())
+                    .unwrap_or_default()
+                    .to_string();
                 if name.is_empty() {
-                    cx.err(m, &join(&ip, "name"), "headerMatches entry must have a name");
+                    cx.err(
+                        m,
+                        &join(&ip, "name"),
+                        "headerMatches entry must have a name",
+                    );
                     ok = false;
                 }
                 if let Some(s) = mf.get("secret") {
-                    cx.unsupported(s, &join(&ip, "secret"), "a header value from a Kubernetes secret");
+                    cx.unsupported(
+                        s,
+                        &join(&ip, "secret"),
+                        "a header value from a Kubernetes secret",
+                    );
                     ok = false;
                 }
                 let mut log_only = false;
@@ -932,7 +1286,11 @@ fn parse_http_rule(cx: &mut Cx<'_>, node: &Node, path: &str) -> Option<HttpRule>
                         "" => {}
                         "LOG" => log_only = true,
                         "ADD" | "DELETE" | "REPLACE" => {
-                            cx.unsupported(mm, &join(&ip, "mismatch"), &format!("mismatch action {s} (header rewriting)"));
+                            cx.unsupported(
+                                mm,
+                                &join(&ip, "mismatch"),
+                                &format!("mismatch action {s} (header rewriting)"),
+                            );
                             ok = false;
                         }
                         _ => {
@@ -942,7 +1300,11 @@ fn parse_http_rule(cx: &mut Cx<'_>, node: &Node, path: &str) -> Option<HttpRule>
                     }
                 }
                 let value = mf.get("value").and_then(|v| v.as_str()).map(str::to_string);
-                headers.push(HeaderRequirement { name, value, log_only });
+                headers.push(HeaderRequirement {
+                    name,
+                    value,
+                    log_only,
+                });
             }
         }
     }
@@ -950,7 +1312,13 @@ fn parse_http_rule(cx: &mut Cx<'_>, node: &Node, path: &str) -> Option<HttpRule>
     if !ok {
         return None;
     }
-    let rule = HttpRule { origin: Origin::new(cx.file, node.mark, path), method, path: path_m, host, headers };
+    let rule = HttpRule {
+        origin: Origin::new(cx.file, node.mark, path),
+        method,
+        path: path_m,
+        host,
+        headers,
+    };
     if !rule.request_line_only() {
         cx.warn(
             node,
@@ -964,24 +1332,29 @@ fn parse_http_rule(cx: &mut Cx<'_>, node: &Node, path: &str) -> Option<HttpRule>
 fn parse_dns_rule(cx: &mut Cx<'_>, node: &Node, path: &str) -> Option<DnsRule> {
     let f = cx.fields(node, path, &["matchName", "matchPattern"])?;
     let mut ok = true;
-    let mut get = |cx: &mut Cx<'_>, name: &str, check: fn(&str) -> Result<(), String>| -> Option<String> {
-        let n = f.get(name)?;
-        let p = join(path, name);
-        let s = cx.string(n, &p)?;
-        if s.is_empty() {
-            return None;
-        }
-        if let Err(e) = check(&s) {
-            cx.err(n, &p, e);
-            ok = false;
-            return None;
-        }
-        Some(dns::normalize(&s))
-    };
+    let mut get =
+        |cx: &mut Cx<'_>, name: &str, check: fn(&str) -> Result<(), String>| -> Option<String> {
+            let n = f.get(name)?;
+            let p = join(path, name);
+            let s = cx.string(n, &p)?;
+            if s.is_empty() {
+                return None;
+            }
+            if let Err(e) = check(&s) {
+                cx.err(n, &p, e);
+                ok = false;
+                return None;
+            }
+            Some(dns::normalize(&s))
+        };
     let match_name = get(cx, "matchName", dns::validate_name);
     let match_pattern = get(cx, "matchPattern", dns::validate_pattern);
     if !ok {
         return None;
     }
-    Some(DnsRule { origin: Origin::new(cx.file, node.mark, path), match_name, match_pattern })
+    Some(DnsRule {
+        origin: Origin::new(cx.file, node.mark, path),
+        match_name,
+        match_pattern,
+    })
 }

@@ -125,7 +125,11 @@ pub fn parse_hir(pattern: &str) -> Result<Hir, String> {
         .parse(&translated)
         .map_err(|e| {
             let text = e.to_string();
-            let last = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("invalid regex");
+            let last = text
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("invalid regex");
             format!("invalid regex {pattern:?}: {}", last.trim())
         })
 }
@@ -173,7 +177,9 @@ pub fn rewrite_looks(hir: &Hir, part: Part) -> Hir {
             sub: Box::new(rewrite_looks(&c.sub, part)),
         }),
         HirKind::Concat(subs) => Hir::concat(subs.iter().map(|h| rewrite_looks(h, part)).collect()),
-        HirKind::Alternation(subs) => Hir::alternation(subs.iter().map(|h| rewrite_looks(h, part)).collect()),
+        HirKind::Alternation(subs) => {
+            Hir::alternation(subs.iter().map(|h| rewrite_looks(h, part)).collect())
+        }
         _ => hir.clone(),
     }
 }
@@ -190,7 +196,9 @@ impl FullMatcher {
     pub fn new(pattern: &str) -> Result<Self, String> {
         let hir = rewrite_looks(&parse_hir(pattern)?, Part::Whole);
         let nfa = regex_automata::nfa::thompson::Compiler::new()
-            .configure(regex_automata::nfa::thompson::Config::new().nfa_size_limit(Some(DFA_SIZE_LIMIT)))
+            .configure(
+                regex_automata::nfa::thompson::Config::new().nfa_size_limit(Some(DFA_SIZE_LIMIT)),
+            )
             .build_from_hir(&hir)
             .map_err(|e| format!("regex {pattern:?} is too complex: {e}"))?;
         let dfa = dense::Builder::new()
@@ -204,7 +212,10 @@ impl FullMatcher {
             )
             .build_from_nfa(&nfa)
             .map_err(|e| format!("regex {pattern:?} is too complex: {e}"))?;
-        Ok(Self { dfa, pattern: pattern.to_string() })
+        Ok(Self {
+            dfa,
+            pattern: pattern.to_string(),
+        })
     }
 
     /// The pattern as written in the policy.
@@ -214,7 +225,10 @@ impl FullMatcher {
 
     /// Whether the pattern matches all of `s`.
     pub fn is_match(&self, s: &str) -> bool {
-        let Ok(mut sid) = self.dfa.start_state(&start::Config::new().anchored(Anchored::Yes)) else {
+        let Ok(mut sid) = self
+            .dfa
+            .start_state(&start::Config::new().anchored(Anchored::Yes))
+        else {
             return false;
         };
         for &b in s.as_bytes() {
@@ -271,7 +285,10 @@ mod tests {
     fn bad_regexes_are_errors() {
         assert!(FullMatcher::new("(").is_err());
         assert!(FullMatcher::new("a{2,1}").is_err());
-        assert!(FullMatcher::new(r"(a)\1").is_err(), "no backreferences in RE2");
+        assert!(
+            FullMatcher::new(r"(a)\1").is_err(),
+            "no backreferences in RE2"
+        );
         assert!(FullMatcher::new("(?=a)").is_err(), "no lookaround in RE2");
         assert!(FullMatcher::new(&"(".repeat(200)).is_err());
         assert!(FullMatcher::new("\\").is_err());

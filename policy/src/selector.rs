@@ -51,8 +51,12 @@ impl Requirement {
     /// Whether `labels` satisfy this requirement.
     pub fn matches(&self, labels: &LabelSet) -> bool {
         match self.op {
-            Operator::In => labels.values(&self.source, &self.key).any(|v| self.values.iter().any(|x| x == v)),
-            Operator::NotIn => !labels.values(&self.source, &self.key).any(|v| self.values.iter().any(|x| x == v)),
+            Operator::In => labels
+                .values(&self.source, &self.key)
+                .any(|v| self.values.iter().any(|x| x == v)),
+            Operator::NotIn => !labels
+                .values(&self.source, &self.key)
+                .any(|v| self.values.iter().any(|x| x == v)),
             Operator::Exists => labels.has(&self.source, &self.key),
             Operator::DoesNotExist => !labels.has(&self.source, &self.key),
         }
@@ -83,14 +87,17 @@ impl Selector {
 
     /// Whether any requirement uses a `reserved:` key.
     pub fn has_reserved_key(&self) -> bool {
-        self.requirements.iter().any(|r| r.source == SOURCE_RESERVED)
+        self.requirements
+            .iter()
+            .any(|r| r.source == SOURCE_RESERVED)
     }
 
     /// Cilium's `AddMatch`: sets `source:key = value`, replacing an
     /// existing equality on the same source and key.
     pub fn add_match(&mut self, source: &str, key: &str, value: &str) {
-        self.requirements
-            .retain(|r| !(r.source == source && r.key == key && r.op == Operator::In && r.values.len() == 1));
+        self.requirements.retain(|r| {
+            !(r.source == source && r.key == key && r.op == Operator::In && r.values.len() == 1)
+        });
         self.requirements.push(Requirement {
             source: source.into(),
             key: key.into(),
@@ -135,9 +142,13 @@ impl fmt::Display for Selector {
                 f.write_str(", ")?;
             }
             match r.op {
-                Operator::In if r.values.len() == 1 => write!(f, "{}:{}={}", r.source, r.key, r.values[0])?,
+                Operator::In if r.values.len() == 1 => {
+                    write!(f, "{}:{}={}", r.source, r.key, r.values[0])?
+                }
                 Operator::In => write!(f, "{}:{} in ({})", r.source, r.key, r.values.join(","))?,
-                Operator::NotIn => write!(f, "{}:{} notin ({})", r.source, r.key, r.values.join(","))?,
+                Operator::NotIn => {
+                    write!(f, "{}:{} notin ({})", r.source, r.key, r.values.join(","))?
+                }
                 Operator::Exists => write!(f, "{}:{} exists", r.source, r.key)?,
                 Operator::DoesNotExist => write!(f, "!{}:{}", r.source, r.key)?,
             }
@@ -155,13 +166,22 @@ mod tests {
         LabelSet::new(
             pairs
                 .iter()
-                .map(|(s, k, v)| Label { source: (*s).into(), key: (*k).into(), value: (*v).into() })
+                .map(|(s, k, v)| Label {
+                    source: (*s).into(),
+                    key: (*k).into(),
+                    value: (*v).into(),
+                })
                 .collect(),
         )
     }
 
     fn req(source: &str, key: &str, op: Operator, values: &[&str]) -> Requirement {
-        Requirement { source: source.into(), key: key.into(), op, values: values.iter().map(|v| (*v).into()).collect() }
+        Requirement {
+            source: source.into(),
+            key: key.into(),
+            op,
+            values: values.iter().map(|v| (*v).into()).collect(),
+        }
     }
 
     #[test]
@@ -169,7 +189,10 @@ mod tests {
         let l = set(&[("k8s", "org", "empire")]);
         assert!(req("any", "org", Operator::In, &["empire"]).matches(&l));
         assert!(!req("any", "org", Operator::In, &["Empire"]).matches(&l));
-        assert!(req("any", "class", Operator::NotIn, &["x"]).matches(&l), "missing key matches NotIn");
+        assert!(
+            req("any", "class", Operator::NotIn, &["x"]).matches(&l),
+            "missing key matches NotIn"
+        );
         assert!(!req("any", "org", Operator::NotIn, &["empire"]).matches(&l));
         assert!(req("k8s", "org", Operator::Exists, &[]).matches(&l));
         assert!(!req("container", "org", Operator::Exists, &[]).matches(&l));
@@ -190,11 +213,19 @@ mod tests {
         assert_eq!(s.requirements.len(), 1);
         assert_eq!(s.requirements[0].values, vec!["default".to_string()]);
 
-        let mut s = Selector { requirements: vec![req("any", POD_NAMESPACE_KEY, Operator::NotIn, &["x"])] };
+        let mut s = Selector {
+            requirements: vec![req("any", POD_NAMESPACE_KEY, Operator::NotIn, &["x"])],
+        };
         s.scope_peer(Some("default"));
-        assert_eq!(s.requirements.len(), 1, "explicit namespace key is left alone");
+        assert_eq!(
+            s.requirements.len(),
+            1,
+            "explicit namespace key is left alone"
+        );
 
-        let mut s = Selector { requirements: vec![req("reserved", "host", Operator::Exists, &[])] };
+        let mut s = Selector {
+            requirements: vec![req("reserved", "host", Operator::Exists, &[])],
+        };
         s.scope_peer(None);
         assert_eq!(s.requirements.len(), 1, "reserved selectors are left alone");
 

@@ -41,10 +41,10 @@
 //! | 8 | `num_classes: u16` | byte classes in use (≤ [`L7_DFA_MAX_CLASSES`]) |
 //! | 10 | `start_state: u16` | state before the first input byte |
 //! | 12 | `num_rules: u16` | HTTP rules compiled into the table |
-//! | 14 | `_pad0: u16` | zero |
+//! | 14 | `flags: u16` | [`L7_DFA_FLAG_MERGED`] or 0 |
 //! | 16 | `byte_class: [u8; 256]` | input byte → class |
-//! | 272 | `accept: [u16; L7_DFA_MAX_STATES]` | 0: state does not accept at end of input; `n > 0`: it accepts, and rule `n - 1` (the lowest-numbered accepting rule) matched |
-//! | 272 + 2·S | `transitions: [u16; S · C]` | next state, indexed `state * L7_DFA_MAX_CLASSES + class` |
+//! | 272 | `accept: [u16; L7_DFA_MAX_STATES]` | 0: state does not accept at end of input; `n > 0`: it accepts, and rule `n - 1` (the lowest-numbered accepting rule) matched; with [`L7_DFA_FLAG_MERGED`] every accepting state holds 1 and names no rule |
+//! | 272 + 2·S | `transitions: [u16; S · C]` | next state **premultiplied** by C (`next * L7_DFA_MAX_CLASSES`), indexed `state * L7_DFA_MAX_CLASSES + class` |
 //!
 //! with S = [`L7_DFA_MAX_STATES`] and C = [`L7_DFA_MAX_CLASSES`]; the total is
 //! [`L7_DFA_TABLE_SIZE`] bytes. Entries past `num_states` / `num_classes` are
@@ -57,14 +57,17 @@
 //! # The walk (kernel and user space do exactly this)
 //!
 //! ```text
-//! state = start_state
+//! row = start_state * L7_DFA_MAX_CLASSES          (premultiplied state)
 //! for each input byte b (at most the capture window, a constant bound):
-//!     idx = state * L7_DFA_MAX_CLASSES + byte_class[b]
+//!     idx = row + byte_class[b]
 //!     if idx >= L7_DFA_MAX_STATES * L7_DFA_MAX_CLASSES: fail closed (drop)
-//!     state = transitions[idx]
-//!     if state == 0: no match (drop)
-//! matched_rule = accept[state]   (0: drop with 403; n: allowed by rule n-1)
+//!     row = transitions[idx]
+//!     if row == 0: no match (drop)
+//! matched_rule = accept[row / L7_DFA_MAX_CLASSES]   (0: drop with 403; n: allowed by rule n-1)
 //! ```
+//!
+//! Transitions are stored premultiplied so the per-byte dependency chain is
+//! one add and one load (S · C = 24,576 fits a `u16`).
 //!
 //! [`L7DfaTable::walk`] implements it; the policy engine tests it against the
 //! `regex` crate and it is the reference for the eBPF implementation.
@@ -81,6 +84,12 @@ pub const L7_DFA_MAGIC: u32 = u32::from_le_bytes(*b"H7DF");
 
 /// Version of the table layout described in this module.
 pub const L7_DFA_VERSION: u16 = 1;
+
+/// `flags` bit: the rules were compiled as one merged pattern because the
+/// per-rule table (which names the matching rule) did not fit; `accept` then
+/// only says "some rule matched" (1). Naming the rule per state splits states
+/// (the seed's two rules need 93 states with names, 50 merged).
+pub const L7_DFA_FLAG_MERGED: u16 = 1;
 
 /// Maximum number of DFA states in one table, the dead state included.
 pub const L7_DFA_MAX_STATES: usize = 384;
@@ -119,14 +128,15 @@ pub struct L7DfaTable {
     pub start_state: u16,
     /// Number of HTTP rules compiled into the table.
     pub num_rules: u16,
-    /// Explicit padding, always zero.
-    pub _pad0: u16,
+    /// Bit set of `L7_DFA_FLAG_*`.
+    pub flags: u16,
     /// Input byte → byte class (each `< num_classes`).
     pub byte_class: [u8; 256],
     /// Per state: 0 if the state does not accept at end of input, else
     /// 1 + the index of the lowest-numbered rule that matched.
     pub accept: [u16; L7_DFA_MAX_STATES],
-    /// Next state, indexed `state * L7_DFA_MAX_CLASSES + class`.
+    /// Next state premultiplied by [`L7_DFA_MAX_CLASSES`], indexed
+    /// `state * L7_DFA_MAX_CLASSES + class`.
     pub transitions: [u16; L7_DFA_TRANSITIONS],
 }
 
@@ -134,7 +144,7 @@ const _: () = assert!(core::mem::size_of::<L7DfaTable>() == L7_DFA_TABLE_SIZE);
 const _: () = assert!(L7_DFA_TABLE_SIZE <= 64 * 1024);
 const _: () = assert!(L7_DFA_MAX_CLASSES.is_power_of_two());
 const _: () = assert!(L7_DFA_MAX_CLASSES <= 256);
-const _: () = assert!(L7_DFA_MAX_STATES <= u16::MAX as usize);
+const _: () = assert!(L7_DFA_TRANSITIONS <= u16::MAX as usize + 1);
 const _: () = assert!(core::mem::align_of::<L7DfaTable>() == 4);
 
 impl L7DfaTable {
@@ -147,7 +157,7 @@ impl L7DfaTable {
             num_classes: 0,
             start_state: 0,
             num_rules: 0,
-            _pad0: 0,
+            flags: 0,
             byte_class: [0; 256],
             accept: [0; L7_DFA_MAX_STATES],
             transitions: [0; L7_DFA_TRANSITIONS],
@@ -161,22 +171,31 @@ impl L7DfaTable {
     /// range index fails closed (returns 0). Input past
     /// [`L7_DFA_MAX_INPUT`] bytes fails closed too.
     pub fn walk(&self, input: &[u8]) -> u16 {
-        if self.magic != L7_DFA_MAGIC || input.len() > L7_DFA_MAX_INPUT {
+        self.walk_parts(&[input])
+    }
+
+    /// [`L7DfaTable::walk`] over the concatenation of `parts` (e.g. method,
+    /// `b" "`, path) without building the concatenation.
+    pub fn walk_parts(&self, parts: &[&[u8]]) -> u16 {
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        if self.magic != L7_DFA_MAGIC || total > L7_DFA_MAX_INPUT {
             return 0;
         }
-        let mut state = self.start_state as usize;
-        for &b in input {
-            let class = self.byte_class[b as usize] as usize;
-            let idx = state * L7_DFA_MAX_CLASSES + class;
-            match self.transitions.get(idx) {
-                Some(&next) => state = next as usize,
-                None => return 0,
-            }
-            if state == L7_DFA_DEAD_STATE as usize {
-                return 0;
+        let mut row = self.start_state as usize * L7_DFA_MAX_CLASSES;
+        for part in parts {
+            for &b in *part {
+                // The dead state loops on itself, so no early exit is needed
+                // for correctness; the kernel may stop at 0 to save work.
+                match self
+                    .transitions
+                    .get(row + self.byte_class[b as usize] as usize)
+                {
+                    Some(&next) => row = next as usize,
+                    None => return 0,
+                }
             }
         }
-        match self.accept.get(state) {
+        match self.accept.get(row / L7_DFA_MAX_CLASSES) {
             Some(&a) => a,
             None => 0,
         }
@@ -222,8 +241,8 @@ mod tests {
         t.num_classes = 3;
         t.num_states = 4;
         t.start_state = 1;
-        t.transitions[L7_DFA_MAX_CLASSES + 1] = 2;
-        t.transitions[2 * L7_DFA_MAX_CLASSES + 2] = 3;
+        t.transitions[L7_DFA_MAX_CLASSES + 1] = 2 * L7_DFA_MAX_CLASSES as u16;
+        t.transitions[2 * L7_DFA_MAX_CLASSES + 2] = 3 * L7_DFA_MAX_CLASSES as u16;
         t.accept[3] = 1;
         assert_eq!(t.walk(b"ab"), 1);
         assert_eq!(t.walk(b"a"), 0);

@@ -150,9 +150,8 @@ pub async fn run(store: Arc<FlowStore>, config: ExportConfig, node_name: String)
     let mut newest = store.subscribe();
     let mut next = store.next_seq();
     loop {
-        if newest.changed().await.is_err() {
-            return writer.flush();
-        }
+        let changed = newest.changed().await;
+        let closing = changed.is_err() || store.is_closed();
         loop {
             let range = store.range(next, 4096);
             next = range.next_seq;
@@ -171,6 +170,9 @@ pub async fn run(store: Arc<FlowStore>, config: ExportConfig, node_name: String)
             }
         }
         writer.flush()?;
+        if closing {
+            return Ok(());
+        }
     }
 }
 

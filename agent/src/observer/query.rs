@@ -191,7 +191,7 @@ impl FlowQuery {
         }
         loop {
             tokio::select! {
-                changed = newest.changed() => if changed.is_err() { return },
+                changed = newest.changed() => if changed.is_err() || store.is_closed() { return },
                 () = tx.closed() => return,
             }
             loop {

@@ -75,6 +75,8 @@ pub struct FlowStore {
     started: Instant,
     /// Publishes the sequence number one past the newest event.
     newest: watch::Sender<u64>,
+    /// Set when the agent shuts down, so following readers end their streams.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 impl FlowStore {
@@ -89,7 +91,20 @@ impl FlowStore {
             capacity,
             started: Instant::now(),
             newest: watch::channel(0).0,
+            closed: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Tells every reader that no more events will come: followers finish
+    /// their streams (so a graceful server shutdown does not wait forever).
+    pub fn close(&self) {
+        self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.newest.send_modify(|_| {});
+    }
+
+    /// Whether [`FlowStore::close`] was called.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     fn lock(&self) -> MutexGuard<'_, Ring> {
@@ -253,6 +268,16 @@ mod tests {
         tokio::spawn(async move { writer.push_batch([flow(1)]) });
         rx.changed().await.expect("sender alive");
         assert_eq!(*rx.borrow(), 1);
+    }
+
+    #[tokio::test]
+    async fn closing_wakes_readers_and_says_so() {
+        let store = Arc::new(FlowStore::new(8));
+        let mut rx = store.subscribe();
+        let closer = Arc::clone(&store);
+        tokio::spawn(async move { closer.close() });
+        rx.changed().await.expect("sender alive");
+        assert!(store.is_closed());
     }
 
     #[test]

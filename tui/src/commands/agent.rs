@@ -262,13 +262,20 @@ pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
                 }
             }
         };
-        let _ = stop_tx.send(());
+        // Followers end their streams first, so the graceful server
+        // shutdown has nothing to wait for; the exporter writes what is left.
         pipeline_task.abort();
+        store.close();
+        let _ = stop_tx.send(());
         if let Ok(Err(err)) = server_task.await {
             eprintln!("holonet agent: {err}");
         }
         if let Some(task) = export_task {
-            task.abort();
+            match tokio::time::timeout(Duration::from_secs(5), task).await {
+                Ok(Ok(Err(err))) => eprintln!("holonet agent: recording flows failed: {err}"),
+                Ok(_) => {}
+                Err(_) => eprintln!("holonet agent: the recorder did not finish in time"),
+            }
         }
         let counters = probe.counters()?;
         let status = store.status();

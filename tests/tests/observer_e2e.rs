@@ -1,0 +1,233 @@
+//! The agent end to end: the probe in this kernel on two pods' veths, the
+//! pipeline turning events into Hubble flows, the gRPC server, and a real
+//! tonic client asking for them, while a real curl talks to a real server.
+//! Also checks that the recording written meanwhile reads back as Hubble
+//! GetFlowsResponse lines.
+
+use std::{sync::Arc, time::Duration};
+
+use holonet_agent::{
+    events::EventReader,
+    loader::{TcMode, TcProbe},
+    observer::{
+        export::{self, ExportConfig},
+        pipeline::Pipeline,
+        server::{self, Listen},
+        service::ObserverService,
+        store::FlowStore,
+    },
+};
+use holonet_lab::{Lab, wait_for_tcp_listener};
+use holonet_proto::{
+    flow::{Flow, FlowType, L7FlowType, TraceObservationPoint, TrafficDirection, Verdict, layer7},
+    observer::{
+        GetFlowsRequest, GetFlowsResponse, get_flows_response::ResponseTypes,
+        observer_client::ObserverClient,
+    },
+};
+use holonet_tests::privileged;
+use tokio_stream::StreamExt;
+
+fn flows(responses: &[GetFlowsResponse]) -> Vec<Flow> {
+    responses
+        .iter()
+        .filter_map(|r| match &r.response_types {
+            Some(ResponseTypes::Flow(f)) => Some(f.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn http_requests(all: &[Flow], path: &str) -> Vec<Flow> {
+    all.iter()
+        .filter(|f| {
+            matches!(
+                f.l7.as_ref().and_then(|l7| l7.record.as_ref()),
+                Some(layer7::Record::Http(h)) if h.url == path
+            )
+        })
+        .cloned()
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn curl_requests_come_out_of_get_flows_as_hubble_flows() {
+    if !privileged("observer_e2e") {
+        return;
+    }
+    let mut lab = Lab::new().expect("lab");
+    let client = lab.add_pod("client").expect("client pod");
+    let server_pod = lab.add_pod("server").expect("server pod");
+    let docroot = std::env::temp_dir().join(format!("holonet-observer-e2e-{}", std::process::id()));
+    std::fs::create_dir_all(&docroot).expect("docroot");
+    std::fs::write(docroot.join("a.txt"), "a\n").expect("file");
+    let _server = server_pod
+        .spawn(
+            "http server",
+            "python3",
+            &[
+                "-m",
+                "http.server",
+                "8080",
+                "--directory",
+                &docroot.to_string_lossy(),
+            ],
+        )
+        .expect("server");
+    wait_for_tcp_listener(&server_pod.netns, 8080, Duration::from_secs(15)).expect("listening");
+
+    let mut probe = TcProbe::load(TcMode::Auto).expect("probe");
+    probe.attach(&client.host_ifname).expect("attach client");
+    probe
+        .attach(&server_pod.host_ifname)
+        .expect("attach server");
+    let store = Arc::new(FlowStore::new(4096));
+    let reader = EventReader::new(probe.take_events().expect("events")).expect("reader");
+    let pipeline = Pipeline::new("e2e-node", probe.interfaces().clone());
+    let pipeline_task = tokio::spawn(pipeline.run(reader, Arc::clone(&store), |_| {}));
+    let export_path = docroot.join("flows.log");
+    let export_task = tokio::spawn(export::run(
+        Arc::clone(&store),
+        ExportConfig {
+            path: export_path.clone(),
+            max_size_bytes: 10 * 1024 * 1024,
+            max_backups: 1,
+        },
+        "e2e-node".into(),
+    ));
+    let listeners = server::bind(&Listen {
+        tcp: Some("127.0.0.1:0".parse().expect("addr")),
+        unix: None,
+        allow_remote: false,
+    })
+    .await
+    .expect("bind");
+    let addr = listeners.tcp_addr().expect("tcp");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server_task = tokio::spawn(server::serve(
+        listeners,
+        ObserverService::new(Arc::clone(&store), "e2e-node"),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let mut api = ObserverClient::connect(format!("http://{addr}"))
+        .await
+        .expect("connect");
+
+    // A follower started before the traffic sees it live.
+    let mut follow = api
+        .get_flows(GetFlowsRequest {
+            follow: true,
+            ..Default::default()
+        })
+        .await
+        .expect("follow")
+        .into_inner();
+
+    let url = format!("http://{}:8080/a.txt?x=1", server_pod.ip);
+    let out = tokio::process::Command::from(client.command(
+        "curl",
+        &["-sS", "-o", "/dev/null", "-w", "%{http_code}", &url],
+    ))
+    .output()
+    .await
+    .expect("curl");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "200");
+
+    let mut live = Vec::new();
+    while http_requests(&flows(&live), "/a.txt?x=1").len() < 2 {
+        let item = tokio::time::timeout(Duration::from_secs(10), follow.next())
+            .await
+            .expect("live flows within 10 s")
+            .expect("stream open")
+            .expect("ok");
+        live.push(item);
+    }
+
+    // History: the same request at both observation points.
+    let mut history = api
+        .get_flows(GetFlowsRequest {
+            number: 1000,
+            ..Default::default()
+        })
+        .await
+        .expect("GetFlows")
+        .into_inner();
+    let mut got = Vec::new();
+    while let Some(item) = history.next().await {
+        got.push(item.expect("ok"));
+    }
+    let all = flows(&got);
+    let requests = http_requests(&all, "/a.txt?x=1");
+    assert_eq!(
+        requests.len(),
+        2,
+        "one request seen leaving the client and entering the server"
+    );
+    for f in &requests {
+        assert_eq!(f.verdict(), Verdict::Forwarded);
+        assert_eq!(f.r#type(), FlowType::L7);
+        assert_eq!(f.node_name, "e2e-node");
+        assert_eq!(f.is_reply.map(|b| b.value), Some(false));
+        let ip = f.ip.as_ref().expect("ip");
+        assert_eq!(ip.source, client.ip.to_string());
+        assert_eq!(ip.destination, server_pod.ip.to_string());
+        let l7 = f.l7.as_ref().expect("l7");
+        assert_eq!(l7.r#type(), L7FlowType::Request);
+        let Some(layer7::Record::Http(http)) = &l7.record else {
+            panic!("http");
+        };
+        assert_eq!(
+            (http.method.as_str(), http.protocol.as_str()),
+            ("GET", "HTTP/1.1")
+        );
+        assert_eq!(f.summary, "HTTP/1.1 GET /a.txt?x=1");
+        assert!(!f.uuid.is_empty());
+    }
+    let mut directions: Vec<TrafficDirection> =
+        requests.iter().map(Flow::traffic_direction).collect();
+    directions.sort_by_key(|d| *d as i32);
+    assert_eq!(
+        directions,
+        [TrafficDirection::Ingress, TrafficDirection::Egress]
+    );
+    let syns: Vec<&Flow> = all
+        .iter()
+        .filter(|f| f.summary == "TCP Flags: SYN")
+        .collect();
+    assert_eq!(syns.len(), 2, "the SYN at both observation points");
+    assert!(
+        syns.iter()
+            .any(|f| f.trace_observation_point() == TraceObservationPoint::FromEndpoint)
+    );
+    assert!(
+        syns.iter()
+            .any(|f| f.trace_observation_point() == TraceObservationPoint::ToEndpoint)
+    );
+
+    // The recording holds the same request as Hubble-format lines.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let recorded = std::fs::read_to_string(&export_path).expect("recording written");
+    let parsed: Vec<GetFlowsResponse> = recorded
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is a GetFlowsResponse"))
+        .collect();
+    assert_eq!(http_requests(&flows(&parsed), "/a.txt?x=1").len(), 2);
+
+    // Shutdown: followers end their streams, then the server stops.
+    store.close();
+    let drained = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(item) = follow.next().await {
+            item.expect("ok");
+        }
+    })
+    .await;
+    assert!(drained.is_ok(), "the follow stream ends at shutdown");
+    let _ = stop.send(());
+    server_task.await.expect("server task").expect("server ok");
+    pipeline_task.abort();
+    export_task.abort();
+    drop(probe);
+    let _ = std::fs::remove_dir_all(&docroot);
+}
