@@ -107,6 +107,41 @@ pub struct HttpRequest {
     /// The probe's copy ended inside the request target, so `path` is only
     /// its beginning.
     pub truncated: bool,
+    /// The `Host` header, when it lies within the bytes the probe copied.
+    pub host: Option<String>,
+}
+
+impl HttpRequest {
+    /// The request URL the way Hubble reports it (`http://host/path`), or
+    /// just the target when the host is not known.
+    pub fn url(&self) -> String {
+        match &self.host {
+            Some(host) if self.path.starts_with('/') => format!("http://{host}{}", self.path),
+            _ => self.path.clone(),
+        }
+    }
+}
+
+/// Finds a complete `Host:` header line in a request prefix.
+fn host_header(payload: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(payload).ok().or_else(|| {
+        // A cut multi-byte character at the end must not hide the header.
+        let valid = std::str::from_utf8(payload).err()?.valid_up_to();
+        std::str::from_utf8(&payload[..valid]).ok()
+    })?;
+    let mut lines = text.split("\r\n");
+    lines.next()?; // the request line
+    for line in lines {
+        let (name, value) = line.split_once(':')?;
+        if name.eq_ignore_ascii_case("host") {
+            // Only a line followed by CRLF is known to be complete.
+            let complete = text.contains(&format!("{line}\r\n"));
+            let value = value.trim();
+            return (complete && !value.is_empty() && value.bytes().all(|b| b.is_ascii_graphic()))
+                .then(|| value.to_string());
+        }
+    }
+    None
 }
 
 /// What a flow carries beyond L3/L4.
@@ -183,6 +218,7 @@ pub fn parse_request_line(payload: &[u8]) -> Option<HttpRequest> {
         path,
         protocol: protocol.to_string(),
         truncated: false,
+        host: host_header(payload),
     })
 }
 
@@ -198,6 +234,7 @@ fn truncated_target(payload: &[u8], method: String) -> Option<HttpRequest> {
         method,
         protocol: String::new(),
         truncated: true,
+        host: None,
     })
 }
 
@@ -339,6 +376,7 @@ mod tests {
                 path: "/a/b?c=d".into(),
                 protocol: "HTTP/1.1".into(),
                 truncated: false,
+                host: Some("x".into()),
             })
         );
         assert!(
@@ -361,6 +399,19 @@ mod tests {
             }
             other => panic!("expected a request, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn host_header_gives_the_full_url_only_when_complete() {
+        let complete =
+            parse_request_line(b"GET /p?q=1 HTTP/1.1\r\nhost: svc:8080\r\nAccept: */*\r\n")
+                .expect("parses");
+        assert_eq!(complete.url(), "http://svc:8080/p?q=1");
+        let cut = parse_request_line(b"GET /p HTTP/1.1\r\nHost: svc.na").expect("parses");
+        assert_eq!(cut.host, None);
+        assert_eq!(cut.url(), "/p");
+        let absent = parse_request_line(b"GET /p HTTP/1.1\r\nAccept: */*\r\n").expect("parses");
+        assert_eq!(absent.url(), "/p");
     }
 
     #[test]

@@ -10,6 +10,7 @@ use holonet_agent::{
     events::EventReader,
     loader::{TcMode, TcProbe},
     observer::{
+        endpoints,
         export::{self, ExportConfig},
         pipeline::Pipeline,
         server::{self, Listen},
@@ -43,7 +44,7 @@ fn http_requests(all: &[Flow], path: &str) -> Vec<Flow> {
         .filter(|f| {
             matches!(
                 f.l7.as_ref().and_then(|l7| l7.record.as_ref()),
-                Some(layer7::Record::Http(h)) if h.url == path
+                Some(layer7::Record::Http(h)) if h.url.ends_with(path)
             )
         })
         .cloned()
@@ -83,7 +84,19 @@ async fn curl_requests_come_out_of_get_flows_as_hubble_flows() {
         .expect("attach server");
     let store = Arc::new(FlowStore::new(4096));
     let reader = EventReader::new(probe.take_events().expect("events")).expect("reader");
-    let pipeline = Pipeline::new("e2e-node", probe.interfaces().clone());
+    // Name the two pods the way an endpoints file would.
+    let endpoints_file = docroot.join("endpoints.yaml");
+    std::fs::write(
+        &endpoints_file,
+        format!(
+            "cluster: default\nendpoints:\n  - name: payer\n    namespace: galactic-fhir\n    labels: {{org: payer}}\n    ip: {}\n    node: e2e-node\n  - name: coruscanthealth\n    namespace: galactic-fhir\n    labels: {{app: fhir}}\n    ip: {}\n    node: e2e-node\n",
+            client.ip, server_pod.ip
+        ),
+    )
+    .expect("endpoints file");
+    let directory = endpoints::load(&endpoints_file, "e2e-node").expect("endpoints load");
+    let (_endpoints_tx, endpoints_rx) = tokio::sync::watch::channel(Arc::new(directory));
+    let pipeline = Pipeline::new("e2e-node", probe.interfaces().clone(), endpoints_rx);
     let pipeline_task = tokio::spawn(pipeline.run(reader, Arc::clone(&store), |_| {}));
     let export_path = docroot.join("flows.log");
     let export_task = tokio::spawn(export::run(
@@ -182,7 +195,21 @@ async fn curl_requests_come_out_of_get_flows_as_hubble_flows() {
             (http.method.as_str(), http.protocol.as_str()),
             ("GET", "HTTP/1.1")
         );
-        assert_eq!(f.summary, "HTTP/1.1 GET /a.txt?x=1");
+        let host = format!("{}:8080", server_pod.ip);
+        assert_eq!(f.summary, format!("HTTP/1.1 GET http://{host}/a.txt?x=1"));
+        let src = f.source.as_ref().expect("source endpoint");
+        assert_eq!(
+            (src.namespace.as_str(), src.pod_name.as_str()),
+            ("galactic-fhir", "payer")
+        );
+        assert!(
+            src.labels.iter().any(|l| l == "k8s:org=payer"),
+            "{:?}",
+            src.labels
+        );
+        let dst = f.destination.as_ref().expect("destination endpoint");
+        assert_eq!(dst.pod_name, "coruscanthealth");
+        assert_ne!(src.identity, dst.identity);
         assert!(!f.uuid.is_empty());
     }
     let mut directions: Vec<TrafficDirection> =

@@ -15,6 +15,7 @@ use holonet_proto::{
 };
 use probe_common::event::tcp_flags;
 
+use super::endpoints::EndpointDirectory;
 use crate::flow::{Flow, FlowKind, ObservationPoint, TcpFlags, Verdict};
 
 /// Cilium monitor message types (`event_type.type`).
@@ -137,8 +138,13 @@ fn traffic_direction(point: ObservationPoint, reply: Option<bool>) -> TrafficDir
 }
 
 /// Builds the Hubble flow for a decoded probe flow. `node_name` is the
-/// agent's node; `uuids` numbers the flows.
-pub fn to_proto(flow: &Flow, node_name: &str, uuids: &mut UuidSource) -> pb::Flow {
+/// agent's node; `endpoints` names the addresses; `uuids` numbers the flows.
+pub fn to_proto(
+    flow: &Flow,
+    node_name: &str,
+    endpoints: &EndpointDirectory,
+    uuids: &mut UuidSource,
+) -> pb::Flow {
     let reply = is_reply(flow);
     let point = match flow.observation {
         ObservationPoint::FromEndpoint => TraceObservationPoint::FromEndpoint,
@@ -175,6 +181,8 @@ pub fn to_proto(flow: &Flow, node_name: &str, uuids: &mut UuidSource) -> pb::Flo
         ip: Some(ip),
         l4: Some(l4),
         node_name: node_name.to_string(),
+        source: Some(endpoints.lookup(flow.source.ip()).clone()),
+        destination: Some(endpoints.lookup(flow.destination.ip()).clone()),
         is_reply: reply.map(|value| BoolValue { value }),
         traffic_direction: traffic_direction(flow.observation, reply).into(),
         interface: Some(NetworkInterface {
@@ -192,10 +200,11 @@ pub fn to_proto(flow: &Flow, node_name: &str, uuids: &mut UuidSource) -> pb::Flo
             });
             // A request line cut by the probe's copy limit has no protocol
             // and only the start of its target; say so rather than guess.
+            let url = request.url();
             out.summary = if request.truncated {
-                format!("{} {}...", request.method, request.path)
+                format!("{} {url}...", request.method)
             } else {
-                format!("{} {} {}", request.protocol, request.method, request.path)
+                format!("{} {} {url}", request.protocol, request.method)
             };
             out.l7 = Some(Layer7 {
                 r#type: L7FlowType::Request.into(),
@@ -203,7 +212,7 @@ pub fn to_proto(flow: &Flow, node_name: &str, uuids: &mut UuidSource) -> pb::Flo
                 record: Some(layer7::Record::Http(pb::Http {
                     code: 0,
                     method: request.method.clone(),
-                    url: request.path.clone(),
+                    url,
                     protocol: request.protocol.clone(),
                     headers: Vec::new(),
                 })),
@@ -261,6 +270,7 @@ mod tests {
         let f = to_proto(
             &flow(kind::TCP_FLAGS, tcp_flags::SYN, hook::TC_INGRESS, b""),
             "node-1",
+            &EndpointDirectory::empty(),
             &mut UuidSource::new(),
         );
         assert_eq!(f.verdict(), pb::Verdict::Forwarded);
@@ -306,6 +316,7 @@ mod tests {
                 b"",
             ),
             "n",
+            &EndpointDirectory::empty(),
             &mut UuidSource::new(),
         );
         assert_eq!(f.is_reply, Some(BoolValue { value: true }));
@@ -324,6 +335,7 @@ mod tests {
                 b"",
             ),
             "n",
+            &EndpointDirectory::empty(),
             &mut UuidSource::new(),
         );
         assert_eq!(f.is_reply, None);
@@ -339,6 +351,7 @@ mod tests {
                 b"GET /intersystems/fhir/r5/Patient/DarthVader HTTP/1.1\r\nHost: x\r\n",
             ),
             "n",
+            &EndpointDirectory::empty(),
             &mut UuidSource::new(),
         );
         assert_eq!(f.r#type(), FlowType::L7);
@@ -350,12 +363,15 @@ mod tests {
             panic!("http expected");
         };
         assert_eq!(http.method, "GET");
-        assert_eq!(http.url, "/intersystems/fhir/r5/Patient/DarthVader");
+        assert_eq!(http.url, "http://x/intersystems/fhir/r5/Patient/DarthVader");
         assert_eq!(http.protocol, "HTTP/1.1");
         assert_eq!(
             f.summary,
-            "HTTP/1.1 GET /intersystems/fhir/r5/Patient/DarthVader"
+            "HTTP/1.1 GET http://x/intersystems/fhir/r5/Patient/DarthVader"
         );
+        let src = f.source.expect("source");
+        assert_eq!(src.identity, 2);
+        assert_eq!(src.labels, ["reserved:world"]);
     }
 
     #[test]

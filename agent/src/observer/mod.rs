@@ -7,6 +7,7 @@
 //! ```
 
 pub mod convert;
+pub mod endpoints;
 pub mod export;
 mod filter_shim;
 pub mod mask;

@@ -6,6 +6,7 @@ use holonet_proto::flow::{LostEvent, LostEventSource};
 
 use super::{
     convert::{UuidSource, to_proto},
+    endpoints::EndpointDirectory,
     store::{FlowStore, StoredEvent},
 };
 use crate::{
@@ -26,16 +27,24 @@ pub struct Pipeline {
     pub interfaces: HashMap<u32, String>,
     /// This node's name, stamped on every flow.
     pub node_name: String,
+    /// Who each address is; replaced whenever the endpoints file changes.
+    pub endpoints: tokio::sync::watch::Receiver<Arc<EndpointDirectory>>,
     uuids: UuidSource,
 }
 
 impl Pipeline {
-    /// A pipeline for `node_name` over the given interfaces.
-    pub fn new(node_name: impl Into<String>, interfaces: HashMap<u32, String>) -> Self {
+    /// A pipeline for `node_name` over the given interfaces, naming
+    /// addresses from `endpoints`.
+    pub fn new(
+        node_name: impl Into<String>,
+        interfaces: HashMap<u32, String>,
+        endpoints: tokio::sync::watch::Receiver<Arc<EndpointDirectory>>,
+    ) -> Self {
         Self {
             clock: MonotonicClock::measure(),
             interfaces,
             node_name: node_name.into(),
+            endpoints,
             uuids: UuidSource::new(),
         }
     }
@@ -53,12 +62,14 @@ impl Pipeline {
             batch.clear();
             reader.read_batch(&mut batch, BATCH).await?;
             let mut stored = Vec::with_capacity(batch.len());
+            let endpoints = Arc::clone(&self.endpoints.borrow_and_update());
             for event in &batch {
                 let flow = Flow::from_event(event, &self.clock, &self.interfaces);
                 observe(&flow);
                 stored.push(StoredEvent::Flow(to_proto(
                     &flow,
                     &self.node_name,
+                    &endpoints,
                     &mut self.uuids,
                 )));
             }

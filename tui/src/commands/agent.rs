@@ -24,6 +24,7 @@ use holonet_agent::{
     flow::Flow,
     loader::{TcMode, TcProbe},
     observer::{
+        endpoints::{self, EndpointDirectory},
         export::{self, ExportConfig},
         pipeline::{Pipeline, kernel_lost},
         server::{self, DEFAULT_TCP, DEFAULT_UNIX_SOCKET, Listen},
@@ -68,6 +69,7 @@ CAP_NET_ADMIN and CAP_PERFMON). Stops cleanly on Ctrl-C, SIGTERM and SIGHUP.",
       holonet agent --iface lxc1234 --iface lxc5678\n  \
       holonet agent -i veth0 --print                       # also print flows on stdout\n  \
       holonet agent -i veth0 --export-file /var/log/holonet/flows.log\n  \
+      holonet agent -i veth0 --endpoints policies/endpoints/galactic-fhir.yaml\n  \
       hubble observe --server localhost:4245 --last 20     # read them with the hubble CLI"
 )]
 pub(crate) struct AgentArgs {
@@ -106,6 +108,10 @@ pub(crate) struct AgentArgs {
     /// Also print every flow on stdout, one line each.
     #[arg(long)]
     print: bool,
+    /// Endpoints file (pods: name, namespace, labels, IP, node) to name the
+    /// addresses in flows; reloaded when it changes.
+    #[arg(long, value_name = "FILE")]
+    endpoints: Option<PathBuf>,
 }
 
 /// Prints flows from `reader` until the ring buffer fails or stdout closes
@@ -192,6 +198,19 @@ pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
+        let directory = match &args.endpoints {
+            Some(path) => endpoints::load(path, &node_name)?,
+            None => EndpointDirectory::empty(),
+        };
+        let (endpoints_tx, endpoints_rx) = tokio::sync::watch::channel(Arc::new(directory));
+        if let Some(path) = args.endpoints.clone() {
+            tokio::spawn(endpoints::watch(
+                path,
+                node_name.clone(),
+                endpoints_tx,
+                Duration::from_secs(2),
+            ));
+        }
         let listeners = server::bind(&listen).await?;
         let mut probe = TcProbe::load(args.tc_mode.into()).context("loading the TC probe")?;
         probe.forward_probe_logs();
@@ -217,7 +236,7 @@ pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
         );
 
         let reader = EventReader::new(probe.take_events()?)?;
-        let pipeline = Pipeline::new(node_name.clone(), probe.interfaces().clone());
+        let pipeline = Pipeline::new(node_name.clone(), probe.interfaces().clone(), endpoints_rx);
         let print = args.print;
         let pipeline_store = Arc::clone(&store);
         let mut pipeline_task = tokio::spawn(pipeline.run(reader, pipeline_store, move |flow| {
