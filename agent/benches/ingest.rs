@@ -103,7 +103,12 @@ fn get_flows(c: &mut Criterion) {
     for chunk in 0..FLOWS / BATCH + 1 {
         let _ = chunk;
         store.push_batch(evs.iter().map(|e| {
-            StoredEvent::Flow(to_proto(&Flow::from_event(e, &clock, &names), "n", &dir, &mut uuids))
+            StoredEvent::Flow(to_proto(
+                &Flow::from_event(e, &clock, &names),
+                "n",
+                &dir,
+                &mut uuids,
+            ))
         }));
     }
     let addr = runtime.block_on(async {

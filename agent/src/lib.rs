@@ -14,6 +14,7 @@
 
 pub mod capabilities;
 pub mod clock;
+pub mod datapath;
 pub mod events;
 pub mod flow;
 pub mod loader;

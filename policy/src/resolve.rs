@@ -335,6 +335,14 @@ impl DirectionPolicy {
     /// entry; else the direction's default (`default_deny`). Entries with
     /// `proto == 0` cover protocols other than TCP/UDP/SCTP.
     pub fn entries(&self, cluster: &Cluster) -> Vec<MapEntry> {
+        self.entries_with_prefixes(cluster, &[])
+    }
+
+    /// [`DirectionPolicy::entries`], plus an entry for each prefix in
+    /// `also` (when any rule decides it): the datapath gives each CIDR
+    /// named by *any* policy its own identity, so every endpoint needs a
+    /// decision for every such prefix, not only for those its own rules name.
+    pub fn entries_with_prefixes(&self, cluster: &Cluster, also: &[Prefix]) -> Vec<MapEntry> {
         let mut keys: Vec<(PeerKey, PeerRef)> = vec![(PeerKey::Any, PeerRef::Unknown)];
         let mut idx = BTreeSet::new();
         let mut prefixes = BTreeSet::new();
@@ -344,6 +352,7 @@ impl DirectionPolicy {
                 prefixes.extend(cidrs.iter().copied());
             }
         }
+        prefixes.extend(also.iter().copied());
         if self.ingress && self.default_deny {
             if let Some(h) = cluster.identity_index(IDENTITY_HOST) {
                 idx.insert(h);

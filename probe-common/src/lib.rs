@@ -17,3 +17,4 @@
 pub mod event;
 pub mod l7;
 pub mod names;
+pub mod policy;
