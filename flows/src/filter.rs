@@ -12,8 +12,17 @@
 //! [`FilterError`], never ignored: ignoring part of a filter would widen a
 //! whitelist or narrow a blacklist behind the user's back.
 //!
-//! Matched against cilium/cilium `pkg/hubble/filters/*.go` as of
-//! commit 21d690e1b2e70ec1f2ce60c4de01a251e60eea37 (v1.19 era).
+//! Matched against cilium/cilium `pkg/hubble/filters`: `k8s.go`
+//! (25972d8e8c67dd3a4d74c2dbea54461fa7f20707), `labelparser.go`
+//! (94b67c8507c1a6add0155aadd961293755f3c480), `patterns.go`
+//! (14870fe2e5513bbd2bea173cf5c3561551d3e44b), `nodename.go`
+//! (3abe9a8faa0b4ce27dc77fa41938d1262126f584), `workload.go`
+//! (22552f553efb8683e854dc0a20a9830a046519b4), `cluster_name.go`
+//! (72ec9c80ff7a06fd3f792eaeb07e4ca546a90b79), `network_interface.go`
+//! (21d690e1b2e70ec1f2ce60c4de01a251e60eea37) and `http.go`/`fqdn.go`
+//! (1286c38f21a3a2184d756b96a4fea3a0a5705206), plus cilium `pkg/labels`
+//! for label parsing. Where a check differs from a literal reading of the
+//! Go code it says so below.
 
 use std::net::IpAddr;
 
@@ -330,6 +339,9 @@ impl Check {
         match self {
             Check::Uuid(ids) => ids.contains(&flow.uuid),
             Check::Ip { side, xlated, ips } => {
+                // Hubble compares normalised address strings; comparing
+                // parsed addresses is the same for well-formed flows and
+                // also matches non-canonical spellings of an address.
                 let Some(ip) = flow.ip.as_ref() else {
                     return false;
                 };
@@ -446,15 +458,14 @@ impl Check {
                 let id = endpoint(flow, *side).map_or(0, |e| e.identity);
                 ids.contains(&id)
             }
-            Check::HttpMethod(ms) => {
-                http(flow).is_some_and(|h| ms.iter().any(|m| m.eq_ignore_ascii_case(&h.method)))
-            }
+            Check::HttpMethod(ms) => http(flow).is_some_and(|h| {
+                !h.method.is_empty() && ms.iter().any(|m| m.eq_ignore_ascii_case(&h.method))
+            }),
             Check::HttpPath(res) => http(flow).is_some_and(|h| {
                 request_uri_path(&h.url).is_some_and(|p| res.iter().any(|r| r.is_match(&p)))
             }),
-            Check::HttpUrl(res) => {
-                http(flow).is_some_and(|h| res.iter().any(|r| r.is_match(&h.url)))
-            }
+            Check::HttpUrl(res) => http(flow)
+                .is_some_and(|h| !h.url.is_empty() && res.iter().any(|r| r.is_match(&h.url))),
             Check::HttpHeader(want) => http(flow).is_some_and(|h| {
                 want.iter().any(|w| {
                     h.headers

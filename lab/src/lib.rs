@@ -12,6 +12,7 @@
 //! that was killed before it could drop its lab.
 
 mod command;
+pub mod fhir;
 mod lab;
 mod process;
 

@@ -6,6 +6,7 @@
 //! lives in its own module under `commands/`.
 
 mod commands;
+mod ui;
 
 use std::process::ExitCode;
 
@@ -21,28 +22,40 @@ use clap::{Parser, Subcommand};
     name = "holonet",
     version,
     about,
+    args_conflicts_with_subcommands = true,
     after_help = "Examples:\n  \
+      holonet                           # the live dashboard (same as `holonet tui`)\n  \
+      holonet --filter org=payer        # ... of flows where either side has org=payer\n  \
       holonet demo                      # two namespaces, real curl, live flows\n  \
       holonet status                    # which kernel hooks this machine offers\n  \
       holonet agent --iface veth1 --iface veth2\n  \
       holonet policy validate policies/\n\n\
-      Environment: RUST_LOG=debug for more detail (logs go to stderr)."
+      Environment: RUST_LOG=debug for more detail (logs go to stderr; the dashboard\n\
+      logs to $XDG_STATE_HOME/holonet/tui.log or /tmp/holonet-tui-<uid>.log)."
 )]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
+    /// Without a subcommand, `holonet` opens the dashboard with these.
+    #[command(flatten)]
+    tui: Box<commands::tui::TuiArgs>,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Load the probes on interfaces and print every flow they report.
     Agent(commands::agent::AgentArgs),
-    /// Run the demo: pods in network namespaces, real HTTP, live flows.
+    /// Run the demo: the galactic FHIR story in network namespaces, live flows.
     Demo(commands::demo::DemoArgs),
+    /// The demo's FHIR server (started inside a pod by `holonet demo`).
+    #[command(hide = true)]
+    DemoFhirServer(commands::demo::FhirServerArgs),
     /// Print flows from an agent or a recording, like `hubble observe`.
     Observe(commands::observe::ObserveArgs),
     /// Show which kernel hooks holonet can use here, and why not.
     Status(commands::status::StatusArgs),
+    /// The live incident dashboard (the default without a subcommand).
+    Tui(Box<commands::tui::TuiArgs>),
     /// Validate policies and trace what they allow.
     Policy {
         #[command(subcommand)]
@@ -51,16 +64,36 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
-        .format_timestamp_millis()
-        .init();
     let cli = Cli::parse();
+    let mut logger =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"));
+    logger.format_timestamp_millis();
+    if matches!(cli.command, None | Some(Command::Tui(_))) {
+        // Never write over the dashboard: logs go to a file.
+        let path = ui::log_path();
+        match std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+        {
+            Ok(file) => {
+                logger.target(env_logger::Target::Pipe(Box::new(file)));
+            }
+            Err(_) => {
+                logger.filter_level(log::LevelFilter::Off);
+            }
+        }
+    }
+    logger.init();
     let result = match cli.command {
-        Command::Agent(args) => commands::agent::run(args),
-        Command::Demo(args) => commands::demo::run(args),
-        Command::Observe(args) => commands::observe::run(args),
-        Command::Status(args) => commands::status::run(args),
-        Command::Policy { cmd } => commands::policy::run(cmd),
+        None => commands::tui::run(*cli.tui),
+        Some(Command::Tui(args)) => commands::tui::run(*args),
+        Some(Command::Agent(args)) => commands::agent::run(args),
+        Some(Command::Demo(args)) => commands::demo::run(args),
+        Some(Command::DemoFhirServer(args)) => commands::demo::run_fhir_server(args),
+        Some(Command::Observe(args)) => commands::observe::run(args),
+        Some(Command::Status(args)) => commands::status::run(args),
+        Some(Command::Policy { cmd }) => commands::policy::run(cmd),
     };
     match result {
         Ok(code) => code,

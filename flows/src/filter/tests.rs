@@ -1279,3 +1279,33 @@ fn filter_set_is_send_and_sync() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<FlowFilterSet>();
 }
+
+#[test]
+fn http_filters_skip_records_without_method_or_url() {
+    let mut flow = http_flow();
+    if let Some(Layer7 {
+        record: Some(layer7::Record::Http(h)),
+        ..
+    }) = flow.l7.as_mut()
+    {
+        h.method.clear();
+        h.url.clear();
+    }
+    let method = FlowFilter {
+        http_method: s(&[""]),
+        ..Default::default()
+    };
+    let url = FlowFilter {
+        http_url: s(&[""]),
+        ..Default::default()
+    };
+    let path = FlowFilter {
+        http_path: s(&[""]),
+        ..Default::default()
+    };
+    assert!(!ok(method, &flow));
+    assert!(!ok(url.clone(), &flow));
+    assert!(!ok(path, &flow));
+    // The empty regex matches any non-empty URL.
+    assert!(ok(url, &http_flow()));
+}

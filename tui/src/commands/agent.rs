@@ -7,21 +7,11 @@
 //! `hubble` CLI can all read them. It can also record flows to a file and
 //! print them as they arrive.
 
-use std::{
-    collections::HashMap,
-    io::{ErrorKind, Write},
-    net::SocketAddr,
-    path::PathBuf,
-    process::ExitCode,
-    sync::Arc,
-    time::Duration,
-};
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use holonet_agent::{
-    clock::MonotonicClock,
     events::EventReader,
-    flow::Flow,
     loader::{TcMode, TcProbe},
     observer::{
         endpoints::{self, EndpointDirectory},
@@ -112,33 +102,6 @@ pub(crate) struct AgentArgs {
     /// addresses in flows; reloaded when it changes.
     #[arg(long, value_name = "FILE")]
     endpoints: Option<PathBuf>,
-}
-
-/// Prints flows from `reader` until the ring buffer fails or stdout closes
-/// (used by the demo, which shows flows without serving them).
-pub(crate) async fn print_flows(
-    mut reader: EventReader,
-    clock: MonotonicClock,
-    interfaces: HashMap<u32, String>,
-) -> anyhow::Result<()> {
-    const BATCH: usize = 1024;
-    let mut batch = Vec::with_capacity(BATCH);
-    loop {
-        batch.clear();
-        reader.read_batch(&mut batch, BATCH).await?;
-        let mut out = std::io::stdout().lock();
-        for event in &batch {
-            let line = Flow::from_event(event, &clock, &interfaces);
-            if let Err(err) = writeln!(out, "{line}") {
-                // `holonet agent | head` closing the pipe is a normal end.
-                if err.kind() == ErrorKind::BrokenPipe {
-                    return Ok(());
-                }
-                return Err(err.into());
-            }
-        }
-        out.flush()?;
-    }
 }
 
 /// Resolves when the process is asked to stop (Ctrl-C, SIGTERM, SIGHUP).

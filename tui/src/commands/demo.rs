@@ -1,44 +1,94 @@
-//! `holonet demo`: two pods in network namespaces, a real HTTP server, real
-//! curl requests, and the flows the probe reports, live.
+//! `holonet demo`: the galactic FHIR story in network namespaces, with real
+//! HTTP and the flows holonet's probe reports, live.
 //!
-//! Everything the demo creates (namespaces, veths, the server process, its
-//! files) is removed when it ends, whether it finishes, fails or is
-//! interrupted; a run killed outright is cleaned up by the next one.
+//! Pods of namespace `galactic-fhir` (the `coruscanthealth` FHIR server,
+//! `grandmedicalfacility` of `org: empire`, and the `org: payer` client) are
+//! network namespaces routed through the host; holonet's TC probe sits on
+//! their host-side veths, and the agent pipeline names every address from an
+//! endpoints file, keeps the flows and serves them on 127.0.0.1:4245 (the
+//! Hubble port) while the story runs. Flows print in `hubble observe`'s
+//! compact form.
+//!
+//! Everything the demo creates (namespaces, veths, processes, files) is
+//! removed when it ends, whether it finishes, fails or is interrupted; a run
+//! killed outright is cleaned up by the next one.
 
-use std::{path::PathBuf, process::ExitCode, time::Duration};
+use std::{
+    io::{IsTerminal, Write},
+    path::PathBuf,
+    process::ExitCode,
+    sync::Arc,
+    time::Duration,
+};
 
 use anyhow::{Context, bail};
 use holonet_agent::{
-    clock::MonotonicClock,
     events::EventReader,
     loader::{TcMode, TcProbe},
+    observer::{
+        endpoints,
+        pipeline::Pipeline,
+        server::{self, Listen},
+        service::ObserverService,
+        store::{FlowStore, StoredEvent},
+    },
 };
-use holonet_lab::{Lab, Pod, wait_for_tcp_listener};
+use holonet_flows::printer::{PrintOptions, Printer};
+use holonet_lab::{Lab, Pod, fhir::FHIR_BASE, wait_for_tcp_listener};
+use holonet_proto::observer::{GetFlowsResponse, get_flows_response::ResponseTypes};
 
-use super::agent::{TcModeArg, print_flows, shutdown_signal};
+use super::agent::{TcModeArg, shutdown_signal};
 
-/// Port the demo's HTTP server listens on.
-const SERVER_PORT: u16 = 8080;
+/// The FHIR server's port, as in the seed story.
+const FHIR_PORT: u16 = 52773;
+/// The node name the demo's agent reports.
+const NODE: &str = "holonet-demo";
+/// Where the demo serves flows while it runs.
+const DEMO_LISTEN: &str = "127.0.0.1:4245";
 
 /// Arguments of `holonet demo`.
 #[derive(Debug, clap::Args)]
 #[command(
-    long_about = "Create two pods (network namespaces `client` and `server`, each with a veth \
-to the host, routed through the host like Cilium pods), start a real HTTP server in `server`, \
-load holonet's TC probe on both host-side veths, and send real curl requests from `client`. \
-Every TCP SYN, FIN and RST and every HTTP request line appears as a flow while it happens.\n\n\
-Needs root. Everything created is removed on exit, on Ctrl-C and on failure."
+    long_about = "Play the galactic FHIR story with real traffic: pods of namespace galactic-fhir \
+(coruscanthealth, a FHIR R5 server on port 52773; grandmedicalfacility of org: empire; the \
+org: payer client) are network namespaces routed through the host. holonet's TC probe on their \
+host-side veths reports every connection and HTTP request; the agent pipeline names the pods \
+and serves the flows on 127.0.0.1:4245 while the demo runs. Flows print like `hubble observe`.\n\n\
+Needs root. Everything created is removed on exit, on Ctrl-C and on failure.",
+    after_help = "Examples:\n  \
+      holonet demo\n  \
+      holonet demo --keep-running          # then, in another terminal: holonet observe -f --server localhost:4245\n  \
+      holonet demo --pause-ms 0 --tc-mode clsact"
 )]
 pub(crate) struct DemoArgs {
-    /// How many rounds of requests to send.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
-    rounds: u32,
-    /// Pause between requests, in milliseconds.
-    #[arg(long, default_value_t = 600, value_name = "MS")]
+    /// Pause between steps, in milliseconds.
+    #[arg(long, default_value_t = 700, value_name = "MS")]
     pause_ms: u64,
+    /// After the story, keep the pods, the probe and the API up until Ctrl-C.
+    #[arg(long)]
+    keep_running: bool,
     /// How to attach the TC classifiers.
     #[arg(long, value_enum, default_value_t)]
     tc_mode: TcModeArg,
+}
+
+/// Arguments of the hidden `holonet demo-fhir-server` (run inside a pod).
+#[derive(Debug, clap::Args)]
+pub(crate) struct FhirServerArgs {
+    /// Port to listen on.
+    #[arg(long, default_value_t = FHIR_PORT)]
+    port: u16,
+    /// Answer 401 to requests without a bearer token.
+    #[arg(long)]
+    require_token: bool,
+}
+
+/// Runs the demo's FHIR server (inside the `coruscanthealth` pod).
+pub(crate) fn run_fhir_server(args: FhirServerArgs) -> anyhow::Result<ExitCode> {
+    let listener = std::net::TcpListener::bind(("0.0.0.0", args.port))
+        .with_context(|| format!("listening on port {}", args.port))?;
+    holonet_lab::fhir::serve(listener, args.require_token)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// A directory removed when dropped.
@@ -50,28 +100,64 @@ impl Drop for TempDir {
     }
 }
 
-fn server_files() -> anyhow::Result<TempDir> {
-    let dir = std::env::temp_dir().join(format!("holonet-demo-{}", std::process::id()));
-    std::fs::create_dir_all(dir.join("intersystems/fhir/r5/Patient"))?;
-    let guard = TempDir(dir);
-    std::fs::write(guard.0.join("index.html"), "<h1>coruscanthealth</h1>\n")?;
-    std::fs::write(
-        guard.0.join("intersystems/fhir/r5/Patient/DarthVader"),
-        "{\"resourceType\":\"Patient\",\"id\":\"DarthVader\"}\n",
-    )?;
-    Ok(guard)
+const VADER: &str = r#"{"resourceType":"Patient","id":"DarthVader","gender":"male","birthDate":"1977-05-25","name":[{"use":"official","family":"Vader","given":["Darth"]}]}"#;
+
+/// One request of the story.
+struct Step {
+    caption: &'static str,
+    from: usize,
+    method: &'static str,
+    patient: &'static str,
 }
 
-/// The requests each round sends: method and path.
-const REQUESTS: [(&str, &str); 4] = [
-    ("GET", "/"),
-    ("GET", "/intersystems/fhir/r5/Patient/DarthVader"),
-    ("HEAD", "/intersystems/fhir/r5/Patient/DarthVader"),
-    ("GET", "/intersystems/fhir/r5/Patient/Anakin?_format=json"),
+/// Indices into the demo's pods.
+const SERVER: usize = 0;
+const EMPIRE: usize = 1;
+const PAYER: usize = 2;
+
+const STORY: [Step; 5] = [
+    Step {
+        caption: "Palpatine's registration desk (org: empire) admits Darth Vader",
+        from: EMPIRE,
+        method: "PUT",
+        patient: "DarthVader",
+    },
+    Step {
+        caption: "the care team reads Vader's record",
+        from: EMPIRE,
+        method: "GET",
+        patient: "DarthVader",
+    },
+    Step {
+        caption: "the care team checks the record exists",
+        from: EMPIRE,
+        method: "HEAD",
+        patient: "DarthVader",
+    },
+    Step {
+        caption: "the payer (org: payer) reads Vader's record",
+        from: PAYER,
+        method: "GET",
+        patient: "DarthVader",
+    },
+    Step {
+        caption: "the payer asks for another patient",
+        from: PAYER,
+        method: "GET",
+        patient: "Anakin",
+    },
 ];
 
-async fn curl(client: &Pod, server: &Pod, method: &str, path: &str) -> anyhow::Result<String> {
-    let url = format!("http://{}:{SERVER_PORT}{path}", server.ip);
+async fn curl(
+    client: &Pod,
+    server: &Pod,
+    step: &Step,
+    body: &std::path::Path,
+) -> anyhow::Result<String> {
+    let url = format!(
+        "http://{}:{FHIR_PORT}{FHIR_BASE}/Patient/{}",
+        server.ip, step.patient
+    );
     let mut args = vec![
         "-sS",
         "-o",
@@ -81,16 +167,24 @@ async fn curl(client: &Pod, server: &Pod, method: &str, path: &str) -> anyhow::R
         "--max-time",
         "5",
     ];
-    if method == "HEAD" {
-        args.push("--head");
-    } else {
-        args.extend(["-X", method]);
+    let data = format!("@{}", body.display());
+    match step.method {
+        "HEAD" => args.push("--head"),
+        "PUT" => args.extend([
+            "-X",
+            "PUT",
+            "-H",
+            "Content-Type: application/fhir+json",
+            "--data-binary",
+            &data,
+        ]),
+        method => args.extend(["-X", method]),
     }
     args.push(&url);
     let output = tokio::process::Command::from(client.command("curl", &args))
         .output()
         .await
-        .context("running curl in the client pod")?;
+        .context("running curl in a pod")?;
     let code = String::from_utf8_lossy(&output.stdout).trim().to_string();
     if output.status.success() {
         Ok(code)
@@ -106,7 +200,8 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     if !holonet_lab::is_root() {
         bail!("the demo creates network namespaces and loads BPF programs: run it as root");
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()?;
     runtime.block_on(async {
@@ -120,85 +215,172 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// Prints every flow appended to `store` from now on, like `hubble observe -f`.
+async fn print_store(store: Arc<FlowStore>) {
+    let color = std::io::stdout().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let mut printer = Printer::new(
+        std::io::stdout(),
+        PrintOptions {
+            color,
+            ..PrintOptions::default()
+        },
+    );
+    let mut newest = store.subscribe();
+    let mut next = store.next_seq();
+    while newest.changed().await.is_ok() && !store.is_closed() {
+        let range = store.range(next, usize::MAX);
+        next = range.next_seq;
+        for event in &range.events {
+            if let StoredEvent::Flow(flow) = &**event {
+                let response = GetFlowsResponse {
+                    node_name: flow.node_name.clone(),
+                    time: flow.time,
+                    response_types: Some(ResponseTypes::Flow(flow.clone())),
+                };
+                let _ = printer.write(&response);
+            }
+        }
+        let _ = printer.flush();
+    }
+}
+
 async fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
-    println!("holonet demo: pods in network namespaces, real HTTP, flows from the kernel\n");
+    let pause = Duration::from_millis(args.pause_ms);
+    println!("holonet demo: the galactic FHIR story, observed from the kernel\n");
     let mut lab = Lab::new().context("preparing the host for the demo pods")?;
-    let client = lab.add_pod("client").context("creating pod `client`")?;
-    let server = lab.add_pod("server").context("creating pod `server`")?;
+    let mut pods = Vec::new();
+    for name in ["coruscanthealth", "grandmedicalfacility", "payer"] {
+        pods.push(
+            lab.add_pod(name)
+                .with_context(|| format!("creating pod `{name}`"))?,
+        );
+    }
+    let files = TempDir(std::env::temp_dir().join(format!("holonet-demo-{}", std::process::id())));
+    std::fs::create_dir_all(&files.0)?;
+    let endpoints_file = files.0.join("endpoints.yaml");
+    std::fs::write(
+        &endpoints_file,
+        format!(
+            "cluster: default\nendpoints:\n\
+             - {{name: coruscanthealth, namespace: galactic-fhir, labels: {{app: coruscanthealth}}, ip: {}, node: {NODE}}}\n\
+             - {{name: grandmedicalfacility, namespace: galactic-fhir, labels: {{app: grandmedicalfacility, org: empire}}, ip: {}, node: {NODE}}}\n\
+             - {{name: payer, namespace: galactic-fhir, labels: {{app: galactic-payer, org: payer}}, ip: {}, node: {NODE}}}\n",
+            pods[SERVER].ip, pods[EMPIRE].ip, pods[PAYER].ip
+        ),
+    )?;
+    let vader = files.0.join("vader.json");
+    std::fs::write(&vader, VADER)?;
     println!(
-        "[1/4] pods: client {} (host veth {}), server {} (host veth {})",
-        client.ip, client.host_ifname, server.ip, server.host_ifname
+        "[1/4] pods in galactic-fhir: coruscanthealth {}, grandmedicalfacility {} (org: empire), payer {} (org: payer)",
+        pods[SERVER].ip, pods[EMPIRE].ip, pods[PAYER].ip
     );
 
-    let files = server_files().context("writing the HTTP server's files")?;
-    let port = SERVER_PORT.to_string();
-    let directory = files.0.to_string_lossy().to_string();
-    let _http_server = server
+    let exe = std::env::current_exe().context("finding the holonet binary")?;
+    let port = FHIR_PORT.to_string();
+    let _fhir = pods[SERVER]
         .spawn(
-            "HTTP server",
-            "python3",
-            &["-m", "http.server", &port, "--directory", &directory],
+            "FHIR server",
+            &exe.to_string_lossy(),
+            &["demo-fhir-server", "--port", &port],
         )
-        .context("starting python3 -m http.server in pod `server`")?;
-    let netns = server.netns.clone();
+        .context("starting the FHIR server in pod coruscanthealth")?;
+    let netns = pods[SERVER].netns.clone();
     tokio::task::spawn_blocking(move || {
-        wait_for_tcp_listener(&netns, SERVER_PORT, Duration::from_secs(10))
+        wait_for_tcp_listener(&netns, FHIR_PORT, Duration::from_secs(10))
     })
     .await?
     .map_err(anyhow::Error::msg)?;
-    println!(
-        "[2/4] HTTP server (python3 http.server) listening in pod server on port {SERVER_PORT}"
-    );
+    println!("[2/4] FHIR R5 server listening in coruscanthealth on port {FHIR_PORT} (open mode)");
 
     let mut probe = TcProbe::load(TcMode::from(args.tc_mode)).context("loading the TC probe")?;
     probe.forward_probe_logs();
-    for pod in [&client, &server] {
+    for pod in &pods {
         probe
             .attach(&pod.host_ifname)
             .with_context(|| format!("attaching the TC probe to {}", pod.host_ifname))?;
     }
     let (mode, why) = probe.mode();
-    println!("[3/4] TC probe loaded on both host veths via {mode} ({why})");
-    println!("[4/4] curl from pod client; flows follow as the kernel reports them:");
-
+    let directory = endpoints::load(&endpoints_file, NODE)?;
+    let (_endpoints_tx, endpoints_rx) = tokio::sync::watch::channel(Arc::new(directory));
+    let store = Arc::new(FlowStore::new(65_536));
     let reader = EventReader::new(probe.take_events()?)?;
-    // Name each host-side veth after its pod in the flow lines.
-    let names = probe
-        .interfaces()
-        .iter()
-        .map(|(ifindex, ifname)| {
-            let pod = [&client, &server]
-                .into_iter()
-                .find(|p| &p.host_ifname == ifname)
-                .map_or_else(|| ifname.clone(), |p| format!("pod {}", p.name));
-            (*ifindex, pod)
-        })
-        .collect();
-    let printer = tokio::spawn(print_flows(reader, MonotonicClock::measure(), names));
-    for round in 1..=args.rounds {
-        for (method, path) in REQUESTS {
-            println!(
-                "\nclient$ curl -X {method} http://{}:{SERVER_PORT}{path}",
-                server.ip
-            );
-            let status = curl(&client, &server, method, path).await?;
-            // Let this request's flows print before its answer.
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            println!("client$ -> HTTP {status}");
-            tokio::time::sleep(Duration::from_millis(args.pause_ms)).await;
+    let pipeline = Pipeline::new(NODE, probe.interfaces().clone(), endpoints_rx);
+    let pipeline_task = tokio::spawn(pipeline.run(reader, Arc::clone(&store), |_| {}));
+    let printer_task = tokio::spawn(print_store(Arc::clone(&store)));
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let api = match server::bind(&Listen {
+        tcp: DEMO_LISTEN.parse().ok(),
+        unix: None,
+        allow_remote: false,
+    })
+    .await
+    {
+        Ok(listeners) => {
+            let service = ObserverService::new(Arc::clone(&store), NODE);
+            Some(tokio::spawn(server::serve(
+                listeners,
+                service,
+                async move {
+                    let _ = stop_rx.await;
+                },
+            )))
         }
-        if round < args.rounds {
-            println!();
+        Err(err) => {
+            println!("      (not serving flows: {err})");
+            None
         }
+    };
+    println!("[3/4] TC probe on the pods' host veths via {mode} ({why})");
+    if api.is_some() {
+        println!(
+            "      flows are served on {DEMO_LISTEN}: try `holonet observe --server localhost:4245 --last 50`"
+        );
     }
-    // Let the last FINs arrive before stopping the reader.
+    println!("[4/4] the story, with every flow the kernel reports:");
+
+    let names = ["coruscanthealth", "grandmedicalfacility", "payer"];
+    for step in &STORY {
+        println!(
+            "\n--- {}: {} {FHIR_BASE}/Patient/{} from {}",
+            step.caption, step.method, step.patient, names[step.from]
+        );
+        std::io::stdout().flush()?;
+        let status = curl(&pods[step.from], &pods[SERVER], step, &vader).await?;
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        println!("    -> HTTP {status}");
+        tokio::time::sleep(pause).await;
+    }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    printer.abort();
     let counters = probe.counters()?;
     println!(
-        "\ndone: {} packets seen by the probe, {} flow events, {} lost, {} unparsable; cleaning up",
-        counters.packets, counters.events_sent, counters.events_lost, counters.parse_errors
+        "\nthe probe saw {} packets and reported {} events ({} lost, {} unparsable); the agent stored {} flows.",
+        counters.packets,
+        counters.events_sent,
+        counters.events_lost,
+        counters.parse_errors,
+        store.status().seen_flows
     );
+    println!(
+        "Every verdict is FORWARDED: policy enforcement in the kernel (deny-all, the org: empire and\n\
+         org: payer L7 rules, the payer's 403) is the next step; `holonet policy trace` already\n\
+         computes those verdicts, e.g.:\n  \
+         holonet policy trace --policies policies/galactic-fhir --endpoints policies/endpoints/galactic-fhir.yaml \\\n    \
+         --from galactic-fhir/payer --to galactic-fhir/coruscanthealth --proto tcp --dport 52773 \\\n    \
+         --http-method GET --http-path /intersystems/fhir/r5/Patient/Anakin"
+    );
+    if args.keep_running && api.is_some() {
+        println!("\nkeeping everything up; Ctrl-C to stop and clean up");
+        shutdown_signal().await;
+    }
+    pipeline_task.abort();
+    store.close();
+    let _ = stop_tx.send(());
+    if let Some(api) = api {
+        let _ = tokio::time::timeout(Duration::from_secs(5), api).await;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(2), printer_task).await;
+    println!("cleaning up");
     drop(probe);
     drop(lab);
     Ok(ExitCode::SUCCESS)

@@ -5,3 +5,4 @@ pub(crate) mod demo;
 pub(crate) mod observe;
 pub(crate) mod policy;
 pub(crate) mod status;
+pub(crate) mod tui;

@@ -28,6 +28,14 @@ use holonet_proto::{
     wkt::Timestamp,
 };
 
+/// Writes a line to stderr, ignoring failures (`eprintln!` would panic
+/// when stderr is closed).
+macro_rules! stderr_line {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(io::stderr(), $($arg)*);
+    }};
+}
+
 /// Where holonet's agent serves the Observer API by default.
 const DEFAULT_SOCKET: &str = "/run/holonet/hubble.sock";
 /// Fallback when the socket is missing: a local agent or relay on TCP.
@@ -391,7 +399,13 @@ impl ObserveArgs {
     /// recovered from the raw command line and checked against what clap
     /// parsed.
     fn filter_args(&self) -> anyhow::Result<FilterArgs> {
-        let scanned = FilterArgs::from_argv(std::env::args().skip(1), VALUE_LONGS, VALUE_SHORTS);
+        let scanned = FilterArgs::from_argv(
+            std::env::args_os()
+                .skip(1)
+                .map(|a| a.to_string_lossy().into_owned()),
+            VALUE_LONGS,
+            VALUE_SHORTS,
+        );
         let consistent = FilterFlag::all().all(|flag| {
             let from_scan: Vec<&str> = scanned
                 .tokens
@@ -478,7 +492,7 @@ fn emit<W: Write>(
     resp: &GetFlowsResponse,
 ) -> io::Result<()> {
     if let Some(msg) = printer::node_status_message(resp, opts, debug) {
-        eprintln!("{msg}");
+        stderr_line!("{msg}");
         return Ok(());
     }
     printer.write(resp)
@@ -592,7 +606,7 @@ fn replay_file<W: Write>(
                 Offer::Buffered | Offer::Skipped => {}
             },
             Err(e @ RecordingError::LineTooLong { .. }) => {
-                eprintln!("holonet: warning: {path}: {e}")
+                stderr_line!("holonet: warning: {path}: {e}")
             }
             Err(e) => {
                 return Err(anyhow::Error::new(e)
@@ -605,7 +619,7 @@ fn replay_file<W: Write>(
         emit(printer, opts, debug, &resp)?;
     }
     if let Some(summary) = records.stats().skipped_summary() {
-        eprintln!("holonet: warning: {path}: {summary}");
+        stderr_line!("holonet: warning: {path}: {summary}");
     }
     Ok(())
 }

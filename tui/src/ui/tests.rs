@@ -1,0 +1,604 @@
+//! View snapshots (ratatui TestBackend + insta), buffer-cell checks for
+//! verdict colours and the selection, and update-logic tests driven by
+//! messages, all on the seed story's recording (tests/data/seed.jsonl).
+
+use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyEventState, KeyModifiers};
+use holonet_flows::recording::{Line as RecLine, parse_line};
+use holonet_proto::{
+    flow::{Flow, Verdict},
+    observer::get_flows_response::ResponseTypes,
+    wkt::Timestamp,
+};
+use ratatui::{
+    Terminal,
+    backend::TestBackend,
+    buffer::Buffer,
+    layout::Rect,
+    style::{Color, Modifier},
+};
+
+use super::{
+    app::{
+        App, Connection, Effect, Event, Mode, Msg, Options, ReplayCmd, ReplayState, SourceMsg,
+        Speed,
+    },
+    explain::{self, PolicyContext},
+    filter::{self, ActiveFilter},
+    theme::Theme,
+    view,
+};
+
+const SEED: &str = include_str!("../../tests/data/seed.jsonl");
+
+/// The flows of the seed recording, in order.
+pub(crate) fn seed_flows() -> Vec<Flow> {
+    SEED.lines()
+        .filter_map(|l| match parse_line(l.as_bytes()) {
+            Ok(RecLine::Event(r)) => match r.response_types {
+                Some(ResponseTypes::Flow(f)) => Some(f),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
+}
+
+fn app_with(capacity: usize, color: bool, filter: &str, replay: bool) -> App {
+    let options = Options {
+        capacity,
+        theme: Theme { color },
+        policy: None,
+        log_path: "/tmp/holonet-tui-0.log".to_owned(),
+        replay_speed: Some(Speed::Factor(1.0)),
+    };
+    let conn = if replay {
+        Connection::Replay("seed.jsonl".to_owned())
+    } else {
+        Connection::Live("unix:///run/holonet/hubble.sock".to_owned())
+    };
+    let mut app = App::new(options, filter::parse(filter).unwrap(), conn);
+    app.update(Msg::Resize(80, 24));
+    app
+}
+
+/// The seed story loaded into a dashboard (replay at 10:48:59).
+fn seed_app(color: bool, filter: &str) -> App {
+    let mut app = app_with(100_000, color, filter, true);
+    let flows = seed_flows();
+    let last = flows.last().and_then(|f| f.time);
+    app.update(Msg::Events(
+        flows
+            .into_iter()
+            .map(|f| Event::Flow(Box::new(f)))
+            .collect(),
+    ));
+    app.update(Msg::Source(SourceMsg::Replay(ReplayState {
+        position: last,
+        first: Some(Timestamp {
+            seconds: 1_726_742_900,
+            nanos: 10_000_000,
+        }),
+        speed: "1x".to_owned(),
+        paused: false,
+        done: true,
+        events: 306,
+        skipped: 0,
+    })));
+    app
+}
+
+fn key(c: KeyCode) -> Msg {
+    Msg::Key(KeyEvent::new(c, KeyModifiers::NONE))
+}
+
+fn ctrl(c: char) -> Msg {
+    Msg::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL))
+}
+
+fn type_text(app: &mut App, s: &str) {
+    for c in s.chars() {
+        app.update(key(KeyCode::Char(c)));
+    }
+}
+
+fn draw(app: &mut App, w: u16, h: u16) -> Terminal<TestBackend> {
+    app.update(Msg::Resize(w, h));
+    let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
+    t.draw(|f| f.render_widget(view::Dashboard(app), f.area()))
+        .unwrap();
+    t
+}
+
+fn buffer(app: &mut App, w: u16, h: u16) -> Buffer {
+    app.update(Msg::Resize(w, h));
+    let mut buf = Buffer::empty(Rect::new(0, 0, w, h));
+    view::render(app, buf.area, &mut buf);
+    buf
+}
+
+fn line(buf: &Buffer, y: u16) -> String {
+    (0..buf.area.width)
+        .map(|x| buf[(x, y)].symbol())
+        .collect::<String>()
+}
+
+fn find(buf: &Buffer, needle: &str) -> Vec<(u16, u16)> {
+    let mut out = Vec::new();
+    for y in 0..buf.area.height {
+        let l = line(buf, y);
+        let mut from = 0;
+        while let Some(i) = l[from..].find(needle) {
+            let byte = from + i;
+            let x = l[..byte].chars().count();
+            out.push((u16::try_from(x).unwrap(), y));
+            from = byte + needle.len();
+        }
+    }
+    out
+}
+
+// ---- snapshots -----------------------------------------------------------
+
+#[test]
+fn snapshot_main_view_80x24() {
+    let mut app = seed_app(true, "");
+    insta::assert_snapshot!("main_80x24", draw(&mut app, 80, 24).backend());
+}
+
+#[test]
+fn snapshot_payer_filter_120x30() {
+    let mut app = seed_app(true, "org=payer");
+    insta::assert_snapshot!("payer_120x30", draw(&mut app, 120, 30).backend());
+}
+
+#[test]
+fn snapshot_wide_with_all_panels_160x40() {
+    let mut app = seed_app(true, "");
+    app.update(key(KeyCode::Char('3')));
+    app.update(key(KeyCode::Char('4')));
+    insta::assert_snapshot!("wide_panels_160x40", draw(&mut app, 160, 40).backend());
+}
+
+#[test]
+fn snapshot_detail_of_a_payer_drop() {
+    let mut app = seed_app(true, "org=payer --verdict DROPPED --type l7");
+    app.update(key(KeyCode::Enter));
+    assert!(matches!(app.mode, Mode::Detail { .. }));
+    insta::assert_snapshot!("detail_drop_100x40", draw(&mut app, 100, 40).backend());
+}
+
+#[test]
+fn snapshot_help_overlay() {
+    let mut app = seed_app(true, "");
+    app.update(key(KeyCode::Char('?')));
+    insta::assert_snapshot!("help_100x30", draw(&mut app, 100, 30).backend());
+}
+
+#[test]
+fn snapshot_filter_bar_with_an_error() {
+    let mut app = seed_app(true, "");
+    app.update(key(KeyCode::Char('/')));
+    type_text(&mut app, "--colour red");
+    insta::assert_snapshot!("filter_error_80x24", draw(&mut app, 80, 24).backend());
+}
+
+#[test]
+fn snapshot_empty_live_view_and_tiny_terminal() {
+    let mut app = app_with(10, true, "", false);
+    insta::assert_snapshot!("empty_live_80x24", draw(&mut app, 80, 24).backend());
+    let mut app = seed_app(true, "");
+    insta::assert_snapshot!("tiny_20x5", draw(&mut app, 20, 5).backend());
+}
+
+// ---- buffer cells: colours and selection ---------------------------------
+
+#[test]
+fn verdicts_are_coloured_and_spelled_out() {
+    let mut app = seed_app(true, "");
+    let buf = buffer(&mut app, 120, 40);
+    let dropped = find(&buf, "DROPPED");
+    let forwarded = find(&buf, "FORWARDED");
+    assert!(!dropped.is_empty() && !forwarded.is_empty());
+    for (x, y) in dropped {
+        let c = &buf[(x, y)];
+        assert_eq!(c.fg, Color::Red, "DROPPED at {x},{y}");
+        assert!(c.modifier.contains(Modifier::BOLD));
+    }
+    for (x, y) in forwarded {
+        assert_eq!(buf[(x, y)].fg, Color::Green, "FORWARDED at {x},{y}");
+    }
+    // AUDIT in the counts panel is yellow.
+    let (x, y) = find(&buf, "AUDIT")[0];
+    assert_eq!(buf[(x, y)].fg, Color::Yellow);
+}
+
+#[test]
+fn no_color_keeps_words_and_selection() {
+    let mut app = seed_app(false, "");
+    let buf = buffer(&mut app, 120, 40);
+    let all: Vec<(u16, u16)> = buf
+        .area
+        .positions()
+        .map(|p| (p.x, p.y))
+        .filter(|p| buf[*p].fg != Color::Reset || buf[*p].bg != Color::Reset)
+        .collect();
+    assert!(
+        all.is_empty(),
+        "coloured cells with NO_COLOR: {:?}",
+        &all[..all.len().min(5)]
+    );
+    assert!(!find(&buf, "DROPPED").is_empty());
+    // The selected (newest) row is reversed and marked with ▶.
+    let marks = find(&buf, "▶ ");
+    let (_, y) = *marks.last().unwrap();
+    assert!(buf[(10, y)].modifier.contains(Modifier::REVERSED));
+    assert!(!buf[(10, y - 1)].modifier.contains(Modifier::REVERSED));
+}
+
+#[test]
+fn nothing_overlaps_at_80x24_and_columns_fit_any_width() {
+    for w in 0..=300u16 {
+        let cols = view::columns(w);
+        let total: u16 =
+            cols.iter().map(|c| c.1).sum::<u16>() + cols.len().saturating_sub(1) as u16;
+        assert!(total + 2 <= w.max(2), "width {w}: {total}");
+    }
+    let cols = view::columns(80);
+    let names: Vec<view::Col> = cols.iter().map(|c| c.0).collect();
+    for c in [
+        view::Col::Time,
+        view::Col::Source,
+        view::Col::Destination,
+        view::Col::Verdict,
+        view::Col::Path,
+    ] {
+        assert!(names.contains(&c), "{c:?} missing at 80 columns");
+    }
+    let mut app = seed_app(true, "");
+    let buf = buffer(&mut app, 80, 24);
+    // The footer always shows the keys; the header the state.
+    assert!(line(&buf, 23).starts_with("q quit"), "{}", line(&buf, 23));
+    assert!(line(&buf, 0).starts_with("holonet"), "{}", line(&buf, 0));
+}
+
+#[test]
+fn any_terminal_size_renders_without_panicking() {
+    let mut app = seed_app(true, "org=payer");
+    for (w, h) in [
+        (0, 0),
+        (1, 1),
+        (20, 5),
+        (5, 20),
+        (33, 7),
+        (80, 24),
+        (300, 100),
+    ] {
+        let _ = buffer(&mut app, w, h);
+        app.update(key(KeyCode::Enter));
+        let _ = buffer(&mut app, w, h);
+        app.update(key(KeyCode::Esc));
+        app.update(key(KeyCode::Char('?')));
+        let _ = buffer(&mut app, w, h);
+        app.update(key(KeyCode::Esc));
+        app.update(key(KeyCode::Char('/')));
+        let _ = buffer(&mut app, w, h);
+        app.update(key(KeyCode::Esc));
+    }
+    let buf = buffer(&mut app, 20, 5);
+    assert!(line(&buf, 4).starts_with("q quit"));
+}
+
+// ---- update logic --------------------------------------------------------
+
+#[test]
+fn only_key_presses_count() {
+    let mut app = seed_app(true, "");
+    let mut release = KeyEvent::new(KeyCode::Char('q'), KeyModifiers::NONE);
+    release.kind = KeyEventKind::Release;
+    release.state = KeyEventState::NONE;
+    assert_eq!(app.update(Msg::Key(release)), None);
+    assert_eq!(app.update(key(KeyCode::Char('q'))), Some(Effect::Quit));
+    assert_eq!(app.update(ctrl('c')), Some(Effect::Quit));
+    assert_eq!(app.update(ctrl('l')), Some(Effect::Redraw));
+    assert_eq!(app.update(Msg::Quit), Some(Effect::Quit));
+}
+
+#[test]
+fn filter_bar_validates_as_you_type_and_applies_to_history() {
+    let mut app = seed_app(true, "");
+    let all = app.view.len();
+    assert_eq!(all, seed_flows().len());
+    app.update(key(KeyCode::Char('/')));
+    type_text(&mut app, "--verdic");
+    let Mode::Filter(bar) = &app.mode else {
+        panic!("no bar")
+    };
+    assert!(
+        bar.check
+            .as_ref()
+            .unwrap_err()
+            .contains("unknown filter flag --verdic")
+    );
+    type_text(&mut app, "t DROPPED org=payer");
+    let Mode::Filter(bar) = &app.mode else {
+        panic!("no bar")
+    };
+    assert!(bar.check.is_ok(), "{:?}", bar.check);
+    app.update(key(KeyCode::Enter));
+    assert_eq!(app.mode, Mode::Table);
+    let drops = seed_flows()
+        .iter()
+        .filter(|f| f.verdict == Verdict::Dropped as i32)
+        .count();
+    assert_eq!(app.view.len(), drops);
+    assert!(app.filter.description.contains("DROPPED"));
+    // A bad filter is not applied: Enter keeps the bar open with the error.
+    app.update(key(KeyCode::Char('/')));
+    type_text(&mut app, " --http-path (");
+    app.update(key(KeyCode::Enter));
+    assert!(matches!(app.mode, Mode::Filter(_)));
+    assert_eq!(app.view.len(), drops);
+    app.update(key(KeyCode::Esc));
+    assert_eq!(app.mode, Mode::Table);
+    // New flows go through the same filter.
+    let before = app.view.len();
+    let mut f = seed_flows()[0].clone();
+    app.update(Msg::Events(vec![Event::Flow(Box::new(f.clone()))]));
+    assert_eq!(app.view.len(), before);
+    f.verdict = Verdict::Dropped as i32;
+    for l in &mut f.source.as_mut().unwrap().labels {
+        if l == "k8s:org=empire" {
+            *l = "k8s:org=payer".into();
+        }
+    }
+    app.update(Msg::Events(vec![Event::Flow(Box::new(f))]));
+    assert_eq!(app.view.len(), before + 1);
+}
+
+#[test]
+fn scrolling_follow_and_detail() {
+    let mut app = seed_app(true, "");
+    let n = app.view.len();
+    assert!(app.follow);
+    assert_eq!(app.selected_index(), Some(n - 1));
+    app.update(key(KeyCode::Char('k')));
+    app.update(key(KeyCode::Up));
+    assert!(!app.follow);
+    assert_eq!(app.selected_index(), Some(n - 3));
+    // New flows do not move a scrolled selection.
+    let f = seed_flows()[0].clone();
+    app.update(Msg::Events(vec![Event::Flow(Box::new(f))]));
+    assert_eq!(app.selected_index(), Some(n - 3));
+    app.update(key(KeyCode::Char('g')));
+    assert_eq!(app.selected_index(), Some(0));
+    app.update(key(KeyCode::PageDown));
+    let page = app.table_rows();
+    assert_eq!(app.selected_index(), Some(page));
+    let (start, end) = app.window(page);
+    assert!(start <= page && page < end);
+    app.update(key(KeyCode::Char('G')));
+    assert!(app.follow);
+    assert_eq!(app.selected_index(), Some(n));
+    app.update(key(KeyCode::Enter));
+    assert_eq!(app.mode, Mode::Detail { scroll: 0 });
+    app.update(key(KeyCode::Char('j')));
+    assert_eq!(app.mode, Mode::Detail { scroll: 1 });
+    app.update(key(KeyCode::Esc));
+    assert_eq!(app.mode, Mode::Table);
+    app.update(Msg::Mouse(crossterm::event::MouseEvent {
+        kind: crossterm::event::MouseEventKind::ScrollUp,
+        column: 0,
+        row: 0,
+        modifiers: KeyModifiers::NONE,
+    }));
+    assert_eq!(app.selected_index(), Some(n - 3));
+}
+
+#[test]
+fn space_freezes_a_live_view() {
+    let mut app = app_with(1000, true, "", false);
+    let flows = seed_flows();
+    app.update(Msg::Events(
+        flows[..10]
+            .iter()
+            .cloned()
+            .map(|f| Event::Flow(Box::new(f)))
+            .collect(),
+    ));
+    assert_eq!(app.update(key(KeyCode::Char(' '))), None);
+    let counts = app.stats().total();
+    app.update(Msg::Events(
+        flows[10..30]
+            .iter()
+            .cloned()
+            .map(|f| Event::Flow(Box::new(f)))
+            .collect(),
+    ));
+    assert_eq!(app.visible_len(), 10);
+    assert_eq!(app.frozen_new(), 20);
+    assert_eq!(app.stats().total(), counts);
+    let buf = buffer(&mut app, 100, 30);
+    assert!(
+        line(&buf, 0).contains("FROZEN +20 new"),
+        "{}",
+        line(&buf, 0)
+    );
+    app.update(key(KeyCode::Char(' ')));
+    assert_eq!(app.visible_len(), 30);
+}
+
+#[test]
+fn replay_keys_and_commands() {
+    let mut app = seed_app(true, "");
+    assert_eq!(
+        app.update(key(KeyCode::Char(' '))),
+        Some(Effect::Replay(ReplayCmd::Pause(true)))
+    );
+    assert_eq!(
+        app.update(key(KeyCode::Char('.'))),
+        Some(Effect::Replay(ReplayCmd::Step))
+    );
+    assert_eq!(
+        app.update(key(KeyCode::Char('+'))),
+        Some(Effect::Replay(ReplayCmd::Speed(Speed::Factor(2.0))))
+    );
+    app.update(key(KeyCode::Char('-')));
+    assert_eq!(
+        app.update(key(KeyCode::Char('-'))),
+        Some(Effect::Replay(ReplayCmd::Speed(Speed::Factor(0.5))))
+    );
+    let pos = app.source.replay.as_ref().and_then(|r| r.position).unwrap();
+    let pos_ns = i128::from(pos.seconds) * 1_000_000_000 + i128::from(pos.nanos);
+    app.update(key(KeyCode::Char(':')));
+    type_text(&mut app, "seek -30s");
+    assert_eq!(
+        app.update(key(KeyCode::Enter)),
+        Some(Effect::Replay(ReplayCmd::SeekTo(pos_ns - 30_000_000_000)))
+    );
+    app.update(key(KeyCode::Char(':')));
+    type_text(&mut app, "seek 10:48:30");
+    assert_eq!(
+        app.update(key(KeyCode::Enter)),
+        Some(Effect::Replay(ReplayCmd::SeekTo(
+            1_726_742_910 * 1_000_000_000
+        )))
+    );
+    app.update(key(KeyCode::Char(':')));
+    type_text(&mut app, "speed max");
+    assert_eq!(
+        app.update(key(KeyCode::Enter)),
+        Some(Effect::Replay(ReplayCmd::Speed(Speed::Max)))
+    );
+    for bad in ["speed 1000", "speed 0.01", "seek yesterday", "frobnicate"] {
+        app.update(key(KeyCode::Char(':')));
+        type_text(&mut app, bad);
+        assert_eq!(app.update(key(KeyCode::Enter)), None, "{bad}");
+        assert!(app.notice.as_ref().is_some_and(|n| n.error), "{bad}");
+    }
+    // A backwards seek resets the buffer when the player says so.
+    app.update(Msg::Source(SourceMsg::Reset));
+    assert_eq!(app.store.len(), 0);
+    assert_eq!(app.view.len(), 0);
+}
+
+#[test]
+fn buffer_stays_bounded() {
+    let mut app = app_with(50, true, "--verdict DROPPED", false);
+    let flows = seed_flows();
+    for chunk in flows.chunks(7) {
+        app.update(Msg::Events(
+            chunk
+                .iter()
+                .cloned()
+                .map(|f| Event::Flow(Box::new(f)))
+                .collect(),
+        ));
+    }
+    assert_eq!(app.store.len(), 50);
+    assert_eq!(app.store.evicted(), (flows.len() - 50) as u64);
+    let expect = flows[flows.len() - 50..]
+        .iter()
+        .filter(|f| f.verdict == Verdict::Dropped as i32)
+        .count();
+    assert_eq!(app.view.len(), expect);
+    assert_eq!(app.stats().total(), expect as u64);
+    app.update(Msg::Events(vec![Event::Lost {
+        source: "HUBBLE_RING_BUFFER".into(),
+        count: 7,
+    }]));
+    assert_eq!(app.source.lost_upstream, 7);
+}
+
+// ---- explanations --------------------------------------------------------
+
+fn payer_l7_drop() -> Flow {
+    seed_flows()
+        .into_iter()
+        .find(|f| f.verdict == Verdict::Dropped as i32 && f.l7.is_some())
+        .unwrap()
+}
+
+#[test]
+fn drop_explanation_from_the_flow_names_its_source() {
+    let s = explain::from_flow(&payer_l7_drop());
+    assert!(s.source.contains("agent"));
+    assert!(
+        s.lines
+            .iter()
+            .any(|l| l == "Drop reason: POLICY_DENIED (Policy denied)."),
+        "{:?}",
+        s.lines
+    );
+    assert!(
+        s.lines
+            .iter()
+            .any(|l| l.contains("does not name the policy")),
+        "{:?}",
+        s.lines
+    );
+    let l4 = seed_flows()
+        .into_iter()
+        .find(|f| f.verdict == Verdict::Dropped as i32 && f.l7.is_none())
+        .unwrap();
+    let s = explain::from_flow(&l4);
+    assert!(
+        s.lines
+            .iter()
+            .any(|l| l.contains("CiliumClusterwideNetworkPolicy denyall-coruscanthealth")),
+        "{:?}",
+        s.lines
+    );
+    // Without policies the pane says the engine was not consulted.
+    let all = explain::explain(&payer_l7_drop(), None);
+    assert!(all[1].lines[0].starts_with("Not consulted"));
+}
+
+#[test]
+fn drop_explanation_from_local_policies_lists_what_was_allowed() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let ctx = PolicyContext::load(
+        &[root.join("policies/galactic-fhir")],
+        &root.join("policies/endpoints/galactic-fhir.yaml"),
+    )
+    .unwrap();
+    let s = explain::from_policies(&ctx, &payer_l7_drop());
+    assert!(s.source.contains("not reported by the agent"));
+    let text = s.lines.join("\n");
+    assert!(
+        text.contains("Verdict by these policies: DROPPED"),
+        "{text}"
+    );
+    assert!(text.contains("Anakin"), "{text}");
+    assert!(text.contains("Allowed would be"), "{text}");
+    assert!(text.contains("DarthVader"), "{text}");
+    // An empire request is explained as allowed.
+    let empire = seed_flows()
+        .into_iter()
+        .find(|f| {
+            f.verdict == Verdict::Forwarded as i32 && super::row::path(f).ends_with("DarthVader")
+        })
+        .unwrap();
+    let s = explain::from_policies(&ctx, &empire);
+    assert!(s.lines[0].contains("FORWARDED"), "{:?}", s.lines);
+}
+
+#[test]
+fn garbage_recording_lines_are_skipped_and_counted() {
+    let data = include_bytes!("../../tests/data/garbage.jsonl");
+    let mut reader = holonet_flows::recording::RecordingReader::new(&data[..]);
+    let events = reader.by_ref().filter(|r| r.is_ok()).count();
+    assert_eq!(events, 5);
+    assert_eq!(reader.stats().skipped, 5);
+    assert!(reader.stats().skipped_summary().is_some());
+}
+
+#[test]
+fn speeds_parse_within_bounds() {
+    assert_eq!(Speed::parse("10x"), Ok(Speed::Factor(10.0)));
+    assert_eq!(Speed::parse("0.1"), Ok(Speed::Factor(0.1)));
+    assert_eq!(Speed::parse("MAX"), Ok(Speed::Max));
+    assert!(Speed::parse("0").is_err());
+    assert!(Speed::parse("101").is_err());
+    assert!(Speed::parse("fast-ish").is_err());
+    let _ = ActiveFilter::default();
+}
