@@ -178,6 +178,12 @@ pub struct Flow {
     pub verdict: Verdict,
     /// L7 content, if any.
     pub kind: FlowKind,
+    /// IP protocol (6 TCP, 17 UDP).
+    pub l4_proto: u8,
+    /// For drops, Cilium's drop reason code (133, 181, ...); 0 otherwise.
+    pub drop_reason: u8,
+    /// Hubble's policy match type of the decision (0: none).
+    pub match_type: u8,
 }
 
 fn address(fam: u8, raw: [u8; 16]) -> IpAddr {
@@ -272,6 +278,9 @@ impl Flow {
                 other => Verdict::Unknown(other),
             },
             kind,
+            l4_proto: event.l4_proto,
+            drop_reason: event.drop_reason,
+            match_type: event.match_type,
         }
     }
 }
@@ -293,6 +302,7 @@ impl fmt::Display for Flow {
         }
         write!(f, "{} (", self.verdict)?;
         match &self.kind {
+            FlowKind::Tcp if self.l4_proto == 17 => f.write_str("UDP")?,
             FlowKind::Tcp => write!(f, "TCP Flags: {}", self.tcp_flags)?,
             FlowKind::HttpRequest(r) if r.truncated => {
                 write!(

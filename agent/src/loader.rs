@@ -147,6 +147,8 @@ pub enum ProbeError {
     },
 }
 
+pub use crate::datapath::load::PolicyLoadError;
+
 /// The two classifiers and where each goes.
 const PROGRAMS: [(&str, TcAttachType, &str); 2] = [
     (
@@ -323,6 +325,19 @@ impl TcProbe {
             },
             Err(err) => log::debug!("probe logging not available: {err}"),
         }
+    }
+
+    /// Replaces the contents of the enforcement maps with `compiled`.
+    /// `ifindex_of` names the interface of each local endpoint; endpoints
+    /// without one are skipped (and returned, so the caller can say so).
+    /// Entries are written before stale ones are removed, so no connection
+    /// sees a gap in its policy.
+    pub fn load_policy(
+        &mut self,
+        compiled: &crate::datapath::compile::CompiledDatapath,
+        ifindex_of: impl Fn(&crate::datapath::compile::EndpointRecord) -> Option<u32>,
+    ) -> Result<Vec<String>, PolicyLoadError> {
+        crate::datapath::load::apply(&mut self.ebpf, compiled, ifindex_of)
     }
 
     /// Reads and sums the probe's per-CPU counters.

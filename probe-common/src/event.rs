@@ -35,6 +35,14 @@ pub mod hook {
     pub const TC_EGRESS: u8 = 2;
 }
 
+/// Cilium drop reason codes the datapath reports in [`FlowEvent::drop_reason`].
+pub mod drop_reason {
+    /// No rule allowed the flow on a default-deny direction.
+    pub const POLICY_DENIED: u8 = 133;
+    /// A deny rule matched.
+    pub const POLICY_DENY: u8 = 181;
+}
+
 /// The datapath's decision; the value of [`FlowEvent::verdict`].
 pub mod verdict {
     /// The packet was passed on.
@@ -90,7 +98,9 @@ pub mod counter {
 /// Layout (offsets in bytes): `ktime_ns` 0, `saddr` 8, `daddr` 24,
 /// `ifindex` 40, `sport` 44, `dport` 46, `tcp_seq` 48, `tcp_ack` 52, `kind` 56,
 /// `family` 57, `l4_proto` 58, `tcp_flags` 59, `hook` 60, `verdict` 61,
-/// `payload_len` 62, `payload` 64..192, `_reserved` 192..256.
+/// `payload_len` 62, `payload` 64..192, `drop_reason` 192, `match_type` 193,
+/// `_pad` 194..196, `local_identity` 196, `peer_identity` 200,
+/// `_reserved` 204..256.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FlowEvent {
@@ -126,8 +136,20 @@ pub struct FlowEvent {
     pub payload_len: u16,
     /// The first bytes of the TCP payload, for L7 events.
     pub payload: [u8; PAYLOAD_CAPACITY],
-    /// Room for fields the enforcement datapath adds; always zero for now.
-    pub _reserved: [u8; 64],
+    /// For drops: Cilium's drop reason code (133 `POLICY_DENIED`, 181
+    /// `POLICY_DENY`); 0 otherwise.
+    pub drop_reason: u8,
+    /// Hubble's policy match type of the decision (0 when none was made).
+    pub match_type: u8,
+    /// Always zero.
+    pub _pad: [u8; 2],
+    /// Security identity of the endpoint the probe's interface belongs to
+    /// (0 when the interface is not a managed endpoint).
+    pub local_identity: u32,
+    /// Security identity of the other side (0 when not looked up).
+    pub peer_identity: u32,
+    /// Room for later fields; always zero.
+    pub _reserved: [u8; 52],
 }
 
 const _: () = assert!(core::mem::size_of::<FlowEvent>() == FLOW_EVENT_SIZE);
@@ -217,7 +239,12 @@ impl FlowEvent {
             verdict: 0,
             payload_len: 0,
             payload: [0; PAYLOAD_CAPACITY],
-            _reserved: [0; 64],
+            drop_reason: 0,
+            match_type: 0,
+            _pad: [0; 2],
+            local_identity: 0,
+            peer_identity: 0,
+            _reserved: [0; 52],
         }
     }
 
@@ -246,6 +273,11 @@ impl FlowEvent {
             verdict: r.u8(),
             payload_len: r.u16(),
             payload: r.array(),
+            drop_reason: r.u8(),
+            match_type: r.u8(),
+            _pad: r.array(),
+            local_identity: r.u32(),
+            peer_identity: r.u32(),
             _reserved: r.array(),
         };
         debug_assert_eq!(r.at, FLOW_EVENT_SIZE);
@@ -284,6 +316,10 @@ impl FlowEvent {
         ]);
         put(&self.payload_len.to_ne_bytes());
         put(&self.payload);
+        put(&[self.drop_reason, self.match_type]);
+        put(&self._pad);
+        put(&self.local_identity.to_ne_bytes());
+        put(&self.peer_identity.to_ne_bytes());
         put(&self._reserved);
         out
     }
@@ -347,7 +383,10 @@ mod tests {
             64,
             "payload offset drifted"
         );
-        assert_eq!(core::mem::offset_of!(FlowEvent, _reserved), 192);
+        assert_eq!(core::mem::offset_of!(FlowEvent, drop_reason), 192);
+        assert_eq!(core::mem::offset_of!(FlowEvent, local_identity), 196);
+        assert_eq!(core::mem::offset_of!(FlowEvent, peer_identity), 200);
+        assert_eq!(core::mem::offset_of!(FlowEvent, _reserved), 204);
     }
 
     #[test]

@@ -18,3 +18,15 @@ pub const EVENTS_MAP: &str = "EVENTS";
 
 /// Per-CPU counters indexed by [`crate::event::counter`] slots.
 pub const COUNTERS_MAP: &str = "COUNTERS";
+
+/// LPM trie: address → identity ([`crate::policy::IpcacheValue`]).
+pub const IPCACHE_MAP: &str = "IPCACHE";
+
+/// Hash: ifindex → local endpoint ([`crate::policy::EndpointValue`]).
+pub const ENDPOINTS_MAP: &str = "ENDPOINTS";
+
+/// LPM trie: policy lookup key → decision ([`crate::policy::PolicyValue`]).
+pub const POLICY_MAP: &str = "POLICY";
+
+/// LRU hash: connection → tracking state ([`crate::policy::CtValue`]).
+pub const CT_MAP: &str = "CT";

@@ -156,6 +156,53 @@ pub struct PolicyValue {
 
 const _: () = assert!(core::mem::size_of::<PolicyValue>() == 12);
 
+/// Key of the `CT` (connection tracking) LRU hash: one entry per endpoint,
+/// direction and connection, created when a connection is allowed.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CtKey {
+    /// The local endpoint.
+    pub endpoint_id: u32,
+    /// Source address of the connection's first packet.
+    pub saddr: [u8; 16],
+    /// Destination address of the connection's first packet.
+    pub daddr: [u8; 16],
+    /// Source port (host order).
+    pub sport: u16,
+    /// Destination port (host order).
+    pub dport: u16,
+    /// IP protocol.
+    pub proto: u8,
+    /// `direction::*` in which the connection was opened.
+    pub direction: u8,
+    /// Always zero.
+    pub _pad: [u8; 2],
+}
+
+const _: () = assert!(core::mem::size_of::<CtKey>() == 44);
+
+/// Value of the `CT` map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CtValue {
+    /// `bpf_ktime_get_ns()` when the connection was allowed.
+    pub created_ns: u64,
+    /// The endpoint's policy revision the decision was made under.
+    pub policy_revision: u32,
+    /// Hubble match type of the allowing entry.
+    pub match_type: u8,
+    /// Always zero.
+    pub _pad: [u8; 3],
+}
+
+const _: () = assert!(core::mem::size_of::<CtValue>() == 16);
+
+#[cfg(feature = "user")]
+// SAFETY: plain `repr(C)` integers with no implicit padding (sizes asserted above).
+unsafe impl aya::Pod for CtKey {}
+#[cfg(feature = "user")]
+// SAFETY: as above.
+unsafe impl aya::Pod for CtValue {}
 #[cfg(feature = "user")]
 // SAFETY: plain `repr(C)` integers with no implicit padding (sizes asserted above).
 unsafe impl aya::Pod for IpcacheValue {}

@@ -1,5 +1,7 @@
 //! L2-L4 header parsing for TC programs.
 //!
+//! TCP and UDP are parsed; other protocols are skipped.
+//!
 //! Every read goes through `bpf_skb_load_bytes` (via `TcContext::load`), which
 //! fails instead of reading past the end of the packet, so a truncated or
 //! malformed packet becomes a `ParseError`, never an out-of-bounds access.
@@ -17,6 +19,9 @@ const TCP_MIN_HDR_LEN: usize = 20;
 
 /// IP protocol number of TCP.
 pub(crate) const IPPROTO_TCP: u8 = 6;
+/// IP protocol number of UDP.
+pub(crate) const IPPROTO_UDP: u8 = 17;
+const UDP_HDR_LEN: usize = 8;
 
 /// IPv6 extension headers we step over, bounded so the verifier sees a finite loop.
 const MAX_IPV6_EXT_HEADERS: usize = 4;
@@ -29,14 +34,16 @@ const IPV6_DEST_OPTS: u8 = 60;
 pub(crate) struct ParseError;
 
 /// What the parser found; `Skip` means "not something this probe looks at"
-/// (another EtherType, a non-first fragment), which is not an error.
+/// (another EtherType or protocol, a non-first fragment), which is not an error.
 pub(crate) enum Parsed {
     Skip,
-    Tcp(TcpPacket),
+    L4(L4Packet),
 }
 
-/// The fields of a TCP packet the probe reports.
-pub(crate) struct TcpPacket {
+/// The fields of a TCP or UDP packet the probe reports and decides on.
+pub(crate) struct L4Packet {
+    /// `IPPROTO_TCP` or `IPPROTO_UDP`.
+    pub(crate) proto: u8,
     pub(crate) family: u8,
     pub(crate) saddr: [u8; 16],
     pub(crate) daddr: [u8; 16],
@@ -128,6 +135,28 @@ pub(crate) fn parse(ctx: &TcContext) -> Result<Parsed, ParseError> {
         }
         _ => return Ok(Parsed::Skip),
     };
+    if proto == IPPROTO_UDP {
+        let sport = load_be16(ctx, l4)?;
+        let dport = load_be16(ctx, l4 + 2)?;
+        let payload_offset = l4 + UDP_HDR_LEN;
+        let packet_len = ctx.len() as usize;
+        if payload_offset > packet_len {
+            return Err(ParseError);
+        }
+        return Ok(Parsed::L4(L4Packet {
+            proto,
+            family: fam,
+            saddr,
+            daddr,
+            sport,
+            dport,
+            seq: 0,
+            ack: 0,
+            flags: 0,
+            payload_offset,
+            payload_len: packet_len - payload_offset,
+        }));
+    }
     if proto != IPPROTO_TCP {
         return Ok(Parsed::Skip);
     }
@@ -145,7 +174,8 @@ pub(crate) fn parse(ctx: &TcContext) -> Result<Parsed, ParseError> {
     if payload_offset > packet_len {
         return Err(ParseError);
     }
-    Ok(Parsed::Tcp(TcpPacket {
+    Ok(Parsed::L4(L4Packet {
+        proto,
         family: fam,
         saddr,
         daddr,

@@ -7,25 +7,43 @@
 //! - `holonet_tc_egress`: TC egress of the host-side veth, i.e. the pod's
 //!   ingress (packets delivered to the pod).
 //!
-//! Both only observe for now: they emit a `FlowEvent` for every TCP packet
-//! with SYN, FIN or RST set and for every TCP segment starting with an
-//! HTTP/1.x request method, and always let the packet continue.
+//! Observation: an event for every TCP packet with SYN, FIN or RST set and
+//! for every TCP segment starting with an HTTP/1.x request method.
+//!
+//! Enforcement (L3/L4, see docs/datapath.md): when the interface belongs to
+//! a managed endpoint (`ENDPOINTS`), a packet of a connection not yet
+//! tracked in `CT` is decided by the endpoint's `POLICY` for the peer's
+//! identity (`IPCACHE`); allowed connections are tracked so their packets
+//! and replies pass; denied ones are dropped and reported with Cilium's drop
+//! reason. Interfaces without an endpoint entry are only observed.
 #![no_std]
 #![no_main]
 
 mod headers;
 
 use aya_ebpf::{
-    bindings::{__sk_buff, TC_ACT_PIPE},
+    bindings::{__sk_buff, TC_ACT_PIPE, TC_ACT_SHOT},
     helpers::{bpf_ktime_get_ns, bpf_skb_load_bytes},
     macros::{classifier, map},
-    maps::{PerCpuArray, RingBuf},
+    maps::{
+        HashMap, LruHashMap, PerCpuArray, RingBuf,
+        lpm_trie::{Key, LpmTrie},
+    },
     programs::TcContext,
 };
 use aya_log_ebpf::debug;
-use headers::{IPPROTO_TCP, Parsed, TcpPacket};
-use probe_common::event::{
-    EVENTS_RING_BYTES, FlowEvent, PAYLOAD_CAPACITY, counter, hook, kind, tcp_flags, verdict,
+use headers::{IPPROTO_TCP, L4Packet, Parsed};
+use probe_common::{
+    event::{
+        EVENTS_RING_BYTES, FlowEvent, PAYLOAD_CAPACITY, counter, drop_reason, family, hook, kind,
+        tcp_flags, verdict,
+    },
+    policy::{
+        CtKey, CtValue, ENDPOINT_FLAG_AUDIT, ENDPOINT_FLAG_ENFORCE_EGRESS,
+        ENDPOINT_FLAG_ENFORCE_INGRESS, EndpointValue, IDENTITY_ANY, IDENTITY_WORLD,
+        IPCACHE_ADDR_LEN, IPCACHE_FLAG_CIDR, IpcacheValue, POLICY_ACTION_DENY,
+        POLICY_KEY_FIXED_BITS, POLICY_KEY_LEN, PolicyValue, direction, policy_key,
+    },
 };
 
 #[map(name = "EVENTS")]
@@ -34,16 +52,32 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_RING_BYTES, 0);
 #[map(name = "COUNTERS")]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
 
+#[map(name = "ENDPOINTS")]
+static ENDPOINTS: HashMap<u32, EndpointValue> = HashMap::with_max_entries(4096, 0);
+
+#[map(name = "IPCACHE")]
+static IPCACHE: LpmTrie<[u8; IPCACHE_ADDR_LEN], IpcacheValue> =
+    LpmTrie::with_max_entries(65_536, 0);
+
+#[map(name = "POLICY")]
+static POLICY: LpmTrie<[u8; POLICY_KEY_LEN], PolicyValue> = LpmTrie::with_max_entries(65_536, 0);
+
+#[map(name = "CT")]
+static CT: LruHashMap<CtKey, CtValue> = LruHashMap::with_max_entries(262_144, 0);
+
+/// Per-CPU scratch space for the connection-tracking key, which would not fit
+/// the 512-byte BPF stack next to everything else.
+#[map(name = "CT_SCRATCH")]
+static CT_SCRATCH: PerCpuArray<CtKey> = PerCpuArray::with_max_entries(1, 0);
+
 #[classifier]
 fn holonet_tc_ingress(ctx: TcContext) -> i32 {
-    observe(&ctx, hook::TC_INGRESS);
-    TC_ACT_PIPE
+    process(&ctx, hook::TC_INGRESS)
 }
 
 #[classifier]
 fn holonet_tc_egress(ctx: TcContext) -> i32 {
-    observe(&ctx, hook::TC_EGRESS);
-    TC_ACT_PIPE
+    process(&ctx, hook::TC_EGRESS)
 }
 
 #[inline(always)]
@@ -55,15 +89,41 @@ fn count(slot: u32) {
     }
 }
 
+/// The outcome of the policy check for one packet.
+struct Decision {
+    drop_reason: u8,
+    match_type: u8,
+    local_identity: u32,
+    peer_identity: u32,
+}
+
+impl Decision {
+    const fn pass() -> Self {
+        Self {
+            drop_reason: 0,
+            match_type: 0,
+            local_identity: 0,
+            peer_identity: 0,
+        }
+    }
+}
+
 #[inline(always)]
-fn observe(ctx: &TcContext, at_hook: u8) {
+fn process(ctx: &TcContext, at_hook: u8) -> i32 {
     count(counter::PACKETS);
     match headers::parse(ctx) {
-        Ok(Parsed::Tcp(tcp)) => {
-            let http = tcp.payload_len > 0 && starts_with_http_method(ctx, &tcp);
-            let interesting = tcp.flags & (tcp_flags::SYN | tcp_flags::FIN | tcp_flags::RST) != 0;
+        Ok(Parsed::L4(pkt)) => {
+            let decision = decide(ctx, at_hook, &pkt);
+            let is_tcp = pkt.proto == IPPROTO_TCP;
+            if decision.drop_reason != 0 {
+                emit(ctx, at_hook, &pkt, false, &decision);
+                return TC_ACT_SHOT;
+            }
+            let http = is_tcp && pkt.payload_len > 0 && starts_with_http_method(ctx, &pkt);
+            let interesting =
+                is_tcp && pkt.flags & (tcp_flags::SYN | tcp_flags::FIN | tcp_flags::RST) != 0;
             if http || interesting {
-                emit(ctx, at_hook, &tcp, http);
+                emit(ctx, at_hook, &pkt, http, &decision);
             }
         }
         Ok(Parsed::Skip) => {}
@@ -72,6 +132,178 @@ fn observe(ctx: &TcContext, at_hook: u8) {
             debug!(ctx, "holonet: unparsable packet, len {}", ctx.len());
         }
     }
+    TC_ACT_PIPE
+}
+
+/// An address as the ipcache stores it (IPv4 mapped into IPv6).
+#[inline(always)]
+fn ipcache_addr(fam: u8, raw: &[u8; 16]) -> [u8; IPCACHE_ADDR_LEN] {
+    if fam == family::IPV4 {
+        [
+            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, raw[0], raw[1], raw[2], raw[3],
+        ]
+    } else {
+        *raw
+    }
+}
+
+#[inline(never)]
+fn lookup_policy(
+    endpoint_id: u32,
+    dir: u8,
+    proto: u8,
+    peer: u32,
+    port: u16,
+) -> Option<&'static PolicyValue> {
+    let key = Key::new(
+        POLICY_KEY_FIXED_BITS + 16,
+        policy_key(endpoint_id, dir, proto, peer, port),
+    );
+    POLICY.get(key)
+}
+
+/// The scratch connection-tracking key, filled for `pkt` as seen (or, with
+/// `reversed`, for the reply direction of a connection opened the other way).
+#[inline(always)]
+fn fill_ct_key(key: &mut CtKey, endpoint_id: u32, pkt: &L4Packet, dir: u8, reversed: bool) {
+    key.endpoint_id = endpoint_id;
+    key.proto = pkt.proto;
+    key._pad = [0; 2];
+    if reversed {
+        key.saddr = pkt.daddr;
+        key.daddr = pkt.saddr;
+        key.sport = pkt.dport;
+        key.dport = pkt.sport;
+        key.direction = if dir == direction::EGRESS {
+            direction::INGRESS
+        } else {
+            direction::EGRESS
+        };
+    } else {
+        key.saddr = pkt.saddr;
+        key.daddr = pkt.daddr;
+        key.sport = pkt.sport;
+        key.dport = pkt.dport;
+        key.direction = dir;
+    }
+}
+
+/// The match type of a tracked connection `pkt` belongs to (either
+/// direction), if it was allowed under the endpoint's current revision;
+/// `u16::MAX` when it is not tracked. Not inlined: its own stack frame.
+#[inline(never)]
+#[expect(
+    clippy::needless_borrows_for_generic_args,
+    reason = "pass the per-CPU scratch slot itself, not a copy on the 512-byte stack"
+)]
+fn ct_match(ep: &EndpointValue, pkt: &L4Packet, dir: u8) -> u16 {
+    let Some(key) = CT_SCRATCH.get_ptr_mut(0) else {
+        return u16::MAX;
+    };
+    // SAFETY: a per-CPU array slot, exclusively ours for this program run.
+    let key = unsafe { &mut *key };
+    for reversed in [false, true] {
+        fill_ct_key(key, ep.endpoint_id, pkt, dir, reversed);
+        // SAFETY: the value is only read during this program run.
+        if let Some(ct) = unsafe { CT.get(&*key) } {
+            if ct.policy_revision == ep.policy_revision {
+                return u16::from(ct.match_type);
+            }
+        }
+    }
+    u16::MAX
+}
+
+/// Tracks an allowed connection.
+#[inline(never)]
+#[expect(
+    clippy::needless_borrows_for_generic_args,
+    reason = "pass the per-CPU scratch slot itself, not a copy on the 512-byte stack"
+)]
+fn ct_track(ep: &EndpointValue, pkt: &L4Packet, dir: u8, match_type: u8) {
+    let Some(key) = CT_SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: a per-CPU array slot, exclusively ours for this program run.
+    let key = unsafe { &mut *key };
+    fill_ct_key(key, ep.endpoint_id, pkt, dir, false);
+    let value = CtValue {
+        // SAFETY: a helper without arguments.
+        created_ns: unsafe { bpf_ktime_get_ns() },
+        policy_revision: ep.policy_revision,
+        match_type,
+        _pad: [0; 3],
+    };
+    let _ = CT.insert(&*key, &value, 0);
+}
+
+/// The peer's identity and whether it is a CIDR identity.
+#[inline(never)]
+fn peer_identity(pkt: &L4Packet, dir: u8) -> (u32, bool) {
+    let raw = if dir == direction::EGRESS {
+        &pkt.daddr
+    } else {
+        &pkt.saddr
+    };
+    match IPCACHE.get(Key::new(128, ipcache_addr(pkt.family, raw))) {
+        Some(v) => (v.identity, v.flags & IPCACHE_FLAG_CIDR != 0),
+        None => (IDENTITY_WORLD, false),
+    }
+}
+
+/// Decides a packet on a managed endpoint's interface; a pass decision for
+/// everything else.
+#[inline(always)]
+fn decide(ctx: &TcContext, at_hook: u8, pkt: &L4Packet) -> Decision {
+    // SAFETY: reading the ifindex field of the context's sk_buff.
+    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    // SAFETY: the value is only read during this program run.
+    let Some(ep) = (unsafe { ENDPOINTS.get(ifindex) }) else {
+        return Decision::pass();
+    };
+    let (dir, enforce_flag) = if at_hook == hook::TC_INGRESS {
+        (direction::EGRESS, ENDPOINT_FLAG_ENFORCE_EGRESS)
+    } else {
+        (direction::INGRESS, ENDPOINT_FLAG_ENFORCE_INGRESS)
+    };
+    let mut decision = Decision {
+        drop_reason: 0,
+        match_type: 0,
+        local_identity: ep.identity,
+        peer_identity: 0,
+    };
+    let tracked = ct_match(ep, pkt, dir);
+    if tracked != u16::MAX {
+        decision.match_type = tracked as u8;
+        return decision;
+    }
+    let (peer, cidr) = peer_identity(pkt, dir);
+    decision.peer_identity = peer;
+    let mut hit = lookup_policy(ep.endpoint_id, dir, pkt.proto, peer, pkt.dport);
+    if hit.is_none() && cidr {
+        hit = lookup_policy(ep.endpoint_id, dir, pkt.proto, IDENTITY_WORLD, pkt.dport);
+    }
+    if hit.is_none() {
+        hit = lookup_policy(ep.endpoint_id, dir, pkt.proto, IDENTITY_ANY, pkt.dport);
+    }
+    let audit = ep.flags & ENDPOINT_FLAG_AUDIT != 0;
+    match hit {
+        Some(p) if p.action == POLICY_ACTION_DENY => {
+            if !audit {
+                decision.drop_reason = drop_reason::POLICY_DENY;
+            }
+        }
+        Some(p) => {
+            decision.match_type = p.match_type;
+            ct_track(ep, pkt, dir, p.match_type);
+        }
+        None => {
+            if ep.flags & enforce_flag != 0 && !audit {
+                decision.drop_reason = drop_reason::POLICY_DENIED;
+            }
+        }
+    }
+    decision
 }
 
 /// The shortest request line we recognise: `GET / HTTP/1.1\r\n`.
@@ -79,11 +311,11 @@ const MIN_REQUEST_LINE: usize = 16;
 
 /// Does the payload start with an HTTP/1.x method followed by a space?
 #[inline(always)]
-fn starts_with_http_method(ctx: &TcContext, tcp: &TcpPacket) -> bool {
-    if tcp.payload_len < MIN_REQUEST_LINE {
+fn starts_with_http_method(ctx: &TcContext, pkt: &L4Packet) -> bool {
+    if pkt.payload_len < MIN_REQUEST_LINE {
         return false;
     }
-    let Ok(head) = ctx.load::<[u8; 8]>(tcp.payload_offset) else {
+    let Ok(head) = ctx.load::<[u8; 8]>(pkt.payload_offset) else {
         return false;
     };
     matches!(
@@ -100,8 +332,13 @@ fn starts_with_http_method(ctx: &TcContext, tcp: &TcpPacket) -> bool {
     )
 }
 
-#[inline(always)]
-fn emit(ctx: &TcContext, at_hook: u8, tcp: &TcpPacket, http: bool) {
+#[inline(never)]
+fn emit(ctx: &TcContext, at_hook: u8, pkt: &L4Packet, http: bool, decision: &Decision) {
+    let event_verdict = if decision.drop_reason != 0 {
+        verdict::DROPPED
+    } else {
+        verdict::FORWARDED
+    };
     let Some(mut entry) = EVENTS.reserve::<FlowEvent>(0) else {
         count(counter::EVENTS_LOST);
         return;
@@ -112,29 +349,34 @@ fn emit(ctx: &TcContext, at_hook: u8, tcp: &TcpPacket, http: bool) {
     // before the slot is submitted.
     unsafe {
         (*event).ktime_ns = bpf_ktime_get_ns();
-        (*event).saddr = tcp.saddr;
-        (*event).daddr = tcp.daddr;
+        (*event).saddr = pkt.saddr;
+        (*event).daddr = pkt.daddr;
         (*event).ifindex = (*ctx.skb.skb).ifindex;
-        (*event).sport = tcp.sport;
-        (*event).dport = tcp.dport;
-        (*event).tcp_seq = tcp.seq;
-        (*event).tcp_ack = tcp.ack;
+        (*event).sport = pkt.sport;
+        (*event).dport = pkt.dport;
+        (*event).tcp_seq = pkt.seq;
+        (*event).tcp_ack = pkt.ack;
         (*event).kind = if http {
             kind::HTTP_REQUEST
         } else {
             kind::TCP_FLAGS
         };
-        (*event).family = tcp.family;
-        (*event).l4_proto = IPPROTO_TCP;
-        (*event).tcp_flags = tcp.flags;
+        (*event).family = pkt.family;
+        (*event).l4_proto = pkt.proto;
+        (*event).tcp_flags = pkt.flags;
         (*event).hook = at_hook;
-        (*event).verdict = verdict::FORWARDED;
+        (*event).verdict = event_verdict;
         (*event).payload_len = 0;
-        (*event)._reserved = [0; 64];
+        (*event).drop_reason = decision.drop_reason;
+        (*event).match_type = decision.match_type;
+        (*event)._pad = [0; 2];
+        (*event).local_identity = decision.local_identity;
+        (*event).peer_identity = decision.peer_identity;
+        (*event)._reserved = [0; 52];
     }
     if http {
-        let wanted = if tcp.payload_len < PAYLOAD_CAPACITY {
-            tcp.payload_len
+        let wanted = if pkt.payload_len < PAYLOAD_CAPACITY {
+            pkt.payload_len
         } else {
             PAYLOAD_CAPACITY
         };
@@ -146,7 +388,7 @@ fn emit(ctx: &TcContext, at_hook: u8, tcp: &TcpPacket, http: bool) {
         let copied = unsafe {
             bpf_skb_load_bytes(
                 ctx.skb.skb as *const __sk_buff as *const _,
-                tcp.payload_offset as u32,
+                pkt.payload_offset as u32,
                 (*event).payload.as_mut_ptr().cast(),
                 len as u32,
             )

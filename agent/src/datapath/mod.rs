@@ -5,3 +5,4 @@
 //! comes with the in-kernel enforcement.
 
 pub mod compile;
+pub mod load;

@@ -168,12 +168,20 @@ pub fn to_proto(
         .into(),
         ..Default::default()
     };
+    let udp = flow.l4_proto == 17;
     let l4 = Layer4 {
-        protocol: Some(layer4::Protocol::Tcp(pb::Tcp {
-            source_port: u32::from(flow.source.port()),
-            destination_port: u32::from(flow.destination.port()),
-            flags: Some(proto_tcp_flags(flow.tcp_flags)),
-        })),
+        protocol: Some(if udp {
+            layer4::Protocol::Udp(pb::Udp {
+                source_port: u32::from(flow.source.port()),
+                destination_port: u32::from(flow.destination.port()),
+            })
+        } else {
+            layer4::Protocol::Tcp(pb::Tcp {
+                source_port: u32::from(flow.source.port()),
+                destination_port: u32::from(flow.destination.port()),
+                flags: Some(proto_tcp_flags(flow.tcp_flags)),
+            })
+        }),
     };
     let mut out = pb::Flow {
         time: Some(Timestamp::from(flow.time)),
@@ -226,14 +234,25 @@ pub fn to_proto(
                 sub_type: trace_sub_type(flow.observation),
             });
             out.set_trace_observation_point(point);
-            out.summary = format!("TCP Flags: {}", flow.tcp_flags);
+            out.summary = if udp {
+                "UDP".to_string()
+            } else {
+                format!("TCP Flags: {}", flow.tcp_flags)
+            };
         }
     }
+    out.policy_match_type = u32::from(flow.match_type);
     if verdict == pb::Verdict::Dropped {
+        // Cilium's drop notifications: type 1 with the reason as sub-type;
+        // whether a dropped packet was a reply is not known.
         out.event_type = Some(CiliumEventType {
             r#type: event_type::DROP,
-            sub_type: 0,
+            sub_type: i32::from(flow.drop_reason),
         });
+        out.drop_reason = u32::from(flow.drop_reason);
+        out.drop_reason_desc = i32::from(flow.drop_reason);
+        out.is_reply = None;
+        out.trace_observation_point = 0;
     }
     out
 }
@@ -373,6 +392,38 @@ mod tests {
         let src = f.source.expect("source");
         assert_eq!(src.identity, 2);
         assert_eq!(src.labels, ["reserved:world"]);
+    }
+
+    #[test]
+    fn a_policy_drop_becomes_a_hubble_drop_event() {
+        let mut f = flow(kind::TCP_FLAGS, tcp_flags::SYN, hook::TC_EGRESS, b"");
+        f.verdict = crate::flow::Verdict::Dropped;
+        f.drop_reason = 133;
+        let p = to_proto(&f, "n", &EndpointDirectory::empty(), &mut UuidSource::new());
+        assert_eq!(p.verdict(), pb::Verdict::Dropped);
+        assert_eq!(p.drop_reason_desc(), pb::DropReason::PolicyDenied);
+        assert_eq!(p.drop_reason, 133);
+        assert_eq!(
+            p.event_type,
+            Some(CiliumEventType {
+                r#type: 1,
+                sub_type: 133
+            })
+        );
+        assert_eq!(p.is_reply, None);
+        assert_eq!(p.summary, "TCP Flags: SYN");
+    }
+
+    #[test]
+    fn udp_flows_carry_udp_ports() {
+        let mut f = flow(kind::TCP_FLAGS, 0, hook::TC_INGRESS, b"");
+        f.l4_proto = 17;
+        let p = to_proto(&f, "n", &EndpointDirectory::empty(), &mut UuidSource::new());
+        let Some(layer4::Protocol::Udp(udp)) = p.l4.and_then(|l| l.protocol) else {
+            panic!("udp expected");
+        };
+        assert_eq!((udp.source_port, udp.destination_port), (40000, 52773));
+        assert_eq!(p.summary, "UDP");
     }
 
     #[test]
