@@ -339,3 +339,53 @@ async fn listening_beyond_loopback_needs_explicit_permission() {
     .expect_err("refused");
     assert!(err.to_string().contains("--allow-remote"), "{err}");
 }
+
+#[tokio::test]
+async fn filters_apply_with_hubble_semantics_and_bad_ones_are_rejected() {
+    use holonet_proto::flow::FlowFilter;
+    let mut agent = start(100, 10).await;
+    let none = collect(
+        &mut agent,
+        GetFlowsRequest {
+            number: 100,
+            whitelist: vec![FlowFilter {
+                node_name: vec!["other-node".into()],
+                ..Default::default()
+            }],
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(none.is_empty(), "{}", summaries(&none).join(", "));
+    let all_but = collect(
+        &mut agent,
+        GetFlowsRequest {
+            number: 100,
+            whitelist: vec![FlowFilter {
+                node_name: vec!["test-*".into()],
+                ..Default::default()
+            }],
+            blacklist: vec![FlowFilter {
+                uuid: vec!["flow-3".into(), "flow-4".into()],
+                ..Default::default()
+            }],
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(all_but.len(), 8);
+    assert!(!summaries(&all_but).contains(&"flow 3".to_string()));
+    let bad = agent
+        .client
+        .get_flows(GetFlowsRequest {
+            whitelist: vec![FlowFilter {
+                http_path: vec!["(".into()],
+                ..Default::default()
+            }],
+            ..Default::default()
+        })
+        .await
+        .expect_err("bad regex rejected");
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    assert!(bad.message().contains("http_path"), "{bad:?}");
+}

@@ -126,8 +126,9 @@ impl RotatingWriter {
     }
 }
 
-/// The protojson line for a stored event.
-pub fn line(event: &StoredEvent, node_name: &str) -> Result<String, serde_json::Error> {
+/// The protojson line for a stored event, with the fields in the order Go's
+/// protojson writes them (the flow first), as Hubble's exporter does.
+pub fn line(event: &StoredEvent, node_name: &str) -> io::Result<String> {
     let response = match event {
         StoredEvent::Flow(flow) => GetFlowsResponse {
             node_name: flow.node_name.clone(),
@@ -140,7 +141,9 @@ pub fn line(event: &StoredEvent, node_name: &str) -> Result<String, serde_json::
             response_types: Some(ResponseTypes::LostEvents(*lost)),
         },
     };
-    serde_json::to_string(&response)
+    let mut out = Vec::with_capacity(1024);
+    holonet_flows::printer::response_json(&mut out, &response)?;
+    String::from_utf8(out).map_err(io::Error::other)
 }
 
 /// Records every event appended to `store` from now on until the store goes
@@ -162,7 +165,7 @@ pub async fn run(store: Arc<FlowStore>, config: ExportConfig, node_name: String)
                 );
             }
             for event in &range.events {
-                let text = line(event, &node_name).map_err(io::Error::other)?;
+                let text = line(event, &node_name)?;
                 writer.write_line(&text)?;
             }
             if range.events.len() < 4096 {
@@ -237,7 +240,7 @@ mod tests {
         let text = line(&StoredEvent::Flow(flow), "node-1").unwrap();
         assert_eq!(
             text,
-            r#"{"node_name":"node-1","time":"1970-01-01T00:00:01Z","flow":{"time":"1970-01-01T00:00:01Z","node_name":"node-1"}}"#
+            r#"{"flow":{"time":"1970-01-01T00:00:01Z","node_name":"node-1"},"node_name":"node-1","time":"1970-01-01T00:00:01Z"}"#
         );
         let back: GetFlowsResponse = serde_json::from_str(&text).unwrap();
         assert_eq!(back.node_name, "node-1");

@@ -9,7 +9,6 @@
 pub mod convert;
 pub mod endpoints;
 pub mod export;
-mod filter_shim;
 pub mod mask;
 pub mod pipeline;
 pub mod query;

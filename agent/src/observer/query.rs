@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use super::filter_shim::FlowFilterSet;
+use holonet_flows::filter::FlowFilterSet;
 use holonet_proto::{
     flow::{Flow, LostEvent, LostEventSource},
     observer::{GetFlowsRequest, GetFlowsResponse, get_flows_response::ResponseTypes},
