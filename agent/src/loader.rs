@@ -174,6 +174,11 @@ pub struct ProbeCounters {
     pub events_lost: u64,
     /// Packets whose headers could not be parsed.
     pub parse_errors: u64,
+    /// Segments dropped on L7-enforced connections because no request line
+    /// could be read from them (fail closed).
+    pub l7_unparsable: u64,
+    /// HTTP requests denied by L7 rules.
+    pub l7_denied: u64,
 }
 
 /// The loaded TC probe. Dropping it detaches every program it attached.
@@ -360,6 +365,8 @@ impl TcProbe {
             events_sent: sum(counter::EVENTS_SENT),
             events_lost: sum(counter::EVENTS_LOST),
             parse_errors: sum(counter::PARSE_ERRORS),
+            l7_unparsable: sum(counter::L7_UNPARSABLE),
+            l7_denied: sum(counter::L7_DENIED),
         })
     }
 }

@@ -89,8 +89,13 @@ pub mod counter {
     pub const EVENTS_LOST: u32 = 2;
     /// Packets whose headers could not be parsed (truncated, malformed).
     pub const PARSE_ERRORS: u32 = 3;
+    /// Segments dropped on an L7-enforced connection because no request line
+    /// could be read from them with confidence (fail closed).
+    pub const L7_UNPARSABLE: u32 = 4;
+    /// HTTP requests denied by L7 rules.
+    pub const L7_DENIED: u32 = 5;
     /// Number of slots.
-    pub const COUNT: u32 = 4;
+    pub const COUNT: u32 = 6;
 }
 
 /// One record of the `EVENTS` ring buffer.

@@ -30,3 +30,6 @@ pub const POLICY_MAP: &str = "POLICY";
 
 /// LRU hash: connection → tracking state ([`crate::policy::CtValue`]).
 pub const CT_MAP: &str = "CT";
+
+/// Array: HTTP rule-set index → [`crate::l7::L7DfaTable`].
+pub const L7_HTTP_MAP: &str = "L7_HTTP";

@@ -191,11 +191,23 @@ pub struct CtValue {
     pub policy_revision: u32,
     /// Hubble match type of the allowing entry.
     pub match_type: u8,
-    /// Always zero.
-    pub _pad: [u8; 3],
+    /// `L7_KIND_*` of the allowing entry: requests on the connection are
+    /// checked when it is [`L7_KIND_HTTP`].
+    pub l7_kind: u8,
+    /// The `L7_HTTP` table for [`L7_KIND_HTTP`].
+    pub l7_table: u8,
+    /// `CT_FLAG_*`.
+    pub flags: u8,
 }
 
 const _: () = assert!(core::mem::size_of::<CtValue>() == 16);
+
+/// A request on this connection has been checked and allowed: later
+/// segments that do not start a request are continuations (bodies).
+pub const CT_FLAG_L7_STARTED: u8 = 1;
+
+/// Number of HTTP tables the `L7_HTTP` array holds.
+pub const L7_HTTP_TABLES: u32 = 64;
 
 #[cfg(feature = "user")]
 // SAFETY: plain `repr(C)` integers with no implicit padding (sizes asserted above).

@@ -26,7 +26,7 @@ use aya_ebpf::{
     helpers::{bpf_ktime_get_ns, bpf_skb_load_bytes},
     macros::{classifier, map},
     maps::{
-        HashMap, LruHashMap, PerCpuArray, RingBuf,
+        Array, HashMap, LruHashMap, PerCpuArray, RingBuf,
         lpm_trie::{Key, LpmTrie},
     },
     programs::TcContext,
@@ -38,11 +38,13 @@ use probe_common::{
         EVENTS_RING_BYTES, FlowEvent, PAYLOAD_CAPACITY, counter, drop_reason, family, hook, kind,
         tcp_flags, verdict,
     },
+    l7::{L7_DFA_MAX_CLASSES, L7_DFA_TRANSITIONS, L7DfaTable},
     policy::{
-        CtKey, CtValue, ENDPOINT_FLAG_AUDIT, ENDPOINT_FLAG_ENFORCE_EGRESS,
+        CT_FLAG_L7_STARTED, CtKey, CtValue, ENDPOINT_FLAG_AUDIT, ENDPOINT_FLAG_ENFORCE_EGRESS,
         ENDPOINT_FLAG_ENFORCE_INGRESS, EndpointValue, IDENTITY_ANY, IDENTITY_WORLD,
-        IPCACHE_ADDR_LEN, IPCACHE_FLAG_CIDR, IpcacheValue, POLICY_ACTION_DENY,
-        POLICY_KEY_FIXED_BITS, POLICY_KEY_LEN, PolicyValue, direction, policy_key,
+        IPCACHE_ADDR_LEN, IPCACHE_FLAG_CIDR, IpcacheValue, L7_HTTP_TABLES, L7_KIND_CONFLICT,
+        L7_KIND_HTTP, POLICY_ACTION_DENY, POLICY_KEY_FIXED_BITS, POLICY_KEY_LEN, PolicyValue,
+        direction, policy_key,
     },
 };
 
@@ -64,6 +66,13 @@ static POLICY: LpmTrie<[u8; POLICY_KEY_LEN], PolicyValue> = LpmTrie::with_max_en
 
 #[map(name = "CT")]
 static CT: LruHashMap<CtKey, CtValue> = LruHashMap::with_max_entries(262_144, 0);
+
+#[map(name = "L7_HTTP")]
+static L7_HTTP: Array<L7DfaTable> = Array::with_max_entries(L7_HTTP_TABLES, 0);
+
+/// Per-CPU copy of a request line prefix for the L7 walk.
+#[map(name = "L7_BUF")]
+static L7_BUF: PerCpuArray<[u8; PAYLOAD_CAPACITY]> = PerCpuArray::with_max_entries(1, 0);
 
 /// Per-CPU scratch space for the connection-tracking key, which would not fit
 /// the 512-byte BPF stack next to everything else.
@@ -91,19 +100,33 @@ fn count(slot: u32) {
 
 /// The outcome of the policy check for one packet.
 struct Decision {
+    /// The packet is dropped (L3/L4 with `drop_reason`, or an L7 deny).
+    dropped: bool,
     drop_reason: u8,
     match_type: u8,
     local_identity: u32,
     peer_identity: u32,
+    /// L7 enforcement of the connection (`L7_KIND_*`) and its table.
+    l7_kind: u8,
+    l7_table: u8,
+    /// The packet travels in the direction the connection was opened.
+    forward: bool,
+    /// A request on the connection was already checked and allowed.
+    l7_started: bool,
 }
 
 impl Decision {
     const fn pass() -> Self {
         Self {
+            dropped: false,
             drop_reason: 0,
             match_type: 0,
             local_identity: 0,
             peer_identity: 0,
+            l7_kind: 0,
+            l7_table: 0,
+            forward: false,
+            l7_started: false,
         }
     }
 }
@@ -113,13 +136,41 @@ fn process(ctx: &TcContext, at_hook: u8) -> i32 {
     count(counter::PACKETS);
     match headers::parse(ctx) {
         Ok(Parsed::L4(pkt)) => {
-            let decision = decide(ctx, at_hook, &pkt);
+            let mut decision = decide(ctx, at_hook, &pkt);
             let is_tcp = pkt.proto == IPPROTO_TCP;
-            if decision.drop_reason != 0 {
+            if decision.dropped {
                 emit(ctx, at_hook, &pkt, false, &decision);
                 return TC_ACT_SHOT;
             }
             let http = is_tcp && pkt.payload_len > 0 && starts_with_http_method(ctx, &pkt);
+            if is_tcp && decision.forward && pkt.payload_len > 0 {
+                if decision.l7_kind == L7_KIND_HTTP {
+                    if http {
+                        if l7_http_allows(ctx, &pkt, decision.l7_table) {
+                            if !decision.l7_started {
+                                ct_mark_l7_started(ctx, at_hook, &pkt);
+                            }
+                        } else {
+                            count(counter::L7_DENIED);
+                            decision.dropped = true;
+                            emit(ctx, at_hook, &pkt, true, &decision);
+                            return TC_ACT_SHOT;
+                        }
+                    } else if !decision.l7_started {
+                        // The first payload of an L7-enforced connection is
+                        // not a request line we can read: fail closed.
+                        count(counter::L7_UNPARSABLE);
+                        decision.dropped = true;
+                        emit(ctx, at_hook, &pkt, false, &decision);
+                        return TC_ACT_SHOT;
+                    }
+                } else if decision.l7_kind == L7_KIND_CONFLICT {
+                    count(counter::L7_UNPARSABLE);
+                    decision.dropped = true;
+                    emit(ctx, at_hook, &pkt, http, &decision);
+                    return TC_ACT_SHOT;
+                }
+            }
             let interesting =
                 is_tcp && pkt.flags & (tcp_flags::SYN | tcp_flags::FIN | tcp_flags::RST) != 0;
             if http || interesting {
@@ -133,6 +184,106 @@ fn process(ctx: &TcContext, at_hook: u8) -> i32 {
         }
     }
     TC_ACT_PIPE
+}
+
+/// Walks the HTTP table `table` over the request line at the start of the
+/// payload (`METHOD SP request-target`, up to the SP before the version).
+/// Anything that does not fit the copied window, lacks the second SP, or
+/// holds CR/LF before it is not allowed (fail closed).
+#[inline(never)]
+fn l7_http_allows(ctx: &TcContext, pkt: &L4Packet, table: u8) -> bool {
+    let Some(table) = L7_HTTP.get(u32::from(table)) else {
+        return false;
+    };
+    let Some(buf) = L7_BUF.get_ptr_mut(0) else {
+        return false;
+    };
+    let wanted = if pkt.payload_len < PAYLOAD_CAPACITY {
+        pkt.payload_len
+    } else {
+        PAYLOAD_CAPACITY
+    };
+    if wanted == 0 {
+        return false;
+    }
+    let len = ((wanted - 1) & (PAYLOAD_CAPACITY - 1)) + 1;
+    // SAFETY: `buf` is a per-CPU array slot of PAYLOAD_CAPACITY bytes,
+    // exclusively ours for this run; `len` is at most that size.
+    let loaded = unsafe {
+        bpf_skb_load_bytes(
+            ctx.skb.skb as *const __sk_buff as *const _,
+            pkt.payload_offset as u32,
+            (*buf).as_mut_ptr().cast(),
+            len as u32,
+        )
+    };
+    if loaded != 0 {
+        return false;
+    }
+    // SAFETY: as above.
+    let buf = unsafe { &*buf };
+    let mut row = usize::from(table.start_state) * L7_DFA_MAX_CLASSES;
+    let mut spaces = 0u32;
+    let mut i = 0usize;
+    while i < PAYLOAD_CAPACITY {
+        if i >= len {
+            return false;
+        }
+        let b = buf[i];
+        if b == b' ' {
+            spaces += 1;
+            if spaces == 2 {
+                let state = row / L7_DFA_MAX_CLASSES;
+                return match table.accept.get(state) {
+                    Some(accept) => *accept != 0,
+                    None => false,
+                };
+            }
+        } else if b == b'\r' || b == b'\n' {
+            return false;
+        }
+        let idx = row + usize::from(table.byte_class[usize::from(b)]);
+        if idx >= L7_DFA_TRANSITIONS {
+            return false;
+        }
+        row = usize::from(table.transitions[idx]);
+        if row == 0 {
+            return false;
+        }
+        i += 1;
+    }
+    false
+}
+
+/// Marks the tracked connection of `pkt` as having passed its first request.
+#[inline(never)]
+#[expect(
+    clippy::needless_borrows_for_generic_args,
+    reason = "pass the per-CPU scratch slot itself, not a copy on the 512-byte stack"
+)]
+fn ct_mark_l7_started(ctx: &TcContext, at_hook: u8, pkt: &L4Packet) {
+    // SAFETY: reading the ifindex field of the context's sk_buff.
+    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    // SAFETY: the value is only read during this program run.
+    let Some(ep) = (unsafe { ENDPOINTS.get(ifindex) }) else {
+        return;
+    };
+    let dir = if at_hook == hook::TC_INGRESS {
+        direction::EGRESS
+    } else {
+        direction::INGRESS
+    };
+    let Some(key) = CT_SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: a per-CPU array slot, exclusively ours for this program run.
+    let key = unsafe { &mut *key };
+    fill_ct_key(key, ep.endpoint_id, pkt, dir, false);
+    if let Some(ct) = CT.get_ptr_mut(&*key) {
+        // SAFETY: a pointer into the CT map's value, valid for this run; a
+        // racing update of the same flag byte is harmless.
+        unsafe { (*ct).flags |= CT_FLAG_L7_STARTED };
+    }
 }
 
 /// An address as the ipcache stores it (IPv4 mapped into IPv6).
@@ -188,17 +339,19 @@ fn fill_ct_key(key: &mut CtKey, endpoint_id: u32, pkt: &L4Packet, dir: u8, rever
     }
 }
 
-/// The match type of a tracked connection `pkt` belongs to (either
-/// direction), if it was allowed under the endpoint's current revision;
-/// `u16::MAX` when it is not tracked. Not inlined: its own stack frame.
+/// A tracked connection `pkt` belongs to (either direction), if it was
+/// allowed under the endpoint's current revision, packed as
+/// `1 | forward << 1 | flags << 8 | match_type << 16 | l7_kind << 24 |
+/// l7_table << 32`; 0 when it is not tracked. Not inlined: its own stack
+/// frame.
 #[inline(never)]
 #[expect(
     clippy::needless_borrows_for_generic_args,
     reason = "pass the per-CPU scratch slot itself, not a copy on the 512-byte stack"
 )]
-fn ct_match(ep: &EndpointValue, pkt: &L4Packet, dir: u8) -> u16 {
+fn ct_match(ep: &EndpointValue, pkt: &L4Packet, dir: u8) -> u64 {
     let Some(key) = CT_SCRATCH.get_ptr_mut(0) else {
-        return u16::MAX;
+        return 0;
     };
     // SAFETY: a per-CPU array slot, exclusively ours for this program run.
     let key = unsafe { &mut *key };
@@ -207,11 +360,16 @@ fn ct_match(ep: &EndpointValue, pkt: &L4Packet, dir: u8) -> u16 {
         // SAFETY: the value is only read during this program run.
         if let Some(ct) = unsafe { CT.get(&*key) } {
             if ct.policy_revision == ep.policy_revision {
-                return u16::from(ct.match_type);
+                return 1
+                    | (u64::from(!reversed) << 1)
+                    | (u64::from(ct.flags) << 8)
+                    | (u64::from(ct.match_type) << 16)
+                    | (u64::from(ct.l7_kind) << 24)
+                    | (u64::from(ct.l7_table) << 32);
             }
         }
     }
-    u16::MAX
+    0
 }
 
 /// Tracks an allowed connection.
@@ -220,7 +378,7 @@ fn ct_match(ep: &EndpointValue, pkt: &L4Packet, dir: u8) -> u16 {
     clippy::needless_borrows_for_generic_args,
     reason = "pass the per-CPU scratch slot itself, not a copy on the 512-byte stack"
 )]
-fn ct_track(ep: &EndpointValue, pkt: &L4Packet, dir: u8, match_type: u8) {
+fn ct_track(ep: &EndpointValue, pkt: &L4Packet, dir: u8, policy: &PolicyValue) {
     let Some(key) = CT_SCRATCH.get_ptr_mut(0) else {
         return;
     };
@@ -231,8 +389,10 @@ fn ct_track(ep: &EndpointValue, pkt: &L4Packet, dir: u8, match_type: u8) {
         // SAFETY: a helper without arguments.
         created_ns: unsafe { bpf_ktime_get_ns() },
         policy_revision: ep.policy_revision,
-        match_type,
-        _pad: [0; 3],
+        match_type: policy.match_type,
+        l7_kind: policy.l7_kind,
+        l7_table: policy.l7_table as u8,
+        flags: 0,
     };
     let _ = CT.insert(&*key, &value, 0);
 }
@@ -266,17 +426,18 @@ fn decide(ctx: &TcContext, at_hook: u8, pkt: &L4Packet) -> Decision {
     } else {
         (direction::INGRESS, ENDPOINT_FLAG_ENFORCE_INGRESS)
     };
-    let mut decision = Decision {
-        drop_reason: 0,
-        match_type: 0,
-        local_identity: ep.identity,
-        peer_identity: 0,
-    };
+    let mut decision = Decision::pass();
+    decision.local_identity = ep.identity;
     let tracked = ct_match(ep, pkt, dir);
-    if tracked != u16::MAX {
-        decision.match_type = tracked as u8;
+    if tracked & 1 != 0 {
+        decision.forward = tracked & 2 != 0;
+        decision.l7_started = (tracked >> 8) as u8 & CT_FLAG_L7_STARTED != 0;
+        decision.match_type = (tracked >> 16) as u8;
+        decision.l7_kind = (tracked >> 24) as u8;
+        decision.l7_table = (tracked >> 32) as u8;
         return decision;
     }
+    decision.forward = true;
     let (peer, cidr) = peer_identity(pkt, dir);
     decision.peer_identity = peer;
     let mut hit = lookup_policy(ep.endpoint_id, dir, pkt.proto, peer, pkt.dport);
@@ -290,15 +451,19 @@ fn decide(ctx: &TcContext, at_hook: u8, pkt: &L4Packet) -> Decision {
     match hit {
         Some(p) if p.action == POLICY_ACTION_DENY => {
             if !audit {
+                decision.dropped = true;
                 decision.drop_reason = drop_reason::POLICY_DENY;
             }
         }
         Some(p) => {
             decision.match_type = p.match_type;
-            ct_track(ep, pkt, dir, p.match_type);
+            decision.l7_kind = p.l7_kind;
+            decision.l7_table = p.l7_table as u8;
+            ct_track(ep, pkt, dir, p);
         }
         None => {
             if ep.flags & enforce_flag != 0 && !audit {
+                decision.dropped = true;
                 decision.drop_reason = drop_reason::POLICY_DENIED;
             }
         }
@@ -334,7 +499,7 @@ fn starts_with_http_method(ctx: &TcContext, pkt: &L4Packet) -> bool {
 
 #[inline(never)]
 fn emit(ctx: &TcContext, at_hook: u8, pkt: &L4Packet, http: bool, decision: &Decision) {
-    let event_verdict = if decision.drop_reason != 0 {
+    let event_verdict = if decision.dropped {
         verdict::DROPPED
     } else {
         verdict::FORWARDED

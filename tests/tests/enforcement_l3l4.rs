@@ -199,3 +199,215 @@ async fn policy_drops_the_payer_and_lets_the_empire_through() {
     assert_eq!(syn_in.match_type, 2, "allowed by an L3-L4 rule: {syn_in}");
     let _ = std::fs::remove_dir_all(&docroot);
 }
+
+const L7_POLICY: &str = r#"
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata:
+  name: l7-visibility-payer
+  namespace: galactic-fhir
+spec:
+  endpointSelector:
+    matchLabels:
+      org: payer
+  egress:
+  - toEndpoints:
+    - matchLabels:
+        "k8s:io.kubernetes.pod.namespace": galactic-fhir
+    toPorts:
+    - ports:
+      - port: "52773"
+        protocol: TCP
+      rules:
+        http:
+        - method: "GET"
+          path: "/intersystems/fhir/r5/Patient/DarthVader"
+        - method: "HEAD"
+          path: "/intersystems/fhir/r5/Patient/DarthVader"
+"#;
+
+/// The seed's payer rule, enforced in the kernel: GET and HEAD on Vader's
+/// record pass, another patient and other methods are dropped (fail closed,
+/// no 403 yet), and the drop is reported as an http-request DROPPED flow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_rules_allow_vader_and_drop_other_requests() {
+    if !privileged("enforcement_l7_http") {
+        return;
+    }
+    let mut lab = Lab::new().expect("lab");
+    let server = lab.add_pod("fhir").expect("server pod");
+    let payer = lab.add_pod("payer").expect("payer pod");
+    let empire = lab.add_pod("empire").expect("empire pod");
+    let docroot = std::env::temp_dir().join(format!("holonet-l7-{}", std::process::id()));
+    let patients = docroot.join("intersystems/fhir/r5/Patient");
+    std::fs::create_dir_all(&patients).expect("docroot");
+    std::fs::write(patients.join("DarthVader"), "vader\n").expect("file");
+    std::fs::write(patients.join("Anakin"), "anakin\n").expect("file");
+    let _http = server
+        .spawn(
+            "http server",
+            "python3",
+            &[
+                "-m",
+                "http.server",
+                "52773",
+                "--directory",
+                &docroot.to_string_lossy(),
+            ],
+        )
+        .expect("server");
+    wait_for_tcp_listener(&server.netns, 52773, Duration::from_secs(15)).expect("listening");
+
+    let endpoints = format!(
+        "cluster: default\nendpoints:\n\
+         - {{name: coruscanthealth, namespace: galactic-fhir, labels: {{app: fhir}}, ip: {}, node: e2e}}\n\
+         - {{name: payer, namespace: galactic-fhir, labels: {{org: payer}}, ip: {}, node: e2e}}\n\
+         - {{name: empire, namespace: galactic-fhir, labels: {{org: empire}}, ip: {}, node: e2e}}\n",
+        server.ip, payer.ip, empire.ip
+    );
+    let cluster =
+        parse_endpoints(&SourceFile::new("endpoints.yaml", endpoints)).expect("endpoints");
+    let parsed = parse_policies(&[SourceFile::new("policy.yaml", L7_POLICY)]);
+    assert!(parsed.rejected.is_empty(), "{:?}", parsed.rejected);
+    let compiled = compile(&resolve(&parsed.policies, Arc::new(cluster)), "e2e").expect("compiles");
+    assert_eq!(compiled.http_tables.len(), 1);
+
+    let mut harness = ProbeHarness::start(
+        TcMode::Auto,
+        &[&server.host_ifname, &payer.host_ifname, &empire.host_ifname],
+    );
+    let by_ip: Vec<(std::net::IpAddr, u32)> = harness
+        .probe
+        .interfaces()
+        .iter()
+        .filter_map(|(ifindex, name)| {
+            [&server, &payer, &empire]
+                .into_iter()
+                .find(|p| &p.host_ifname == name)
+                .map(|p| (std::net::IpAddr::from(p.ip), *ifindex))
+        })
+        .collect();
+    harness
+        .probe
+        .load_policy(&compiled, |ep| {
+            by_ip.iter().find(|(ip, _)| *ip == ep.ip).map(|(_, i)| *i)
+        })
+        .expect("policy loaded");
+
+    let curl = |pod: &holonet_lab::Pod, method: &str, patient: &str| {
+        let url = format!(
+            "http://{}:52773/intersystems/fhir/r5/Patient/{patient}",
+            server.ip
+        );
+        let mut args = vec![
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "2",
+        ];
+        if method == "HEAD" {
+            args.push("--head");
+        } else {
+            args.extend(["-X", method]);
+        }
+        args.push(&url);
+        tokio::process::Command::from(pod.command("curl", &args)).output()
+    };
+    let code = |out: &std::process::Output| String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(
+        code(&curl(&payer, "GET", "DarthVader").await.expect("curl")),
+        "200"
+    );
+    assert_eq!(
+        code(&curl(&payer, "HEAD", "DarthVader").await.expect("curl")),
+        "200"
+    );
+    let other = curl(&payer, "GET", "Anakin").await.expect("curl");
+    assert_eq!(
+        other.status.code(),
+        Some(28),
+        "another patient is dropped: {}",
+        code(&other)
+    );
+    let put = curl(&payer, "PUT", "DarthVader").await.expect("curl");
+    assert_eq!(
+        put.status.code(),
+        Some(28),
+        "PUT is dropped: {}",
+        code(&put)
+    );
+    // The empire is not selected by the policy: it reads anything.
+    assert_eq!(
+        code(&curl(&empire, "GET", "Anakin").await.expect("curl")),
+        "200"
+    );
+
+    let flows = harness
+        .flows_between(
+            payer.ip.into(),
+            server.ip.into(),
+            |f| {
+                f.iter()
+                    .filter(|f| {
+                        f.verdict == Verdict::Dropped && matches!(f.kind, FlowKind::HttpRequest(_))
+                    })
+                    .count()
+                    >= 2
+            },
+            Duration::from_secs(5),
+            Duration::from_millis(300),
+        )
+        .await;
+    let request = |f: &holonet_agent::flow::Flow| match &f.kind {
+        FlowKind::HttpRequest(r) => Some((r.method.clone(), r.path.clone())),
+        _ => None,
+    };
+    let denied: Vec<_> = flows
+        .iter()
+        .filter(|f| f.verdict == Verdict::Dropped)
+        .filter_map(request)
+        .collect();
+    assert!(
+        denied.contains(&("GET".into(), "/intersystems/fhir/r5/Patient/Anakin".into())),
+        "{}",
+        render(&flows)
+    );
+    assert!(
+        denied.contains(&(
+            "PUT".into(),
+            "/intersystems/fhir/r5/Patient/DarthVader".into()
+        )),
+        "{}",
+        render(&flows)
+    );
+    let allowed: Vec<_> = flows
+        .iter()
+        .filter(|f| {
+            f.verdict == Verdict::Forwarded && f.observation == ObservationPoint::FromEndpoint
+        })
+        .filter_map(request)
+        .collect();
+    assert!(allowed.contains(&(
+        "GET".into(),
+        "/intersystems/fhir/r5/Patient/DarthVader".into()
+    )));
+    assert!(allowed.contains(&(
+        "HEAD".into(),
+        "/intersystems/fhir/r5/Patient/DarthVader".into()
+    )));
+    // The server never saw a denied request.
+    assert!(
+        !flows
+            .iter()
+            .any(|f| f.observation == ObservationPoint::ToEndpoint
+                && request(f).is_some_and(|(_, p)| p.ends_with("Anakin"))),
+        "{}",
+        render(&flows)
+    );
+    let counters = harness.probe.counters().expect("counters");
+    assert!(counters.l7_denied >= 2, "{counters:?}");
+    let _ = std::fs::remove_dir_all(&docroot);
+}

@@ -5,13 +5,16 @@ use std::collections::HashSet;
 use aya::{
     Ebpf,
     maps::{
-        HashMap, MapError,
+        Array, HashMap, MapError,
         lpm_trie::{Key, LpmTrie},
     },
 };
 use probe_common::{
+    l7::L7DfaTable,
     names,
-    policy::{EndpointValue, IPCACHE_ADDR_LEN, IpcacheValue, POLICY_KEY_LEN, PolicyValue},
+    policy::{
+        EndpointValue, IPCACHE_ADDR_LEN, IpcacheValue, L7_HTTP_TABLES, POLICY_KEY_LEN, PolicyValue,
+    },
 };
 
 use super::compile::{CompiledDatapath, EndpointRecord};
@@ -43,6 +46,14 @@ pub enum PolicyLoadError {
         /// Map name.
         map: &'static str,
     },
+    /// More distinct HTTP rule sets than the kernel's table array holds.
+    #[error(
+        "the policies need {needed} distinct HTTP rule sets on this node; the datapath holds {L7_HTTP_TABLES}"
+    )]
+    TooManyHttpTables {
+        /// How many were needed.
+        needed: usize,
+    },
 }
 
 fn open_err(map: &'static str) -> impl Fn(MapError) -> PolicyLoadError {
@@ -66,6 +77,24 @@ pub fn apply(
     compiled: &CompiledDatapath,
     ifindex_of: impl Fn(&EndpointRecord) -> Option<u32>,
 ) -> Result<Vec<String>, PolicyLoadError> {
+    if compiled.http_tables.len() > L7_HTTP_TABLES as usize {
+        return Err(PolicyLoadError::TooManyHttpTables {
+            needed: compiled.http_tables.len(),
+        });
+    }
+    {
+        // Tables first: a policy entry must never point at a table that is
+        // not there yet.
+        let map = names::L7_HTTP_MAP;
+        let mut tables: Array<_, L7DfaTable> =
+            Array::try_from(ebpf.map_mut(map).ok_or(PolicyLoadError::Missing { map })?)
+                .map_err(open_err(map))?;
+        for (index, table) in compiled.http_tables.iter().enumerate() {
+            tables
+                .set(index as u32, **table, 0)
+                .map_err(write_err(map))?;
+        }
+    }
     {
         let map = names::IPCACHE_MAP;
         let mut ipcache: LpmTrie<_, [u8; IPCACHE_ADDR_LEN], IpcacheValue> =

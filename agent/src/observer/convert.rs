@@ -242,9 +242,12 @@ pub fn to_proto(
         }
     }
     out.policy_match_type = u32::from(flow.match_type);
-    if verdict == pb::Verdict::Dropped {
+    let l7 = matches!(flow.kind, FlowKind::HttpRequest(_));
+    if verdict == pb::Verdict::Dropped && !l7 {
         // Cilium's drop notifications: type 1 with the reason as sub-type;
-        // whether a dropped packet was a reply is not known.
+        // whether a dropped packet was a reply is not known. (A request
+        // denied by L7 rules stays an L7 flow with verdict DROPPED and no
+        // drop reason, as Hubble shows proxy denials.)
         out.event_type = Some(CiliumEventType {
             r#type: event_type::DROP,
             sub_type: i32::from(flow.drop_reason),
