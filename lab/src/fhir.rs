@@ -127,6 +127,28 @@ pub fn respond(
     }
 }
 
+/// Whether the server requires a bearer token: fixed, or while a file
+/// exists (the demo's identity-provider outage is a file it creates).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TokenMode {
+    /// Never.
+    Open,
+    /// Always.
+    Required,
+    /// While this file exists.
+    WhileFileExists(std::path::PathBuf),
+}
+
+impl TokenMode {
+    fn required(&self) -> bool {
+        match self {
+            Self::Open => false,
+            Self::Required => true,
+            Self::WhileFileExists(path) => path.exists(),
+        }
+    }
+}
+
 fn handle(mut stream: TcpStream, store: &Store, require_token: bool) -> io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut buf = Vec::with_capacity(4096);
@@ -208,11 +230,12 @@ fn write_response(stream: &mut TcpStream, r: &Response, head: bool) -> io::Resul
 }
 
 /// Serves until the listener fails.
-pub fn serve(listener: TcpListener, require_token: bool) -> io::Result<()> {
+pub fn serve(listener: TcpListener, tokens: TokenMode) -> io::Result<()> {
     let store: Store = Arc::default();
     for stream in listener.incoming() {
         let stream = stream?;
         let store = Arc::clone(&store);
+        let require_token = tokens.required();
         std::thread::spawn(move || {
             if let Err(err) = handle(stream, &store, require_token) {
                 log::debug!("FHIR connection: {err}");
@@ -285,7 +308,7 @@ mod tests {
     fn serves_real_http_over_a_socket() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
-        std::thread::spawn(move || serve(listener, false));
+        std::thread::spawn(move || serve(listener, TokenMode::Open));
         let send = |req: String| {
             let mut s = TcpStream::connect(addr).unwrap();
             s.write_all(req.as_bytes()).unwrap();

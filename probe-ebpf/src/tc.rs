@@ -465,6 +465,11 @@ fn decide(ctx: &TcContext, at_hook: u8, pkt: &L4Packet) -> Decision {
             if ep.flags & enforce_flag != 0 && !audit {
                 decision.dropped = true;
                 decision.drop_reason = drop_reason::POLICY_DENIED;
+            } else {
+                // Not enforced in this direction: still track the
+                // connection, so its replies pass the other direction's
+                // default deny.
+                ct_track(ep, pkt, dir, &PolicyValue::default());
             }
         }
     }

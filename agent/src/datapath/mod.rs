@@ -5,4 +5,5 @@
 //! comes with the in-kernel enforcement.
 
 pub mod compile;
+pub mod config;
 pub mod load;

@@ -99,9 +99,78 @@ pub(crate) struct AgentArgs {
     #[arg(long)]
     print: bool,
     /// Endpoints file (pods: name, namespace, labels, IP, node) to name the
-    /// addresses in flows; reloaded when it changes.
+    /// addresses in flows and to enforce policies on; reloaded when it changes.
     #[arg(long, value_name = "FILE")]
     endpoints: Option<PathBuf>,
+    /// Enforce these CiliumNetworkPolicy / CiliumClusterwideNetworkPolicy
+    /// files or directories (repeat for several; needs --endpoints). Changes
+    /// are applied without a gap; a configuration with a rejected policy is
+    /// refused and the last good one stays in force.
+    #[arg(long = "policies", value_name = "PATH", requires = "endpoints")]
+    policies: Vec<PathBuf>,
+}
+
+/// Modification times and sizes of every configuration file, to notice edits.
+fn config_fingerprint(paths: &[PathBuf]) -> Vec<(PathBuf, Option<std::time::SystemTime>, u64)> {
+    fn walk(
+        p: &std::path::Path,
+        depth: u32,
+        out: &mut Vec<(PathBuf, Option<std::time::SystemTime>, u64)>,
+    ) {
+        match std::fs::metadata(p) {
+            Ok(m) if m.is_dir() && depth < 8 => {
+                if let Ok(entries) = std::fs::read_dir(p) {
+                    let mut children: Vec<PathBuf> =
+                        entries.filter_map(Result::ok).map(|e| e.path()).collect();
+                    children.sort();
+                    for c in children {
+                        walk(&c, depth + 1, out);
+                    }
+                }
+            }
+            Ok(m) => out.push((p.to_path_buf(), m.modified().ok(), m.len())),
+            Err(_) => out.push((p.to_path_buf(), None, 0)),
+        }
+    }
+    let mut out = Vec::new();
+    for p in paths {
+        walk(p, 0, &mut out);
+    }
+    out
+}
+
+/// Loads policies and endpoints into the probe; returns a one-line summary.
+fn apply_policies(
+    probe: &mut TcProbe,
+    policies: &[PathBuf],
+    endpoints_file: &std::path::Path,
+    node_name: &str,
+) -> anyhow::Result<String> {
+    let config = holonet_agent::datapath::config::load(policies, endpoints_file, node_name)?;
+    for warning in &config.warnings {
+        eprintln!("holonet agent: {warning}");
+    }
+    let attached: std::collections::HashMap<String, u32> = probe
+        .interfaces()
+        .iter()
+        .map(|(ifindex, name)| (name.clone(), *ifindex))
+        .collect();
+    let unattached = probe.load_policy(&config.compiled, |ep| {
+        holonet_agent::datapath::config::route_interface(ep.ip)
+            .and_then(|iface| attached.get(&iface).copied())
+    })?;
+    let enforced = config.compiled.endpoints.len() - unattached.len();
+    let mut summary = format!(
+        "{} policy object(s) in force on {enforced} local endpoint(s)",
+        config.policies
+    );
+    if !unattached.is_empty() {
+        summary.push_str(&format!(
+            "; not enforced (no attached interface routes to them): {}",
+            unattached.join(", ")
+        ));
+    }
+    Ok(summary)
 }
 
 /// Resolves when the process is asked to stop (Ctrl-C, SIGTERM, SIGHUP).
@@ -182,6 +251,16 @@ pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
                 .attach(iface)
                 .with_context(|| format!("attaching the TC probe to {iface}"))?;
         }
+        let mut config_paths = args.policies.clone();
+        if let Some(path) = &args.endpoints {
+            config_paths.push(path.clone());
+        }
+        let mut fingerprint = config_fingerprint(&config_paths);
+        if let (false, Some(endpoints_file)) = (args.policies.is_empty(), &args.endpoints) {
+            let summary = apply_policies(&mut probe, &args.policies, endpoints_file, &node_name)
+                .context("applying policies")?;
+            eprintln!("holonet agent: {summary}");
+        }
         let (mode, why) = probe.mode();
         let store = Arc::new(FlowStore::new(usize::try_from(args.ring_size).unwrap_or(DEFAULT_CAPACITY)));
         let mut serving = Vec::new();
@@ -235,6 +314,18 @@ pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
                     };
                 }
                 _ = tick.tick() => {
+                    if let (false, Some(endpoints_file)) = (args.policies.is_empty(), &args.endpoints) {
+                        let now = config_fingerprint(&config_paths);
+                        if now != fingerprint {
+                            fingerprint = now;
+                            match apply_policies(&mut probe, &args.policies, endpoints_file, &node_name) {
+                                Ok(summary) => eprintln!("holonet agent: configuration changed: {summary}"),
+                                Err(err) => eprintln!(
+                                    "holonet agent: NEW CONFIGURATION REFUSED, the previous one stays in force:\n{err:#}"
+                                ),
+                            }
+                        }
+                    }
                     if let Ok(counters) = probe.counters() {
                         if counters.events_lost > lost_seen {
                             store.push_batch([kernel_lost(counters.events_lost - lost_seen)]);

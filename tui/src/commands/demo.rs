@@ -34,7 +34,11 @@ use holonet_agent::{
     },
 };
 use holonet_flows::printer::{PrintOptions, Printer};
-use holonet_lab::{Lab, Pod, fhir::FHIR_BASE, wait_for_tcp_listener};
+use holonet_lab::{
+    Lab, Pod,
+    fhir::{FHIR_BASE, TokenMode},
+    wait_for_tcp_listener,
+};
 use holonet_proto::observer::{GetFlowsResponse, get_flows_response::ResponseTypes};
 
 use super::agent::{TcModeArg, shutdown_signal};
@@ -67,6 +71,10 @@ pub(crate) struct DemoArgs {
     /// After the story, keep the pods, the probe and the API up until Ctrl-C.
     #[arg(long)]
     keep_running: bool,
+    /// No pauses; print a summary of expected versus observed outcomes and
+    /// exit non-zero if any differ (what CI runs).
+    #[arg(long)]
+    headless: bool,
     /// How to attach the TC classifiers.
     #[arg(long, value_enum, default_value_t)]
     tc_mode: TcModeArg,
@@ -81,13 +89,21 @@ pub(crate) struct FhirServerArgs {
     /// Answer 401 to requests without a bearer token.
     #[arg(long)]
     require_token: bool,
+    /// Answer 401 to requests without a bearer token while this file exists.
+    #[arg(long, value_name = "PATH", conflicts_with = "require_token")]
+    require_token_file: Option<PathBuf>,
 }
 
 /// Runs the demo's FHIR server (inside the `coruscanthealth` pod).
 pub(crate) fn run_fhir_server(args: FhirServerArgs) -> anyhow::Result<ExitCode> {
     let listener = std::net::TcpListener::bind(("0.0.0.0", args.port))
         .with_context(|| format!("listening on port {}", args.port))?;
-    holonet_lab::fhir::serve(listener, args.require_token)?;
+    let tokens = match (args.require_token, args.require_token_file) {
+        (true, _) => TokenMode::Required,
+        (false, Some(path)) => TokenMode::WhileFileExists(path),
+        (false, None) => TokenMode::Open,
+    };
+    holonet_lab::fhir::serve(listener, tokens)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -102,12 +118,33 @@ impl Drop for TempDir {
 
 const VADER: &str = r#"{"resourceType":"Patient","id":"DarthVader","gender":"male","birthDate":"1977-05-25","name":[{"use":"official","family":"Vader","given":["Darth"]}]}"#;
 
-/// One request of the story.
-struct Step {
-    caption: &'static str,
-    from: usize,
-    method: &'static str,
-    patient: &'static str,
+/// What a request step should end with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Expect {
+    /// This HTTP status.
+    Status(&'static str),
+    /// Dropped by the datapath (the client times out).
+    Dropped,
+}
+
+/// One step of the story.
+enum Step {
+    /// Someone sends a request.
+    Request {
+        caption: &'static str,
+        from: usize,
+        method: &'static str,
+        patient: &'static str,
+        expect: Expect,
+    },
+    /// The operator applies a policy file from policies/galactic-fhir.
+    Apply {
+        caption: &'static str,
+        file: &'static str,
+        yaml: &'static str,
+    },
+    /// The identity provider goes down (`true`) or the server is opened.
+    Outage { caption: &'static str, down: bool },
 }
 
 /// Indices into the demo's pods.
@@ -115,48 +152,112 @@ const SERVER: usize = 0;
 const EMPIRE: usize = 1;
 const PAYER: usize = 2;
 
-const STORY: [Step; 5] = [
-    Step {
+const DENY_ALL: &str =
+    include_str!("../../../policies/galactic-fhir/00-denyall-coruscanthealth.yaml");
+const EMPIRE_L7: &str = include_str!("../../../policies/galactic-fhir/10-l7-visibility.yaml");
+const PAYER_L7: &str = include_str!("../../../policies/galactic-fhir/20-l7-visibility-payer.yaml");
+
+const STORY: [Step; 14] = [
+    Step::Request {
         caption: "Palpatine's registration desk (org: empire) admits Darth Vader",
         from: EMPIRE,
         method: "PUT",
         patient: "DarthVader",
+        expect: Expect::Status("201"),
     },
-    Step {
+    Step::Outage {
+        caption: "Galactic IT outage: the identity provider is down, the SMART-enabled server wants tokens",
+        down: true,
+    },
+    Step::Request {
+        caption: "the care team tries to read Vader's record",
+        from: EMPIRE,
+        method: "GET",
+        patient: "DarthVader",
+        expect: Expect::Status("401"),
+    },
+    Step::Apply {
+        caption: "deny all traffic cluster-wide, except DNS (CiliumClusterwideNetworkPolicy)",
+        file: "00-denyall-coruscanthealth.yaml",
+        yaml: DENY_ALL,
+    },
+    Step::Request {
+        caption: "the care team tries again",
+        from: EMPIRE,
+        method: "GET",
+        patient: "DarthVader",
+        expect: Expect::Dropped,
+    },
+    Step::Outage {
+        caption: "the FHIR endpoint is opened (SMART checks off): Cilium now guards the routes",
+        down: false,
+    },
+    Step::Apply {
+        caption: "allow org: empire GET and HEAD on Vader's record (CiliumNetworkPolicy l7-visibility)",
+        file: "10-l7-visibility.yaml",
+        yaml: EMPIRE_L7,
+    },
+    Step::Request {
         caption: "the care team reads Vader's record",
         from: EMPIRE,
         method: "GET",
         patient: "DarthVader",
+        expect: Expect::Status("200"),
     },
-    Step {
-        caption: "the care team checks the record exists",
+    Step::Request {
+        caption: "the care team checks the record",
         from: EMPIRE,
         method: "HEAD",
         patient: "DarthVader",
+        expect: Expect::Status("200"),
     },
-    Step {
-        caption: "the payer (org: payer) reads Vader's record",
+    Step::Request {
+        caption: "...except the payer (org: payer) is getting dropped",
         from: PAYER,
         method: "GET",
         patient: "DarthVader",
+        expect: Expect::Dropped,
     },
-    Step {
-        caption: "the payer asks for another patient",
+    Step::Apply {
+        caption: "allow org: payer the same route (CiliumNetworkPolicy l7-visibility-payer)",
+        file: "20-l7-visibility-payer.yaml",
+        yaml: PAYER_L7,
+    },
+    Step::Request {
+        caption: "that did not quite cut it: the payer asks for another patient",
         from: PAYER,
         method: "GET",
         patient: "Anakin",
+        expect: Expect::Dropped,
+    },
+    Step::Request {
+        caption: "the payer is told to ask for the correct record",
+        from: PAYER,
+        method: "GET",
+        patient: "DarthVader",
+        expect: Expect::Status("200"),
+    },
+    Step::Request {
+        caption: "...and Anakin Vader gets his legs: the care team reads the record once more",
+        from: EMPIRE,
+        method: "GET",
+        patient: "DarthVader",
+        expect: Expect::Status("200"),
     },
 ];
 
+/// Sends one request; returns the HTTP status, or `dropped` when the
+/// connection or request got no answer (curl timed out).
 async fn curl(
     client: &Pod,
     server: &Pod,
-    step: &Step,
+    method: &str,
+    patient: &str,
     body: &std::path::Path,
 ) -> anyhow::Result<String> {
     let url = format!(
-        "http://{}:{FHIR_PORT}{FHIR_BASE}/Patient/{}",
-        server.ip, step.patient
+        "http://{}:{FHIR_PORT}{FHIR_BASE}/Patient/{patient}",
+        server.ip
     );
     let mut args = vec![
         "-sS",
@@ -165,10 +266,10 @@ async fn curl(
         "-w",
         "%{http_code}",
         "--max-time",
-        "5",
+        "2",
     ];
     let data = format!("@{}", body.display());
-    match step.method {
+    match method {
         "HEAD" => args.push("--head"),
         "PUT" => args.extend([
             "-X",
@@ -178,7 +279,7 @@ async fn curl(
             "--data-binary",
             &data,
         ]),
-        method => args.extend(["-X", method]),
+        other => args.extend(["-X", other]),
     }
     args.push(&url);
     let output = tokio::process::Command::from(client.command("curl", &args))
@@ -188,12 +289,40 @@ async fn curl(
     let code = String::from_utf8_lossy(&output.stdout).trim().to_string();
     if output.status.success() {
         Ok(code)
+    } else if output.status.code() == Some(28) {
+        Ok("dropped".to_string())
     } else {
         Ok(format!(
             "failed: {}",
             String::from_utf8_lossy(&output.stderr).trim()
         ))
     }
+}
+
+/// Enforces the policy directory in the kernel.
+fn apply_policies(
+    probe: &mut TcProbe,
+    policy_dir: &std::path::Path,
+    endpoints_file: &std::path::Path,
+) -> anyhow::Result<String> {
+    let config =
+        holonet_agent::datapath::config::load(&[policy_dir.to_path_buf()], endpoints_file, NODE)?;
+    let attached: std::collections::HashMap<String, u32> = probe
+        .interfaces()
+        .iter()
+        .map(|(ifindex, name)| (name.clone(), *ifindex))
+        .collect();
+    let unattached = probe.load_policy(&config.compiled, |ep| {
+        holonet_agent::datapath::config::route_interface(ep.ip)
+            .and_then(|iface| attached.get(&iface).copied())
+    })?;
+    if !unattached.is_empty() {
+        bail!("no interface found for {}", unattached.join(", "));
+    }
+    Ok(format!(
+        "{} policy object(s) enforced in the kernel",
+        config.policies
+    ))
 }
 
 pub(crate) fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
@@ -278,11 +407,19 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
 
     let exe = std::env::current_exe().context("finding the holonet binary")?;
     let port = FHIR_PORT.to_string();
+    let token_file = files.0.join("identity-provider-down");
+    let token_arg = token_file.to_string_lossy().to_string();
     let _fhir = pods[SERVER]
         .spawn(
             "FHIR server",
             &exe.to_string_lossy(),
-            &["demo-fhir-server", "--port", &port],
+            &[
+                "demo-fhir-server",
+                "--port",
+                &port,
+                "--require-token-file",
+                &token_arg,
+            ],
         )
         .context("starting the FHIR server in pod coruscanthealth")?;
     let netns = pods[SERVER].netns.clone();
@@ -291,7 +428,9 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     })
     .await?
     .map_err(anyhow::Error::msg)?;
-    println!("[2/4] FHIR R5 server listening in coruscanthealth on port {FHIR_PORT} (open mode)");
+    println!("[2/4] FHIR R5 server listening in coruscanthealth on port {FHIR_PORT}");
+    let policy_dir = files.0.join("policies");
+    std::fs::create_dir_all(&policy_dir)?;
 
     let mut probe = TcProbe::load(TcMode::from(args.tc_mode)).context("loading the TC probe")?;
     probe.forward_probe_logs();
@@ -340,15 +479,56 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     println!("[4/4] the story, with every flow the kernel reports:");
 
     let names = ["coruscanthealth", "grandmedicalfacility", "payer"];
+    let pause = if args.headless { Duration::ZERO } else { pause };
+    let mut results: Vec<(String, Expect, String)> = Vec::new();
     for step in &STORY {
-        println!(
-            "\n--- {}: {} {FHIR_BASE}/Patient/{} from {}",
-            step.caption, step.method, step.patient, names[step.from]
-        );
-        std::io::stdout().flush()?;
-        let status = curl(&pods[step.from], &pods[SERVER], step, &vader).await?;
-        tokio::time::sleep(Duration::from_millis(150)).await;
-        println!("    -> HTTP {status}");
+        match step {
+            Step::Outage { caption, down } => {
+                println!("\n=== {caption}");
+                if *down {
+                    std::fs::write(&token_file, "down\n")?;
+                } else {
+                    std::fs::remove_file(&token_file)?;
+                }
+            }
+            Step::Apply {
+                caption,
+                file,
+                yaml,
+            } => {
+                println!("\n=== {caption}: policies/galactic-fhir/{file}");
+                std::fs::write(policy_dir.join(file), yaml)?;
+                let summary = apply_policies(&mut probe, &policy_dir, &endpoints_file)
+                    .with_context(|| format!("applying {file}"))?;
+                println!("    {summary}");
+            }
+            Step::Request {
+                caption,
+                from,
+                method,
+                patient,
+                expect,
+            } => {
+                println!(
+                    "\n--- {caption}: {method} {FHIR_BASE}/Patient/{patient} from {}",
+                    names[*from]
+                );
+                std::io::stdout().flush()?;
+                let observed = curl(&pods[*from], &pods[SERVER], method, patient, &vader).await?;
+                tokio::time::sleep(Duration::from_millis(150)).await;
+                let shown = if observed == "dropped" {
+                    "no answer: dropped by holonet".to_string()
+                } else {
+                    format!("HTTP {observed}")
+                };
+                println!("    -> {shown}");
+                results.push((
+                    format!("{method} {patient} from {}", names[*from]),
+                    *expect,
+                    observed,
+                ));
+            }
+        }
         tokio::time::sleep(pause).await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -361,12 +541,26 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         counters.parse_errors,
         store.status().seen_flows
     );
+    println!("\nexpected versus observed:");
+    let mut mismatches = 0;
+    for (what, expect, observed) in &results {
+        let wanted = match expect {
+            Expect::Status(code) => (*code).to_string(),
+            Expect::Dropped => "dropped".to_string(),
+        };
+        let ok = &wanted == observed;
+        if !ok {
+            mismatches += 1;
+        }
+        println!(
+            "  {} {what:<40} expected {wanted:<8} observed {observed}",
+            if ok { "ok  " } else { "FAIL" }
+        );
+    }
     println!(
-        "Every verdict is FORWARDED: policy enforcement in the kernel (deny-all, the org: empire and\n\
-         org: payer L7 rules, the payer's 403) is the next step; `holonet policy trace` already\n\
-         computes those verdicts, e.g.:\n  \
-         holonet policy trace --policies policies/galactic-fhir --endpoints policies/endpoints/galactic-fhir.yaml \\\n    \
-         --from galactic-fhir/payer --to galactic-fhir/coruscanthealth --proto tcp --dport 52773 \\\n    \
+        "\nwhy the payer's other request was dropped:\n  holonet policy trace --policies policies/galactic-fhir \\\n    \
+         --endpoints policies/endpoints/galactic-fhir.yaml --from galactic-fhir/payer \\\n    \
+         --to galactic-fhir/coruscanthealth --proto tcp --dport 52773 \\\n    \
          --http-method GET --http-path /intersystems/fhir/r5/Patient/Anakin"
     );
     if args.keep_running && api.is_some() {
@@ -383,5 +577,9 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     println!("cleaning up");
     drop(probe);
     drop(lab);
+    if mismatches > 0 {
+        eprintln!("holonet demo: {mismatches} step(s) did not end as the story says");
+        return Ok(ExitCode::FAILURE);
+    }
     Ok(ExitCode::SUCCESS)
 }
