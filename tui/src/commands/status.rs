@@ -30,13 +30,13 @@ pub(crate) fn run(_args: StatusArgs) -> anyhow::Result<ExitCode> {
     println!();
     let (mode, why) = TcMode::Auto.resolve();
     println!("in use:");
-    println!("  flow probe: tc classifiers via {mode} ({why})");
+    println!("  flow probe and enforcement: tc classifiers via {mode} ({why})");
     let attribution = if has(Hook::Kprobe) {
-        "kprobes are available (process attribution arrives with the enforcement datapath)"
+        "not implemented yet; it will use kprobes, which this kernel has"
     } else if has(Hook::Tracepoint) || has(Hook::RawTracepoint) {
-        "kprobes are missing; tracepoints will be used instead (process attribution arrives with the enforcement datapath)"
+        "not implemented yet; kprobes are missing here, so it will fall back to tracepoints"
     } else {
-        "neither kprobes nor tracepoints are available: flows will carry no process"
+        "not available: neither kprobes nor tracepoints; flows will carry no process"
     };
     println!("  process attribution: {attribution}");
     let usable = (has(Hook::Tcx) || has(Hook::TcClsact)) && has(Hook::RingBuffer);
