@@ -241,6 +241,48 @@ impl TcProbe {
                 },
             })?;
         }
+        // The L7 half is a separate program (the verifier checks it on its
+        // own), entered by tail call; without it L7-enforced connections
+        // fail closed.
+        let l7_hook = "tc (L7 checks, tail call)";
+        let program = names::TC_L7_PROGRAM;
+        let l7 = classifier(&mut ebpf, program)?;
+        l7.load().map_err(|err| match err {
+            ProgramError::LoadError {
+                io_error,
+                verifier_log,
+            } => ProbeError::Verifier {
+                program,
+                hook: l7_hook,
+                reason: io_error,
+                log_tail: tail(&verifier_log.to_string(), VERIFIER_LOG_TAIL_LINES),
+            },
+            source => ProbeError::Load {
+                program,
+                hook: l7_hook,
+                source: Box::new(source),
+            },
+        })?;
+        let fd = l7
+            .fd()
+            .map_err(|source| ProbeError::Load {
+                program,
+                hook: l7_hook,
+                source: Box::new(source),
+            })?
+            .try_clone()
+            .map_err(|e| ProbeError::Load {
+                program,
+                hook: l7_hook,
+                source: Box::new(ProgramError::IOError(e)),
+            })?;
+        let map = names::L7_JUMP_MAP;
+        let mut jump = aya::maps::ProgramArray::try_from(
+            ebpf.map_mut(map).ok_or(ProbeError::MissingMap { map })?,
+        )
+        .map_err(|_| ProbeError::MissingMap { map })?;
+        jump.set(0, &fd, 0)
+            .map_err(|_| ProbeError::MissingMap { map })?;
         Ok(Self {
             ebpf,
             mode,

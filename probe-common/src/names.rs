@@ -33,3 +33,9 @@ pub const CT_MAP: &str = "CT";
 
 /// Array: HTTP rule-set index → [`crate::l7::L7DfaTable`].
 pub const L7_HTTP_MAP: &str = "L7_HTTP";
+
+/// Classifier holding the L7 checks, reached by tail call through [`L7_JUMP_MAP`].
+pub const TC_L7_PROGRAM: &str = "holonet_tc_l7";
+
+/// Program array (one slot) the classifiers tail-call the L7 program through.
+pub const L7_JUMP_MAP: &str = "L7_JUMP";

@@ -23,10 +23,13 @@ mod headers;
 
 use aya_ebpf::{
     bindings::{__sk_buff, TC_ACT_PIPE, TC_ACT_SHOT},
-    helpers::{bpf_ktime_get_ns, bpf_skb_load_bytes},
+    helpers::{
+        bpf_ktime_get_ns, bpf_redirect, bpf_skb_change_tail, bpf_skb_load_bytes,
+        bpf_skb_store_bytes,
+    },
     macros::{classifier, map},
     maps::{
-        Array, HashMap, LruHashMap, PerCpuArray, RingBuf,
+        Array, HashMap, LruHashMap, PerCpuArray, ProgramArray, RingBuf,
         lpm_trie::{Key, LpmTrie},
     },
     programs::TcContext,
@@ -74,6 +77,35 @@ static L7_HTTP: Array<L7DfaTable> = Array::with_max_entries(L7_HTTP_TABLES, 0);
 #[map(name = "L7_BUF")]
 static L7_BUF: PerCpuArray<[u8; PAYLOAD_CAPACITY]> = PerCpuArray::with_max_entries(1, 0);
 
+/// What a client gets for a request denied by L7 rules, as Envoy answers
+/// for Cilium (its length is even, so the checksum runs over whole words).
+const FORBIDDEN: &[u8; FORBIDDEN_LEN] = b"HTTP/1.1 403 Forbidden\r\ncontent-length: 13\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\nAccess denied";
+const FORBIDDEN_LEN: usize = 104;
+/// Ethernet + IPv4 + TCP headers (no options) + the response.
+const FORBIDDEN_FRAME: usize = 14 + 20 + 20 + FORBIDDEN_LEN;
+const _: () = assert!(FORBIDDEN_LEN.is_multiple_of(2));
+
+/// The L7 program, reached by a tail call so the verifier checks its
+/// request-line walk apart from the L3/L4 path (together they exceed the
+/// verifier's complexity limit).
+#[map(name = "L7_JUMP")]
+static L7_JUMP: ProgramArray = ProgramArray::with_max_entries(1, 0);
+
+/// What the L3/L4 program decided, handed to the L7 program.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct L7State {
+    hook: u8,
+    l7_table: u8,
+    l7_started: u8,
+    match_type: u8,
+    local_identity: u32,
+    peer_identity: u32,
+}
+
+#[map(name = "L7_STATE")]
+static L7_STATE: PerCpuArray<L7State> = PerCpuArray::with_max_entries(1, 0);
+
 /// Per-CPU scratch space for the connection-tracking key, which would not fit
 /// the 512-byte BPF stack next to everything else.
 #[map(name = "CT_SCRATCH")]
@@ -87,6 +119,49 @@ fn holonet_tc_ingress(ctx: TcContext) -> i32 {
 #[classifier]
 fn holonet_tc_egress(ctx: TcContext) -> i32 {
     process(&ctx, hook::TC_EGRESS)
+}
+
+/// The L7 half of the datapath, entered by tail call from either classifier
+/// for a segment of an L7-enforced connection travelling in the direction
+/// it was opened: checks a request line against the HTTP table, answers a
+/// denied request with 403, and fails closed on anything it cannot read.
+#[classifier]
+fn holonet_tc_l7(ctx: TcContext) -> i32 {
+    let Some(state) = L7_STATE.get(0) else {
+        return TC_ACT_SHOT;
+    };
+    let state = *state;
+    let Ok(Parsed::L4(pkt)) = headers::parse(&ctx) else {
+        return TC_ACT_SHOT;
+    };
+    let mut decision = Decision::pass();
+    decision.match_type = state.match_type;
+    decision.local_identity = state.local_identity;
+    decision.peer_identity = state.peer_identity;
+    if starts_with_http_method(&ctx, &pkt) {
+        if l7_http_allows(&ctx, &pkt, state.l7_table) {
+            if state.l7_started == 0 {
+                ct_mark_l7_started(&ctx, state.hook, &pkt);
+            }
+            emit(&ctx, state.hook, &pkt, true, &decision);
+            return TC_ACT_PIPE;
+        }
+        count(counter::L7_DENIED);
+        decision.dropped = true;
+        emit(&ctx, state.hook, &pkt, true, &decision);
+        // Answer the client like Cilium's proxy does; the request never
+        // reaches the server.
+        return answer_forbidden(&ctx, &pkt);
+    }
+    if state.l7_started == 0 {
+        // The first payload of an L7-enforced connection is not a request
+        // line we can read: fail closed.
+        count(counter::L7_UNPARSABLE);
+        decision.dropped = true;
+        emit(&ctx, state.hook, &pkt, false, &decision);
+        return TC_ACT_SHOT;
+    }
+    TC_ACT_PIPE
 }
 
 #[inline(always)]
@@ -145,25 +220,26 @@ fn process(ctx: &TcContext, at_hook: u8) -> i32 {
             let http = is_tcp && pkt.payload_len > 0 && starts_with_http_method(ctx, &pkt);
             if is_tcp && decision.forward && pkt.payload_len > 0 {
                 if decision.l7_kind == L7_KIND_HTTP {
-                    if http {
-                        if l7_http_allows(ctx, &pkt, decision.l7_table) {
-                            if !decision.l7_started {
-                                ct_mark_l7_started(ctx, at_hook, &pkt);
-                            }
-                        } else {
-                            count(counter::L7_DENIED);
-                            decision.dropped = true;
-                            emit(ctx, at_hook, &pkt, true, &decision);
-                            return TC_ACT_SHOT;
+                    if let Some(state) = L7_STATE.get_ptr_mut(0) {
+                        // SAFETY: a per-CPU slot, exclusively ours until the
+                        // tail-called program (same CPU, same run) reads it.
+                        unsafe {
+                            *state = L7State {
+                                hook: at_hook,
+                                l7_table: decision.l7_table,
+                                l7_started: u8::from(decision.l7_started),
+                                match_type: decision.match_type,
+                                local_identity: decision.local_identity,
+                                peer_identity: decision.peer_identity,
+                            };
+                            L7_JUMP.tail_call(ctx, 0);
                         }
-                    } else if !decision.l7_started {
-                        // The first payload of an L7-enforced connection is
-                        // not a request line we can read: fail closed.
-                        count(counter::L7_UNPARSABLE);
-                        decision.dropped = true;
-                        emit(ctx, at_hook, &pkt, false, &decision);
-                        return TC_ACT_SHOT;
                     }
+                    // No L7 program to jump to: fail closed.
+                    count(counter::L7_UNPARSABLE);
+                    decision.dropped = true;
+                    emit(ctx, at_hook, &pkt, http, &decision);
+                    return TC_ACT_SHOT;
                 } else if decision.l7_kind == L7_KIND_CONFLICT {
                     count(counter::L7_UNPARSABLE);
                     decision.dropped = true;
@@ -184,6 +260,132 @@ fn process(ctx: &TcContext, at_hook: u8) -> i32 {
         }
     }
     TC_ACT_PIPE
+}
+
+/// Sum of the big-endian 16-bit words of `bytes` (even length), computed at
+/// compile time for the constant response body.
+const fn words_sum(bytes: &[u8]) -> u32 {
+    let mut sum = 0u32;
+    let mut i = 0;
+    while i + 1 < bytes.len() {
+        sum += ((bytes[i] as u32) << 8) | bytes[i + 1] as u32;
+        i += 2;
+    }
+    sum
+}
+
+const FORBIDDEN_SUM: u32 = words_sum(FORBIDDEN);
+
+#[inline(always)]
+fn header_sum<const N: usize>(bytes: &[u8; N]) -> u32 {
+    let mut sum = 0u32;
+    let mut i = 0;
+    while i + 1 < N {
+        sum += (u32::from(bytes[i]) << 8) | u32::from(bytes[i + 1]);
+        i += 2;
+    }
+    sum
+}
+
+#[inline(always)]
+fn csum_fold(mut sum: u32) -> u16 {
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    !(sum as u16)
+}
+
+/// Rewrites the denied request segment into `HTTP/1.1 403 Forbidden` with
+/// FIN set, from the server's address back to the client, and redirects it
+/// out of this veth into the client pod. IPv4 only; anything else (or a
+/// helper failure) drops the segment.
+#[inline(never)]
+fn answer_forbidden(ctx: &TcContext, pkt: &L4Packet) -> i32 {
+    if pkt.family != family::IPV4 {
+        return TC_ACT_SHOT;
+    }
+    let (Ok(dst_mac), Ok(src_mac)) = (ctx.load::<[u8; 6]>(0), ctx.load::<[u8; 6]>(6)) else {
+        return TC_ACT_SHOT;
+    };
+    let ip_len = (FORBIDDEN_FRAME - 14) as u16;
+    let mut ip: [u8; 20] = [
+        0x45,
+        0,
+        (ip_len >> 8) as u8,
+        ip_len as u8,
+        0,
+        0,
+        0x40,
+        0,
+        64,
+        IPPROTO_TCP,
+        0,
+        0,
+        pkt.daddr[0],
+        pkt.daddr[1],
+        pkt.daddr[2],
+        pkt.daddr[3],
+        pkt.saddr[0],
+        pkt.saddr[1],
+        pkt.saddr[2],
+        pkt.saddr[3],
+    ];
+    let ip_sum = csum_fold(header_sum(&ip));
+    ip[10] = (ip_sum >> 8) as u8;
+    ip[11] = ip_sum as u8;
+    let seq = pkt.ack.to_be_bytes();
+    let ack = pkt.seq.wrapping_add(pkt.payload_len as u32).to_be_bytes();
+    let sport = pkt.dport.to_be_bytes();
+    let dport = pkt.sport.to_be_bytes();
+    let mut tcp: [u8; 20] = [
+        sport[0],
+        sport[1],
+        dport[0],
+        dport[1],
+        seq[0],
+        seq[1],
+        seq[2],
+        seq[3],
+        ack[0],
+        ack[1],
+        ack[2],
+        ack[3],
+        0x50, // data offset 5: no options
+        tcp_flags::FIN | tcp_flags::PSH | tcp_flags::ACK,
+        0xfa, // window 64240
+        0xf0,
+        0, // checksum
+        0,
+        0, // urgent pointer
+        0,
+    ];
+    // Pseudo header (addresses, protocol, TCP length), header, body.
+    let tcp_len = (FORBIDDEN_FRAME - 34) as u32;
+    let addrs: [u8; 8] = [
+        ip[12], ip[13], ip[14], ip[15], ip[16], ip[17], ip[18], ip[19],
+    ];
+    let sum =
+        header_sum(&addrs) + u32::from(IPPROTO_TCP) + tcp_len + header_sum(&tcp) + FORBIDDEN_SUM;
+    let tcp_sum = csum_fold(sum);
+    tcp[16] = (tcp_sum >> 8) as u8;
+    tcp[17] = tcp_sum as u8;
+    let eth: [u8; 14] = [
+        src_mac[0], src_mac[1], src_mac[2], src_mac[3], src_mac[4], src_mac[5], dst_mac[0],
+        dst_mac[1], dst_mac[2], dst_mac[3], dst_mac[4], dst_mac[5], 0x08, 0x00,
+    ];
+    let skb = ctx.skb.skb;
+    // SAFETY: helpers on this program's own sk_buff; each pointer and length
+    // describes a local array or the constant response.
+    unsafe {
+        if bpf_skb_change_tail(skb, FORBIDDEN_FRAME as u32, 0) != 0
+            || bpf_skb_store_bytes(skb, 0, eth.as_ptr().cast(), 14, 0) != 0
+            || bpf_skb_store_bytes(skb, 14, ip.as_ptr().cast(), 20, 0) != 0
+            || bpf_skb_store_bytes(skb, 34, tcp.as_ptr().cast(), 20, 0) != 0
+            || bpf_skb_store_bytes(skb, 54, FORBIDDEN.as_ptr().cast(), FORBIDDEN_LEN as u32, 0) != 0
+        {
+            return TC_ACT_SHOT;
+        }
+        bpf_redirect((*skb).ifindex, 0) as i32
+    }
 }
 
 /// Walks the HTTP table `table` over the request line at the start of the

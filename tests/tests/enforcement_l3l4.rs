@@ -227,10 +227,11 @@ spec:
 "#;
 
 /// The seed's payer rule, enforced in the kernel: GET and HEAD on Vader's
-/// record pass, another patient and other methods are dropped (fail closed,
-/// no 403 yet), and the drop is reported as an http-request DROPPED flow.
+/// record pass; another patient and other methods are answered
+/// `403 Forbidden` at once (the server never sees them), and the deny is
+/// reported as an http-request DROPPED flow.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn http_rules_allow_vader_and_drop_other_requests() {
+async fn http_rules_allow_vader_and_answer_403_to_other_requests() {
     if !privileged("enforcement_l7_http") {
         return;
     }
@@ -327,18 +328,27 @@ async fn http_rules_allow_vader_and_drop_other_requests() {
     );
     let other = curl(&payer, "GET", "Anakin").await.expect("curl");
     assert_eq!(
-        other.status.code(),
-        Some(28),
-        "another patient is dropped: {}",
-        code(&other)
+        code(&other),
+        "403",
+        "another patient is answered 403: {other:?}"
     );
     let put = curl(&payer, "PUT", "DarthVader").await.expect("curl");
-    assert_eq!(
-        put.status.code(),
-        Some(28),
-        "PUT is dropped: {}",
-        code(&put)
+    assert_eq!(code(&put), "403", "PUT is answered 403: {put:?}");
+    // The answer is Cilium's: status line, body, and the connection closed.
+    let url = format!(
+        "http://{}:52773/intersystems/fhir/r5/Patient/Anakin",
+        server.ip
     );
+    let full = tokio::process::Command::from(
+        payer.command("curl", &["-sS", "-i", "--max-time", "2", &url]),
+    )
+    .output()
+    .await
+    .expect("curl");
+    let text = String::from_utf8_lossy(&full.stdout);
+    assert!(full.status.success(), "{full:?}");
+    assert!(text.starts_with("HTTP/1.1 403 Forbidden\r\n"), "{text}");
+    assert!(text.ends_with("\r\n\r\nAccess denied"), "{text}");
     // The empire is not selected by the policy: it reads anything.
     assert_eq!(
         code(&curl(&empire, "GET", "Anakin").await.expect("curl")),

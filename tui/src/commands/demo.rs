@@ -228,7 +228,7 @@ const STORY: [Step; 14] = [
         from: PAYER,
         method: "GET",
         patient: "Anakin",
-        expect: Expect::Dropped,
+        expect: Expect::Status("403"),
     },
     Step::Request {
         caption: "the payer is told to ask for the correct record",
