@@ -149,8 +149,10 @@ fn holonet_tc_l7(ctx: TcContext) -> i32 {
         count(counter::L7_DENIED);
         decision.dropped = true;
         emit(&ctx, state.hook, &pkt, true, &decision);
-        // Answer the client like Cilium's proxy does; the request never
-        // reaches the server.
+        // Close the server's side (a RST in the client's name, at the
+        // sequence number it expects next), then answer the client like
+        // Cilium's proxy does; the request never reaches the server.
+        reset_server(&ctx, &pkt);
         return answer_forbidden(&ctx, &pkt);
     }
     if state.l7_started == 0 {
@@ -385,6 +387,97 @@ fn answer_forbidden(ctx: &TcContext, pkt: &L4Packet) -> i32 {
             return TC_ACT_SHOT;
         }
         bpf_redirect((*skb).ifindex, 0) as i32
+    }
+}
+
+/// Turns the packet into a bare RST+ACK from the client to the server (same
+/// addresses, ports and sequence numbers as the denied request, no payload)
+/// and sends a copy of it back into this veth's ingress, so it is routed to
+/// the server like the request would have been. Best effort: a failure
+/// leaves the server's socket to time out.
+#[inline(never)]
+fn reset_server(ctx: &TcContext, pkt: &L4Packet) {
+    const RST_FRAME: usize = 14 + 20 + 20;
+    if pkt.family != family::IPV4 {
+        return;
+    }
+    let (Ok(dst_mac), Ok(src_mac)) = (ctx.load::<[u8; 6]>(0), ctx.load::<[u8; 6]>(6)) else {
+        return;
+    };
+    let ip_len = (RST_FRAME - 14) as u16;
+    let mut ip: [u8; 20] = [
+        0x45,
+        0,
+        (ip_len >> 8) as u8,
+        ip_len as u8,
+        0,
+        0,
+        0x40,
+        0,
+        64,
+        IPPROTO_TCP,
+        0,
+        0,
+        pkt.saddr[0],
+        pkt.saddr[1],
+        pkt.saddr[2],
+        pkt.saddr[3],
+        pkt.daddr[0],
+        pkt.daddr[1],
+        pkt.daddr[2],
+        pkt.daddr[3],
+    ];
+    let ip_sum = csum_fold(header_sum(&ip));
+    ip[10] = (ip_sum >> 8) as u8;
+    ip[11] = ip_sum as u8;
+    let seq = pkt.seq.to_be_bytes();
+    let ack = pkt.ack.to_be_bytes();
+    let sport = pkt.sport.to_be_bytes();
+    let dport = pkt.dport.to_be_bytes();
+    let mut tcp: [u8; 20] = [
+        sport[0],
+        sport[1],
+        dport[0],
+        dport[1],
+        seq[0],
+        seq[1],
+        seq[2],
+        seq[3],
+        ack[0],
+        ack[1],
+        ack[2],
+        ack[3],
+        0x50,
+        tcp_flags::RST | tcp_flags::ACK,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+    ];
+    let addrs: [u8; 8] = [
+        ip[12], ip[13], ip[14], ip[15], ip[16], ip[17], ip[18], ip[19],
+    ];
+    let tcp_sum = csum_fold(header_sum(&addrs) + u32::from(IPPROTO_TCP) + 20 + header_sum(&tcp));
+    tcp[16] = (tcp_sum >> 8) as u8;
+    tcp[17] = tcp_sum as u8;
+    let eth: [u8; 14] = [
+        dst_mac[0], dst_mac[1], dst_mac[2], dst_mac[3], dst_mac[4], dst_mac[5], src_mac[0],
+        src_mac[1], src_mac[2], src_mac[3], src_mac[4], src_mac[5], 0x08, 0x00,
+    ];
+    let skb = ctx.skb.skb;
+    // SAFETY: helpers on this program's own sk_buff with local arrays.
+    unsafe {
+        if bpf_skb_change_tail(skb, RST_FRAME as u32, 0) != 0
+            || bpf_skb_store_bytes(skb, 0, eth.as_ptr().cast(), 14, 0) != 0
+            || bpf_skb_store_bytes(skb, 14, ip.as_ptr().cast(), 20, 0) != 0
+            || bpf_skb_store_bytes(skb, 34, tcp.as_ptr().cast(), 20, 0) != 0
+        {
+            return;
+        }
+        // BPF_F_INGRESS: back into this interface's receive path.
+        let _ = ctx.clone_redirect((*skb).ifindex, 1);
     }
 }
 

@@ -417,6 +417,24 @@ async fn http_rules_allow_vader_and_answer_403_to_other_requests() {
         "{}",
         render(&flows)
     );
+    // The server's side of a denied connection is closed with a RST in the
+    // client's name, so no socket waits for the request that never came.
+    let denied_port = flows
+        .iter()
+        .find(|f| {
+            f.verdict == Verdict::Dropped && request(f).is_some_and(|(_, p)| p.ends_with("Anakin"))
+        })
+        .map(|f| f.source.port())
+        .expect("the denied request");
+    assert!(
+        flows
+            .iter()
+            .any(|f| f.observation == ObservationPoint::ToEndpoint
+                && f.source.port() == denied_port
+                && f.tcp_flags.contains(tcp_flags::RST)),
+        "no RST reached the server for port {denied_port}:\n{}",
+        render(&flows)
+    );
     let counters = harness.probe.counters().expect("counters");
     assert!(counters.l7_denied >= 2, "{counters:?}");
     let _ = std::fs::remove_dir_all(&docroot);
