@@ -406,6 +406,9 @@ pub(crate) struct Freeze {
     pub(crate) bound: u64,
     /// Panel aggregates at the moment of freezing.
     pub(crate) stats: Stats,
+    /// The row pinned when freezing a following table: if it is still the
+    /// selection when unfreezing, following resumes.
+    pub(crate) resume_follow: Option<u64>,
 }
 
 /// The whole model.
@@ -659,8 +662,13 @@ impl App {
                 self.source.connection = Connection::Live(a);
             }
             SourceMsg::Disconnected(e) => {
+                let what = if matches!(self.source.connection, Connection::Live(_)) {
+                    "stream lost"
+                } else {
+                    "not connected"
+                };
                 self.source.connection = Connection::Retrying(e.clone());
-                self.set_notice(format!("stream lost: {e}; retrying"), true);
+                self.set_notice(format!("{what}: {e}; retrying"), true);
             }
             SourceMsg::Failed(e) => {
                 if !self.is_replay() {
@@ -808,11 +816,7 @@ impl App {
             KeyCode::Char('k') | KeyCode::Up => self.move_selection(-1),
             KeyCode::PageDown => self.move_selection(page),
             KeyCode::PageUp => self.move_selection(-page),
-            KeyCode::Char('g') | KeyCode::Home => {
-                if self.visible_len() > 0 {
-                    self.select_index(0);
-                }
-            }
+            KeyCode::Char('g') | KeyCode::Home if self.visible_len() > 0 => self.select_index(0),
             KeyCode::Char('G') | KeyCode::End => self.follow_newest(),
             KeyCode::Char(' ') => return self.toggle_pause(),
             KeyCode::Enter => {
@@ -857,16 +861,26 @@ impl App {
             let p = r.paused;
             return Some(Effect::Replay(ReplayCmd::Pause(p)));
         }
-        if self.freeze.take().is_none() {
-            self.freeze = Some(Freeze {
-                bound: self.store.next_seq(),
-                stats: self.view.stats().clone(),
-            });
-            if self.follow {
-                // Keep the newest visible row selected while frozen.
-                if let Some(idx) = self.selected_index() {
-                    self.select_index(idx);
+        match self.freeze.take() {
+            Some(f) => {
+                if f.resume_follow.is_some() && f.resume_follow == self.selected {
+                    self.follow_newest();
                 }
+            }
+            None => {
+                let mut resume_follow = None;
+                if self.follow {
+                    // Keep the newest visible row selected while frozen.
+                    if let Some(idx) = self.selected_index() {
+                        self.select_index(idx);
+                        resume_follow = self.selected;
+                    }
+                }
+                self.freeze = Some(Freeze {
+                    bound: self.store.next_seq(),
+                    stats: self.view.stats().clone(),
+                    resume_follow,
+                });
             }
         }
         None

@@ -111,6 +111,20 @@ pub(crate) fn run(cfg: Config) -> anyhow::Result<()> {
     runtime.block_on(run_async(cfg))
 }
 
+/// The end of the loop after a terminal I/O error. A terminal that went
+/// away (SIGHUP, a closed SSH session: EIO, ENXIO, a broken pipe) ends the
+/// dashboard quietly, logged, since there is nobody left to tell; any other
+/// error is reported.
+fn io_end(e: io::Error, what: &str) -> anyhow::Result<()> {
+    let gone = matches!(e.raw_os_error(), Some(5 | 6)) || e.kind() == io::ErrorKind::BrokenPipe;
+    if gone {
+        log::warn!("{what}: the terminal went away ({e}); leaving");
+        Ok(())
+    } else {
+        Err(anyhow::Error::new(e).context(what.to_owned()))
+    }
+}
+
 async fn run_async(cfg: Config) -> anyhow::Result<()> {
     let (tx, mut rx) = mpsc::channel::<Msg>(64);
     let (replay_tx, replay_rx) = std::sync::mpsc::channel::<ReplayCmd>();
@@ -145,12 +159,10 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
                 .spawn(move || source::replay(rec, speed, tx, replay_rx))
                 .context("starting the replay thread")?;
             if cfg.start_paused {
-                if let Some(eff) = app.update(Msg::Key(crossterm::event::KeyEvent::from(
-                    crossterm::event::KeyCode::Char(' '),
-                ))) {
-                    if let Effect::Replay(c) = eff {
-                        let _ = replay_tx.send(c);
-                    }
+                if let Some(Effect::Replay(c)) = app.update(Msg::Key(
+                    crossterm::event::KeyEvent::from(crossterm::event::KeyCode::Char(' ')),
+                )) {
+                    let _ = replay_tx.send(c);
                 }
             }
         }
@@ -179,29 +191,33 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
                 Some(Ok(TermEvent::Mouse(m))) => Some(Msg::Mouse(m)),
                 Some(Ok(TermEvent::Resize(w, h))) => Some(Msg::Resize(w, h)),
                 Some(Ok(_)) => None,
-                Some(Err(e)) => break Err(anyhow::Error::new(e).context("reading the terminal")),
+                Some(Err(e)) => break io_end(e, "reading the terminal"),
                 None => break Ok(()),
             },
             _ = sigterm.recv() => Some(Msg::Quit),
             _ = sighup.recv() => Some(Msg::Quit),
             _ = sigint.recv() => Some(Msg::Quit),
-            m = rx.recv(), if !rx.is_closed() => m,
             _ = ticker.tick() => {
                 if app.dirty {
                     app.dirty = false;
                     if let Err(e) = terminal.draw(|f| f.render_widget(view::Dashboard(&app), f.area())) {
-                        break Err(anyhow::Error::new(e).context("drawing"));
+                        break io_end(e, "drawing");
                     }
                 }
                 None
             }
+            // Last: a source that always has flows ready (a replay at max
+            // speed) must not starve the keys or the frame timer.
+            m = rx.recv(), if !rx.is_closed() => m,
         };
         let Some(msg) = msg else { continue };
         let key = matches!(msg, Msg::Key(_));
         match app.update(msg) {
             Some(Effect::Quit) => break Ok(()),
             Some(Effect::Redraw) => {
-                terminal.clear()?;
+                if let Err(e) = terminal.clear() {
+                    break io_end(e, "clearing the screen");
+                }
                 app.dirty = true;
             }
             Some(Effect::Replay(c)) => {
@@ -212,9 +228,19 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
         if key && app.dirty {
             // A key press shows in the very next frame.
             app.dirty = false;
-            terminal.draw(|f| f.render_widget(view::Dashboard(&app), f.area()))?;
+            if let Err(e) = terminal.draw(|f| f.render_widget(view::Dashboard(&app), f.area())) {
+                break io_end(e, "drawing");
+            }
         }
     };
+    // ratatui's Terminal prints to stderr from its Drop when it cannot show
+    // the cursor, which panics when the terminal is gone (SIGHUP). Show it
+    // here; if that fails there is no terminal left, so skip that Drop.
+    if terminal.show_cursor().is_err() {
+        std::mem::forget(terminal);
+    } else {
+        drop(terminal);
+    }
     drop(guard);
     log::info!("dashboard closed");
     result

@@ -218,11 +218,16 @@ pub(crate) fn endpoint_cell(flow: &Flow, s: Side, width: usize, label_keys: &[St
             } else {
                 out.push_str(ip);
             }
+            // The port when it fits (an ephemeral source port is the
+            // first thing to give up on a narrow screen).
             if let Some(p) = port.filter(|p| *p != 0) {
-                if ip.contains(':') {
-                    out = format!("[{out}]:{p}");
+                let with = if ip.contains(':') {
+                    format!("[{out}]:{p}")
                 } else {
-                    let _ = write!(out, ":{p}");
+                    format!("{out}:{p}")
+                };
+                if with.chars().count() <= width {
+                    out = with;
                 }
             }
             if let Some(n) =
@@ -287,7 +292,7 @@ pub(crate) fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -336,6 +341,11 @@ mod tests {
             endpoint_cell(&flow, Side::Destination, 30, &[]),
             "10.0.0.2:80"
         );
+        assert_eq!(
+            endpoint_cell(&flow, Side::Source, 16, &[]),
+            "10.0.0.1:40000"
+        );
+        assert_eq!(endpoint_cell(&flow, Side::Source, 12, &[]), "10.0.0.1");
         assert_eq!(peer_name(&flow, Side::Source), "10.0.0.1");
         assert_eq!(flow_kind(&flow), "L3/L4");
     }

@@ -107,6 +107,21 @@ fn to_event(resp: GetFlowsResponse) -> Option<Event> {
     }
 }
 
+/// An error with its causes (`transport error: … Connection refused`).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = c.source();
+    }
+    s
+}
+
 /// Batches events towards the UI without ever blocking on it.
 #[derive(Debug)]
 struct Batcher {
@@ -195,7 +210,7 @@ pub(crate) async fn live(
                     client = Some((uri.clone(), c));
                     break;
                 }
-                Ok(Err(e)) => errors.push(format!("{uri}: {e}")),
+                Ok(Err(e)) => errors.push(format!("{uri}: {}", chain(&e))),
                 Err(_) => errors.push(format!("{uri}: no connection after {timeout:?}")),
             }
         }
@@ -378,6 +393,13 @@ struct Player {
     last_state: Instant,
 }
 
+/// How waiting for a flow's time ended.
+enum Wait {
+    Emit,
+    Restart(i128),
+    Stop,
+}
+
 /// What the player does after a command.
 enum Flow {
     Go,
@@ -444,33 +466,83 @@ impl Player {
         Flow::Go
     }
 
+    /// Waits until the flow at time `tn` is due (original timing divided by
+    /// the speed), handling commands meanwhile; blocks while paused.
+    fn wait_for(
+        &mut self,
+        tn: i128,
+        pos: i128,
+        steps: &mut u32,
+        skip_until: &mut Option<i128>,
+    ) -> Wait {
+        loop {
+            let cmd = if self.paused && *steps == 0 {
+                if !self.flush() || !self.send_state() {
+                    return Wait::Stop;
+                }
+                match self.cmds.recv() {
+                    Ok(c) => Some(c),
+                    Err(_) => return Wait::Stop,
+                }
+            } else {
+                if skip_until.is_some_and(|s| tn < s) {
+                    // Fast-forwarding to a seek target: no timing.
+                    self.anchor = None;
+                    return Wait::Emit;
+                }
+                *skip_until = None;
+                if *steps > 0 {
+                    return Wait::Emit;
+                }
+                let Speed::Factor(f) = self.speed else {
+                    return Wait::Emit;
+                };
+                let (t0, w0) = *self.anchor.get_or_insert((tn, Instant::now()));
+                let ahead_ns = ((tn - t0) as f64 / f).max(0.0);
+                let due = w0 + Duration::from_nanos(ahead_ns.min(1e15) as u64);
+                let now = Instant::now();
+                if now >= due {
+                    return Wait::Emit;
+                }
+                if self.last_flush.elapsed() >= BATCH_AGE && !self.flush() {
+                    return Wait::Stop;
+                }
+                match self.cmds.recv_timeout((due - now).min(BATCH_AGE)) {
+                    Ok(c) => Some(c),
+                    Err(std_mpsc::RecvTimeoutError::Timeout) => None,
+                    Err(std_mpsc::RecvTimeoutError::Disconnected) => return Wait::Stop,
+                }
+            };
+            if let Some(cmd) = cmd {
+                if cmd == ReplayCmd::Step {
+                    *steps += 1;
+                }
+                match self.command(cmd, pos) {
+                    Flow::Go => {}
+                    Flow::Stop => return Wait::Stop,
+                    Flow::Restart(t) if t < pos => return Wait::Restart(t),
+                    Flow::Restart(t) => *skip_until = Some(t),
+                }
+            }
+        }
+    }
+
     /// Plays the recording once from the start; fast-forwards (no timing)
-    /// while flows are older than `skip_until`.
+    /// while flows are older than `skip_until`. Returns a time to restart
+    /// from (a seek backwards), or None when done or the UI is gone.
     fn play(&mut self, mut skip_until: Option<i128>) -> Result<Option<i128>, String> {
         let input = self
             .rec
             .open()
             .map_err(|e| format!("cannot open the recording: {e}"))?;
         let mut reader = RecordingReader::new(input);
-        let mut pos: i128 = 0;
-        let mut step_once = false;
+        let mut pos: i128 = i128::MIN;
+        let mut steps: u32 = 0;
         loop {
-            // Commands first, and wait here while paused.
-            loop {
-                let cmd = if self.paused && !step_once {
-                    if !self.flush() || !self.send_state() {
-                        return Ok(None);
-                    }
-                    match self.cmds.recv() {
-                        Ok(c) => Some(c),
-                        Err(_) => return Ok(None),
-                    }
-                } else {
-                    self.cmds.try_recv().ok()
-                };
-                let Some(cmd) = cmd else { break };
+            // Commands that arrived while flows were being sent.
+            while let Ok(cmd) = self.cmds.try_recv() {
                 if cmd == ReplayCmd::Step {
-                    step_once = true;
+                    steps += 1;
                 }
                 match self.command(cmd, pos) {
                     Flow::Go => {}
@@ -494,59 +566,24 @@ impl Player {
                 Some(ResponseTypes::Flow(f)) => f.time.or(resp.time),
                 _ => resp.time,
             };
-            let tn = t.map(|t| row::ts_nanos(Some(&t)));
-            if let Some(tn) = tn {
+            if let Some(tn) = t.map(|t| row::ts_nanos(Some(&t))) {
                 if self.state.first.is_none() {
                     self.state.first = t;
                 }
-                pos = pos.max(tn);
-                let skipping = skip_until.is_some_and(|s| tn < s);
-                if skipping {
-                    self.anchor = None;
-                } else {
-                    skip_until = None;
-                    if let Speed::Factor(f) = self.speed {
-                        let (t0, w0) = *self.anchor.get_or_insert((tn, Instant::now()));
-                        let ahead_ns = ((tn - t0) as f64 / f).max(0.0);
-                        let due = w0 + Duration::from_nanos(ahead_ns.min(1e15) as u64);
-                        // Wait for the flow's time, staying responsive.
-                        while Instant::now() < due && !step_once {
-                            if self.last_flush.elapsed() >= BATCH_AGE && !self.flush() {
-                                return Ok(None);
-                            }
-                            let wait = (due - Instant::now()).min(BATCH_AGE);
-                            match self.cmds.recv_timeout(wait) {
-                                Ok(cmd) => {
-                                    if cmd == ReplayCmd::Step {
-                                        step_once = true;
-                                    }
-                                    match self.command(cmd, pos) {
-                                        Flow::Go => {}
-                                        Flow::Stop => return Ok(None),
-                                        Flow::Restart(t) if t < pos => return Ok(Some(t)),
-                                        Flow::Restart(t) => {
-                                            skip_until = Some(t);
-                                            break;
-                                        }
-                                    }
-                                    if self.paused && !step_once {
-                                        break;
-                                    }
-                                }
-                                Err(std_mpsc::RecvTimeoutError::Timeout) => {}
-                                Err(std_mpsc::RecvTimeoutError::Disconnected) => return Ok(None),
-                            }
-                        }
-                    }
+                match self.wait_for(tn, pos, &mut steps, &mut skip_until) {
+                    Wait::Emit => {}
+                    Wait::Stop => return Ok(None),
+                    Wait::Restart(t) => return Ok(Some(t)),
                 }
+                pos = pos.max(tn);
                 self.state.position = t;
             }
             if let Some(ev) = to_event(*resp) {
                 self.batch.push(ev);
                 self.state.events += 1;
             }
-            if step_once {
-                step_once = false;
+            if steps > 0 {
+                steps -= 1;
                 self.anchor = None;
                 if !self.flush() || !self.send_state() {
                     return Ok(None);

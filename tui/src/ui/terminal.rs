@@ -35,7 +35,10 @@ impl TerminalGuard {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
             restore();
-            log::error!("panic: {info}");
+            log::error!(
+                "panic: {info}\n{}",
+                std::backtrace::Backtrace::force_capture()
+            );
             previous(info);
         }));
         enable_raw_mode()?;

@@ -425,6 +425,15 @@ fn space_freezes_a_live_view() {
     );
     app.update(key(KeyCode::Char(' ')));
     assert_eq!(app.visible_len(), 30);
+    // It was following before the freeze, and nobody moved: it follows again.
+    assert!(app.follow);
+    assert_eq!(app.selected_index(), Some(29));
+    // Freeze, move, unfreeze: the selection stays where it was put.
+    app.update(key(KeyCode::Char(' ')));
+    app.update(key(KeyCode::Char('k')));
+    app.update(key(KeyCode::Char(' ')));
+    assert!(!app.follow);
+    assert_eq!(app.selected_index(), Some(28));
 }
 
 #[test]
@@ -601,4 +610,262 @@ fn speeds_parse_within_bounds() {
     assert!(Speed::parse("101").is_err());
     assert!(Speed::parse("fast-ish").is_err());
     let _ = ActiveFilter::default();
+}
+
+// ---- the replay player -----------------------------------------------------
+
+fn collect_flows(
+    rx: &mut tokio::sync::mpsc::Receiver<Msg>,
+    want: usize,
+) -> (usize, Vec<SourceMsg>) {
+    collect_for(rx, want, 10_000)
+}
+
+fn collect_for(
+    rx: &mut tokio::sync::mpsc::Receiver<Msg>,
+    want: usize,
+    ms: u64,
+) -> (usize, Vec<SourceMsg>) {
+    let mut n = 0;
+    let mut other = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(ms);
+    while n < want && std::time::Instant::now() < deadline {
+        match rx.try_recv() {
+            Ok(Msg::Events(evs)) => n += evs.iter().filter(|e| matches!(e, Event::Flow(_))).count(),
+            Ok(Msg::Source(s)) => other.push(s),
+            Ok(_) => {}
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(5)),
+        }
+    }
+    (n, other)
+}
+
+#[test]
+fn player_plays_everything_at_max_speed_and_reports_garbage() {
+    use super::source::{Recording, replay};
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/garbage.jsonl");
+    let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+    let (ctx, crx) = std::sync::mpsc::channel();
+    let rec = Recording::File(path.display().to_string());
+    let h = std::thread::spawn(move || replay(rec, Speed::Max, tx, crx));
+    let (n, other) = collect_flows(&mut rx, 5);
+    assert_eq!(n, 5);
+    // The end state and the skipped-lines notice follow.
+    let mut seen = other;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !seen
+        .iter()
+        .any(|s| matches!(s, SourceMsg::Notice(t) if t.contains("unreadable")))
+    {
+        assert!(std::time::Instant::now() < deadline, "{seen:?}");
+        if let Ok(Msg::Source(s)) = rx.try_recv() {
+            seen.push(s);
+        } else {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+    assert!(
+        seen.iter()
+            .any(|s| matches!(s, SourceMsg::Replay(r) if r.done && r.skipped == 5))
+    );
+    drop(ctx);
+    drop(rx);
+    h.join().unwrap();
+}
+
+#[test]
+fn player_pauses_steps_and_seeks_back() {
+    use super::source::{Recording, replay};
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/seed.jsonl");
+    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+    let (ctx, crx) = std::sync::mpsc::channel();
+    ctx.send(ReplayCmd::Pause(true)).unwrap();
+    let rec = Recording::File(path.display().to_string());
+    let h = std::thread::spawn(move || replay(rec, Speed::Factor(1.0), tx, crx));
+    let (n, _) = collect_for(&mut rx, 2, 300);
+    // Paused before the first flow: at most the first one may have been due.
+    assert!(n <= 1, "{n} flows while paused");
+    for _ in 0..3 {
+        ctx.send(ReplayCmd::Step).unwrap();
+    }
+    let (m, _) = collect_flows(&mut rx, 3 - n);
+    assert_eq!(n + m, 3, "three steps, three flows");
+    let (extra, _) = collect_for(&mut rx, 1, 300);
+    assert_eq!(extra, 0, "nothing plays while paused");
+    // Max speed to the end, then seek back to the start: a reset, then all again.
+    ctx.send(ReplayCmd::Speed(Speed::Max)).unwrap();
+    ctx.send(ReplayCmd::Pause(false)).unwrap();
+    let (rest, _) = collect_flows(&mut rx, 303);
+    assert_eq!(rest, 303);
+    ctx.send(ReplayCmd::SeekTo(0)).unwrap();
+    let (again, other) = collect_flows(&mut rx, 306);
+    assert!(other.contains(&SourceMsg::Reset), "{other:?}");
+    assert_eq!(again, 306);
+    drop(ctx);
+    drop(rx);
+    h.join().unwrap();
+}
+
+// ---- the live source against the agent's real Observer server -------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_source_streams_follows_and_reports_status_and_losses() {
+    use std::sync::Arc;
+
+    use holonet_agent::observer::{
+        pipeline::kernel_lost,
+        server::{Listen, bind, serve},
+        service::ObserverService,
+        store::{FlowStore, StoredEvent},
+    };
+
+    let store = Arc::new(FlowStore::new(4096));
+    let flows = seed_flows();
+    store.push_batch(flows[..300].iter().cloned().map(StoredEvent::Flow));
+    let dir = std::env::temp_dir().join(format!("holonet-tui-live-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&dir);
+    let sock = dir.join("hubble.sock");
+    let listeners = bind(&Listen {
+        tcp: None,
+        unix: Some(sock.clone()),
+        allow_remote: false,
+    })
+    .await
+    .unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve(
+        listeners,
+        ObserverService::new(Arc::clone(&store), "kind-kind/kind-worker"),
+        async move {
+            let _ = stop_rx.await;
+        },
+    ));
+    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+    let task = tokio::spawn(super::source::live(
+        Some(format!("unix://{}", sock.display())),
+        std::time::Duration::from_secs(5),
+        100_000,
+        tx,
+    ));
+    let mut app = app_with(100_000, true, "org=payer", false);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+    let mut pushed_more = false;
+    loop {
+        let msg = tokio::time::timeout_at(deadline, rx.recv())
+            .await
+            .expect("the live source should deliver within 15 s")
+            .expect("channel open");
+        app.update(msg);
+        if app.store.len() == 300 && !pushed_more {
+            // Follow: flows and a lost event pushed after the stream started.
+            store.push_batch([kernel_lost(7)]);
+            store.push_batch(flows[300..].iter().cloned().map(StoredEvent::Flow));
+            pushed_more = true;
+        }
+        if app.store.len() == flows.len()
+            && app.source.lost_upstream == 7
+            && app.source.agent.is_some()
+        {
+            break;
+        }
+    }
+    assert!(matches!(&app.source.connection, Connection::Live(a) if a.starts_with("unix://")));
+    let payer = flows
+        .iter()
+        .filter(|f| {
+            [&f.source, &f.destination].iter().any(|e| {
+                e.as_ref()
+                    .is_some_and(|e| e.labels.iter().any(|l| l == "k8s:org=payer"))
+            })
+        })
+        .count();
+    assert_eq!(app.view.len(), payer);
+    let status = app.source.agent.clone().unwrap();
+    assert_eq!(status.max_flows, 4096);
+    let buf = buffer(&mut app, 120, 30);
+    assert!(
+        line(&buf, 0).contains("● LIVE unix://"),
+        "{}",
+        line(&buf, 0)
+    );
+    assert!(line(&buf, 0).contains("lost 7"), "{}", line(&buf, 0));
+    task.abort();
+    let _ = stop_tx.send(());
+    let _ = server.await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn snapshot_detail_explained_by_local_policies() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let ctx = PolicyContext::load(
+        &[root.join("policies/galactic-fhir")],
+        &root.join("policies/endpoints/galactic-fhir.yaml"),
+    )
+    .unwrap();
+    let mut app = seed_app(true, "org=payer --verdict DROPPED --type l7");
+    app.options.policy = Some(ctx);
+    app.update(key(KeyCode::Enter));
+    let mut t = draw(&mut app, 110, 36);
+    let text = format!("{}", t.backend());
+    assert!(
+        text.contains("Computed here by holonet's policy engine"),
+        "{text}"
+    );
+    assert!(text.contains("Allowed would be"), "{text}");
+    // Scrolling moves the pane.
+    app.update(key(KeyCode::PageDown));
+    t.draw(|f| f.render_widget(view::Dashboard(&app), f.area()))
+        .unwrap();
+    assert_ne!(format!("{}", t.backend()), text);
+    // Relative paths (tests run in tui/) keep the snapshot machine-independent.
+    let mut app = seed_app(true, "org=payer --verdict DROPPED --type l7");
+    app.options.policy = Some(
+        PolicyContext::load(
+            &[std::path::PathBuf::from("../policies/galactic-fhir")],
+            std::path::Path::new("../policies/endpoints/galactic-fhir.yaml"),
+        )
+        .unwrap(),
+    );
+    app.update(key(KeyCode::Enter));
+    insta::assert_snapshot!(
+        "detail_with_policies_110x36",
+        draw(&mut app, 110, 36).backend()
+    );
+}
+
+#[test]
+fn wrapping_keeps_width_and_hangs_indents() {
+    let lines = view::wrap("    alpha beta gamma delta epsilon", 16, 6);
+    assert!(lines.iter().all(|l| l.chars().count() <= 16), "{lines:?}");
+    assert_eq!(lines[0], "    alpha beta");
+    assert!(lines[1].starts_with("      gamma"), "{lines:?}");
+    let long = view::wrap(&"x".repeat(50), 20, 2);
+    assert!(long.iter().all(|l| l.chars().count() <= 20), "{long:?}");
+    assert_eq!(long.concat().matches('x').count(), 50);
+    assert_eq!(view::wrap("", 10, 2), vec![String::new()]);
+}
+
+#[test]
+fn a_missing_agent_is_said_plainly() {
+    let mut app = app_with(10, true, "", false);
+    app.source.connection = Connection::Connecting("unix:///run/holonet/hubble.sock".into());
+    app.update(Msg::Source(SourceMsg::Disconnected(
+        "cannot reach a Hubble Observer API (…: Connection refused)".into(),
+    )));
+    let n = app.notice.clone().unwrap();
+    assert!(
+        n.error && n.text.starts_with("not connected: cannot reach"),
+        "{n:?}"
+    );
+    let buf = buffer(&mut app, 200, 20);
+    assert!(
+        line(&buf, 0).contains("✗ DISCONNECTED, retrying"),
+        "{}",
+        line(&buf, 0)
+    );
+    assert!(!find(&buf, "is `holonet agent` running?").is_empty());
+    app.update(Msg::Source(SourceMsg::Connected("unix:///x".into())));
+    app.update(Msg::Source(SourceMsg::Disconnected("eof".into())));
+    assert!(app.notice.unwrap().text.starts_with("stream lost: eof"));
 }

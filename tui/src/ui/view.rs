@@ -219,10 +219,10 @@ fn header(app: &App, r: Rect, buf: &mut Buffer) {
             spans.push(Span::styled(format!("○ CONNECTING {a}"), t.warn()))
         }
         Connection::Live(a) => spans.push(Span::styled(format!("● LIVE {a}"), t.ok())),
-        Connection::Retrying(e) => spans.push(Span::styled(
-            format!("✗ DISCONNECTED ({e}), retrying"),
-            t.error(),
-        )),
+        // The reason is on the notice line; the header stays short.
+        Connection::Retrying(_) => {
+            spans.push(Span::styled("✗ DISCONNECTED, retrying", t.error()));
+        }
         Connection::Failed(e) => spans.push(Span::styled(format!("✗ FAILED: {e}"), t.error())),
         Connection::Replay(name) => {
             let r = app.source.replay.clone().unwrap_or_default();
@@ -240,6 +240,12 @@ fn header(app: &App, r: Rect, buf: &mut Buffer) {
                 r.speed,
                 row::time_cell(r.position.as_ref(), false)
             )));
+            if r.skipped > 0 {
+                spans.push(Span::styled(
+                    format!(" │ {} lines skipped", row::thousands(r.skipped)),
+                    t.warn(),
+                ));
+            }
         }
     }
     spans.push(Span::raw(" │ "));
@@ -562,12 +568,12 @@ pub(crate) enum Col {
 const COLS: [(Col, &str, u16, u16); 11] = [
     (Col::Time, "TIME", 8, 12),
     (Col::Node, "NODE", 10, 26),
-    (Col::Source, "SOURCE", 11, 48),
-    (Col::Destination, "DESTINATION", 11, 48),
+    (Col::Source, "SOURCE", 15, 48),
+    (Col::Destination, "DESTINATION", 15, 48),
     (Col::Verdict, "VERDICT", 9, 9),
     (Col::Type, "TYPE", 13, 13),
     (Col::Method, "METHOD", 6, 7),
-    (Col::Path, "PATH", 16, 60),
+    (Col::Path, "PATH", 15, 60),
     (Col::Code, "CODE", 4, 4),
     (Col::Latency, "LATENCY", 7, 8),
     (Col::Reason, "DROP REASON", 13, 22),
@@ -717,6 +723,9 @@ fn table(app: &App, r: Rect, buf: &mut Buffer) {
             match &app.source.connection {
                 Connection::Replay(_) => "No flows in the recording yet.".to_owned(),
                 Connection::Failed(e) => format!("No flows: {e}"),
+                Connection::Retrying(e) => {
+                    format!("No flows: {e}. Retrying; is `holonet agent` running?")
+                }
                 _ => "No flows yet: waiting for the agent.".to_owned(),
             }
         } else {
@@ -764,8 +773,56 @@ fn table(app: &App, r: Rect, buf: &mut Buffer) {
     }
 }
 
-/// The lines of the detail pane for a flow.
-pub(crate) fn detail_lines(app: &App, flow: &Flow) -> Vec<Line<'static>> {
+/// Splits `text` into lines of at most `width` characters at spaces (hard
+/// cuts for longer words); continuation lines get `indent` spaces.
+pub(crate) fn wrap(text: &str, width: usize, indent: usize) -> Vec<String> {
+    let width = width.max(indent + 8);
+    let body = text.trim_start_matches(' ');
+    let lead = text.len() - body.len();
+    let mut out: Vec<String> = Vec::new();
+    let mut cur = " ".repeat(lead);
+    let mut len = lead;
+    let mut words_in_line = 0usize;
+    for word in body.split(' ').filter(|w| !w.is_empty()) {
+        let mut chars: Vec<char> = word.chars().collect();
+        loop {
+            let sep = usize::from(words_in_line > 0);
+            if len + sep + chars.len() <= width {
+                if sep == 1 {
+                    cur.push(' ');
+                }
+                cur.extend(chars.iter());
+                len += sep + chars.len();
+                words_in_line += 1;
+                break;
+            }
+            if words_in_line > 0 {
+                out.push(std::mem::replace(&mut cur, " ".repeat(indent)));
+                len = indent;
+                words_in_line = 0;
+                continue;
+            }
+            // A word longer than a whole line is cut.
+            let rest = chars.split_off(width.saturating_sub(len).max(1).min(chars.len()));
+            cur.extend(chars.iter());
+            out.push(std::mem::replace(&mut cur, " ".repeat(indent)));
+            len = indent;
+            chars = rest;
+            if chars.is_empty() {
+                break;
+            }
+        }
+    }
+    if words_in_line > 0 || out.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+/// The lines of the detail pane for a flow, wrapped to `width` with
+/// hanging indents.
+pub(crate) fn detail_lines(app: &App, flow: &Flow, width: u16) -> Vec<Line<'static>> {
+    let width = usize::from(width);
     let t = app.options.theme;
     let mut out: Vec<Line<'static>> = Vec::new();
     let verdict = row::verdict_name(flow.verdict);
@@ -781,7 +838,9 @@ pub(crate) fn detail_lines(app: &App, flow: &Flow) -> Vec<Line<'static>> {
         )),
     ]));
     if !flow.summary.is_empty() {
-        out.push(Line::raw(format!("  {}", flow.summary)));
+        for l in wrap(&format!("  {}", flow.summary), width, 4) {
+            out.push(Line::raw(l));
+        }
     }
     out.push(Line::raw(""));
     let why = if flow.verdict == Verdict::Dropped as i32 {
@@ -791,9 +850,13 @@ pub(crate) fn detail_lines(app: &App, flow: &Flow) -> Vec<Line<'static>> {
     };
     out.push(Line::styled(why, t.title()));
     for s in explain::explain(flow, app.options.policy.as_ref()) {
-        out.push(Line::styled(format!("  [{}]", s.source), t.dim()));
+        for l in wrap(&format!("  [{}]", s.source), width, 3) {
+            out.push(Line::styled(l, t.dim()));
+        }
         for l in s.lines {
-            out.push(Line::raw(format!("    {l}")));
+            for w in wrap(&format!("    {l}"), width, 6) {
+                out.push(Line::raw(w));
+            }
         }
     }
     out.push(Line::raw(""));
@@ -810,10 +873,17 @@ pub(crate) fn detail_lines(app: &App, flow: &Flow) -> Vec<Line<'static>> {
         .unwrap_or(0)
         .min(40);
     for (k, v) in fields {
-        out.push(Line::from(vec![
-            Span::styled(format!("  {k:<kw$} "), t.dim()),
-            Span::raw(v),
-        ]));
+        let key = format!("  {k:<kw$} ");
+        let klen = key.chars().count();
+        let room = width.saturating_sub(klen).max(16);
+        for (i, part) in wrap(&v, room, 0).into_iter().enumerate() {
+            let head = if i == 0 {
+                Span::styled(key.clone(), t.dim())
+            } else {
+                Span::raw(" ".repeat(klen))
+            };
+            out.push(Line::from(vec![head, Span::raw(part)]));
+        }
     }
     out
 }
@@ -869,10 +939,11 @@ fn detail(app: &App, scroll: u16, r: Rect, buf: &mut Buffer) {
         );
         return;
     };
-    let lines = detail_lines(app, flow);
+    let lines = detail_lines(app, flow, r.width);
+    // Never scroll past the last line.
+    let max = u16::try_from(lines.len().saturating_sub(1)).unwrap_or(u16::MAX);
     Paragraph::new(lines)
-        .wrap(Wrap { trim: false })
-        .scroll((scroll, 0))
+        .scroll((scroll.min(max), 0))
         .render(r, buf);
 }
 
