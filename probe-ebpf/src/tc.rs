@@ -152,8 +152,8 @@ fn holonet_tc_l7(ctx: TcContext) -> i32 {
         // Close the server's side (a RST in the client's name, at the
         // sequence number it expects next), then answer the client like
         // Cilium's proxy does; the request never reaches the server.
-        reset_server(&ctx, &pkt);
-        return answer_forbidden(&ctx, &pkt);
+        reset_server(&ctx, &pkt, state.hook);
+        return answer_forbidden(&ctx, &pkt, state.hook);
     }
     if state.l7_started == 0 {
         // The first payload of an L7-enforced connection is not a request
@@ -301,7 +301,7 @@ fn csum_fold(mut sum: u32) -> u16 {
 /// out of this veth into the client pod. IPv4 only; anything else (or a
 /// helper failure) drops the segment.
 #[inline(never)]
-fn answer_forbidden(ctx: &TcContext, pkt: &L4Packet) -> i32 {
+fn answer_forbidden(ctx: &TcContext, pkt: &L4Packet, at_hook: u8) -> i32 {
     if pkt.family != family::IPV4 {
         return TC_ACT_SHOT;
     }
@@ -386,17 +386,31 @@ fn answer_forbidden(ctx: &TcContext, pkt: &L4Packet) -> i32 {
         {
             return TC_ACT_SHOT;
         }
-        bpf_redirect((*skb).ifindex, 0) as i32
+        // Enforcing the client's egress (TC ingress of its veth): the answer
+        // goes out of the veth to the client. Enforcing the server's ingress
+        // (TC egress of its veth): it goes into the host, which routes it
+        // back to the client.
+        bpf_redirect((*skb).ifindex, redirect_flags(at_hook, true)) as i32
     }
+}
+
+/// `bpf_redirect` flags: towards the client (`to_client`) or the server,
+/// seen from the hook the request was caught at.
+#[inline(always)]
+fn redirect_flags(at_hook: u8, to_client: bool) -> u64 {
+    const BPF_F_INGRESS: u64 = 1;
+    // At TC ingress the client is behind this veth; at TC egress the server is.
+    let client_behind_veth = at_hook == hook::TC_INGRESS;
+    if client_behind_veth == to_client { 0 } else { BPF_F_INGRESS }
 }
 
 /// Turns the packet into a bare RST+ACK from the client to the server (same
 /// addresses, ports and sequence numbers as the denied request, no payload)
-/// and sends a copy of it back into this veth's ingress, so it is routed to
-/// the server like the request would have been. Best effort: a failure
+/// and sends a copy of it towards the server: into the host when the client
+/// is behind this veth, out of the veth when the server is. Best effort: a failure
 /// leaves the server's socket to time out.
 #[inline(never)]
-fn reset_server(ctx: &TcContext, pkt: &L4Packet) {
+fn reset_server(ctx: &TcContext, pkt: &L4Packet, at_hook: u8) {
     const RST_FRAME: usize = 14 + 20 + 20;
     if pkt.family != family::IPV4 {
         return;
@@ -476,8 +490,7 @@ fn reset_server(ctx: &TcContext, pkt: &L4Packet) {
         {
             return;
         }
-        // BPF_F_INGRESS: back into this interface's receive path.
-        let _ = ctx.clone_redirect((*skb).ifindex, 1);
+        let _ = ctx.clone_redirect((*skb).ifindex, redirect_flags(at_hook, false));
     }
 }
 

@@ -1,0 +1,156 @@
+//! Cilium's star-wars demo, enforced in this kernel with the policy file of
+//! `policies/star-wars/l7`: the tiefighter (org: empire) may POST
+//! /v1/request-landing to the deathstar, its PUT /v1/exhaust-port is answered
+//! 403 by the datapath, and the xwing (org: alliance) is dropped at L3/L4.
+
+use std::{sync::Arc, time::Duration};
+
+use holonet_agent::{
+    datapath::compile::compile,
+    flow::{FlowKind, Verdict},
+    loader::TcMode,
+};
+use holonet_lab::{Lab, Pod, wait_for_tcp_listener};
+use holonet_policy::{
+    diag::SourceFile, endpoints::parse_endpoints, parse::parse_policies, resolve::resolve,
+};
+use holonet_tests::{ProbeHarness, privileged, render};
+
+const POLICY: &str = include_str!("../../policies/star-wars/l7/sw_l3_l4_l7_policy.yaml");
+
+async fn request(pod: &Pod, method: &str, url: &str) -> (Option<i32>, String) {
+    let out = tokio::process::Command::from(pod.command(
+        "curl",
+        &[
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "2",
+            "-X",
+            method,
+            url,
+        ],
+    ))
+    .output()
+    .await
+    .expect("curl");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tiefighter_lands_cannot_touch_the_exhaust_port_and_the_xwing_is_dropped() {
+    if !privileged("star_wars") {
+        return;
+    }
+    let mut lab = Lab::new().expect("lab");
+    let deathstar = lab.add_pod("deathstar").expect("pod");
+    let tiefighter = lab.add_pod("tiefighter").expect("pod");
+    let xwing = lab.add_pod("xwing").expect("pod");
+    let docroot = std::env::temp_dir().join(format!("holonet-starwars-{}", std::process::id()));
+    std::fs::create_dir_all(docroot.join("v1")).expect("docroot");
+    std::fs::write(docroot.join("v1/request-landing"), "Ship landed\n").expect("file");
+    let _server = deathstar
+        .spawn(
+            "deathstar",
+            "python3",
+            &[
+                "-m",
+                "http.server",
+                "80",
+                "--directory",
+                &docroot.to_string_lossy(),
+            ],
+        )
+        .expect("server");
+    wait_for_tcp_listener(&deathstar.netns, 80, Duration::from_secs(15)).expect("listening");
+
+    let endpoints = format!(
+        "cluster: default\nendpoints:\n\
+         - {{name: deathstar, namespace: default, labels: {{org: empire, class: deathstar}}, ip: {}, node: n}}\n\
+         - {{name: tiefighter, namespace: default, labels: {{org: empire, class: tiefighter}}, ip: {}, node: n}}\n\
+         - {{name: xwing, namespace: default, labels: {{org: alliance, class: xwing}}, ip: {}, node: n}}\n",
+        deathstar.ip, tiefighter.ip, xwing.ip
+    );
+    let cluster =
+        parse_endpoints(&SourceFile::new("endpoints.yaml", endpoints)).expect("endpoints");
+    let parsed = parse_policies(&[SourceFile::new("sw_l3_l4_l7_policy.yaml", POLICY)]);
+    assert!(parsed.rejected.is_empty(), "{:?}", parsed.rejected);
+    let compiled = compile(&resolve(&parsed.policies, Arc::new(cluster)), "n").expect("compiles");
+
+    let pods = [&deathstar, &tiefighter, &xwing];
+    let mut harness = ProbeHarness::start(TcMode::Auto, &pods.map(|p| p.host_ifname.as_str()));
+    let by_name: Vec<(String, u32)> = harness
+        .probe
+        .interfaces()
+        .iter()
+        .map(|(i, n)| (n.clone(), *i))
+        .collect();
+    harness
+        .probe
+        .load_policy(&compiled, |ep| {
+            let pod = pods
+                .iter()
+                .find(|p| std::net::IpAddr::from(p.ip) == ep.ip)?;
+            by_name
+                .iter()
+                .find(|(n, _)| *n == pod.host_ifname)
+                .map(|(_, i)| *i)
+        })
+        .expect("policy loaded");
+
+    let base = format!("http://{}", deathstar.ip);
+    // python's http.server has no POST handler: 501 means the request reached it.
+    let (_, landing) = request(&tiefighter, "POST", &format!("{base}/v1/request-landing")).await;
+    assert_eq!(landing, "501", "the landing request reaches the deathstar");
+    let (_, exhaust) = request(&tiefighter, "PUT", &format!("{base}/v1/exhaust-port")).await;
+    assert_eq!(exhaust, "403", "the exhaust port is protected at L7");
+    let (exit, _) = request(&xwing, "POST", &format!("{base}/v1/request-landing")).await;
+    assert_eq!(exit, Some(28), "the xwing's SYN is dropped");
+
+    let xwing_flows = harness
+        .flows_between(
+            xwing.ip.into(),
+            deathstar.ip.into(),
+            |f| f.iter().any(|f| f.verdict == Verdict::Dropped),
+            Duration::from_secs(5),
+            Duration::from_millis(200),
+        )
+        .await;
+    assert!(
+        xwing_flows
+            .iter()
+            .all(|f| f.verdict != Verdict::Dropped || f.drop_reason == 133),
+        "{}",
+        render(&xwing_flows)
+    );
+    let tie_flows = harness
+        .flows_between(
+            tiefighter.ip.into(),
+            deathstar.ip.into(),
+            |f| f.iter().any(|f| f.verdict == Verdict::Dropped),
+            Duration::from_secs(5),
+            Duration::from_millis(200),
+        )
+        .await;
+    let denied: Vec<_> = tie_flows
+        .iter()
+        .filter(|f| f.verdict == Verdict::Dropped)
+        .filter_map(|f| match &f.kind {
+            FlowKind::HttpRequest(r) => Some((r.method.clone(), r.path.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        denied,
+        [("PUT".to_string(), "/v1/exhaust-port".to_string())],
+        "{}",
+        render(&tie_flows)
+    );
+    let _ = std::fs::remove_dir_all(&docroot);
+}
