@@ -62,6 +62,8 @@ Needs root. Everything created is removed on exit, on Ctrl-C and on failure.",
     after_help = "Examples:\n  \
       holonet demo\n  \
       holonet demo --keep-running          # then, in another terminal: holonet observe -f --server localhost:4245\n  \
+      holonet demo --record /tmp/incident.jsonl   # then: holonet --input-file /tmp/incident.jsonl\n  \
+      holonet demo --headless              # no pauses; exit status says whether the story held\n  \
       holonet demo --pause-ms 0 --tc-mode clsact"
 )]
 pub(crate) struct DemoArgs {
@@ -71,6 +73,10 @@ pub(crate) struct DemoArgs {
     /// After the story, keep the pods, the probe and the API up until Ctrl-C.
     #[arg(long)]
     keep_running: bool,
+    /// Record every flow to FILE (one Hubble GetFlowsResponse per line), for
+    /// `holonet --input-file FILE` or `hubble observe --input-file FILE`.
+    #[arg(long, value_name = "FILE")]
+    record: Option<PathBuf>,
     /// No pauses; print a summary of expected versus observed outcomes and
     /// exit non-zero if any differ (what CI runs).
     #[arg(long)]
@@ -447,6 +453,17 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let pipeline = Pipeline::new(NODE, probe.interfaces().clone(), endpoints_rx);
     let pipeline_task = tokio::spawn(pipeline.run(reader, Arc::clone(&store), |_| {}));
     let printer_task = tokio::spawn(print_store(Arc::clone(&store)));
+    let recorder = args.record.clone().map(|path| {
+        tokio::spawn(holonet_agent::observer::export::run(
+            Arc::clone(&store),
+            holonet_agent::observer::export::ExportConfig {
+                path,
+                max_size_bytes: u64::MAX,
+                max_backups: 0,
+            },
+            NODE.to_string(),
+        ))
+    });
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let api = match server::bind(&Listen {
         tcp: DEMO_LISTEN.parse().ok(),
@@ -574,6 +591,17 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         let _ = tokio::time::timeout(Duration::from_secs(5), api).await;
     }
     let _ = tokio::time::timeout(Duration::from_secs(2), printer_task).await;
+    if let (Some(task), Some(path)) = (recorder, &args.record) {
+        match tokio::time::timeout(Duration::from_secs(5), task).await {
+            Ok(Ok(Ok(()))) => println!(
+                "flows recorded in {}; replay with: holonet --input-file {}",
+                path.display(),
+                path.display()
+            ),
+            Ok(Ok(Err(err))) => eprintln!("holonet demo: recording failed: {err}"),
+            _ => eprintln!("holonet demo: the recording did not finish in time"),
+        }
+    }
     println!("cleaning up");
     drop(probe);
     drop(lab);
