@@ -387,6 +387,25 @@ impl TcProbe {
         crate::datapath::load::apply(&mut self.ebpf, compiled, ifindex_of)
     }
 
+    /// Enforces a loaded configuration on the endpoints this probe can see:
+    /// each local endpoint is bound to the attached interface the host
+    /// routes its address through. Returns the endpoints left unenforced
+    /// because no attached interface leads to them.
+    pub fn apply_config(
+        &mut self,
+        config: &crate::datapath::config::Config,
+    ) -> Result<Vec<String>, PolicyLoadError> {
+        let attached: HashMap<String, u32> = self
+            .interfaces
+            .iter()
+            .map(|(ifindex, name)| (name.clone(), *ifindex))
+            .collect();
+        self.load_policy(&config.compiled, |ep| {
+            crate::datapath::config::route_interface(ep.ip)
+                .and_then(|iface| attached.get(&iface).copied())
+        })
+    }
+
     /// Reads and sums the probe's per-CPU counters.
     pub fn counters(&self) -> Result<ProbeCounters, ProbeError> {
         let missing = ProbeError::MissingMap {

@@ -296,6 +296,74 @@ fn csum_fold(mut sum: u32) -> u16 {
     !(sum as u16)
 }
 
+/// An IPv4 header without options, from `src` to `dst` (IPv4 in the first
+/// four bytes), for a TCP packet of `total_len` bytes, checksum filled in.
+#[inline(always)]
+fn ipv4_header(src: &[u8; 16], dst: &[u8; 16], total_len: u16) -> [u8; 20] {
+    let mut ip: [u8; 20] = [
+        0x45,
+        0,
+        (total_len >> 8) as u8,
+        total_len as u8,
+        0,
+        0,
+        0x40,
+        0,
+        64,
+        IPPROTO_TCP,
+        0,
+        0,
+        src[0],
+        src[1],
+        src[2],
+        src[3],
+        dst[0],
+        dst[1],
+        dst[2],
+        dst[3],
+    ];
+    let sum = csum_fold(header_sum(&ip));
+    ip[10] = (sum >> 8) as u8;
+    ip[11] = sum as u8;
+    ip
+}
+
+/// A TCP header without options; `body_sum` is the word sum of the
+/// payload (of `body_len` bytes), so the checksum covers it.
+#[inline(always)]
+fn tcp_header(
+    ip: &[u8; 20],
+    ports: (u16, u16),
+    seq_ack: (u32, u32),
+    flags: u8,
+    body: (u32, u32),
+) -> [u8; 20] {
+    let (sport, dport) = (ports.0.to_be_bytes(), ports.1.to_be_bytes());
+    let (seq, ack) = (seq_ack.0.to_be_bytes(), seq_ack.1.to_be_bytes());
+    let mut tcp: [u8; 20] = [
+        sport[0], sport[1], dport[0], dport[1], seq[0], seq[1], seq[2], seq[3], ack[0], ack[1],
+        ack[2], ack[3], 0x50, // data offset 5: no options
+        flags, 0xfa, 0xf0, // window 64240
+        0, 0, // checksum
+        0, 0, // urgent pointer
+    ];
+    // Pseudo header (addresses, protocol, TCP length), header, body.
+    let addrs: [u8; 8] = [
+        ip[12], ip[13], ip[14], ip[15], ip[16], ip[17], ip[18], ip[19],
+    ];
+    let (body_len, body_sum) = body;
+    let sum = header_sum(&addrs)
+        + u32::from(IPPROTO_TCP)
+        + 20
+        + body_len
+        + header_sum(&tcp)
+        + body_sum;
+    let sum = csum_fold(sum);
+    tcp[16] = (sum >> 8) as u8;
+    tcp[17] = sum as u8;
+    tcp
+}
+
 /// Rewrites the denied request segment into `HTTP/1.1 403 Forbidden` with
 /// FIN set, from the server's address back to the client, and redirects it
 /// out of this veth into the client pod. IPv4 only; anything else (or a
@@ -308,68 +376,14 @@ fn answer_forbidden(ctx: &TcContext, pkt: &L4Packet, at_hook: u8) -> i32 {
     let (Ok(dst_mac), Ok(src_mac)) = (ctx.load::<[u8; 6]>(0), ctx.load::<[u8; 6]>(6)) else {
         return TC_ACT_SHOT;
     };
-    let ip_len = (FORBIDDEN_FRAME - 14) as u16;
-    let mut ip: [u8; 20] = [
-        0x45,
-        0,
-        (ip_len >> 8) as u8,
-        ip_len as u8,
-        0,
-        0,
-        0x40,
-        0,
-        64,
-        IPPROTO_TCP,
-        0,
-        0,
-        pkt.daddr[0],
-        pkt.daddr[1],
-        pkt.daddr[2],
-        pkt.daddr[3],
-        pkt.saddr[0],
-        pkt.saddr[1],
-        pkt.saddr[2],
-        pkt.saddr[3],
-    ];
-    let ip_sum = csum_fold(header_sum(&ip));
-    ip[10] = (ip_sum >> 8) as u8;
-    ip[11] = ip_sum as u8;
-    let seq = pkt.ack.to_be_bytes();
-    let ack = pkt.seq.wrapping_add(pkt.payload_len as u32).to_be_bytes();
-    let sport = pkt.dport.to_be_bytes();
-    let dport = pkt.sport.to_be_bytes();
-    let mut tcp: [u8; 20] = [
-        sport[0],
-        sport[1],
-        dport[0],
-        dport[1],
-        seq[0],
-        seq[1],
-        seq[2],
-        seq[3],
-        ack[0],
-        ack[1],
-        ack[2],
-        ack[3],
-        0x50, // data offset 5: no options
+    let ip = ipv4_header(&pkt.daddr, &pkt.saddr, (FORBIDDEN_FRAME - 14) as u16);
+    let tcp = tcp_header(
+        &ip,
+        (pkt.dport, pkt.sport),
+        (pkt.ack, pkt.seq.wrapping_add(pkt.payload_len as u32)),
         tcp_flags::FIN | tcp_flags::PSH | tcp_flags::ACK,
-        0xfa, // window 64240
-        0xf0,
-        0, // checksum
-        0,
-        0, // urgent pointer
-        0,
-    ];
-    // Pseudo header (addresses, protocol, TCP length), header, body.
-    let tcp_len = (FORBIDDEN_FRAME - 34) as u32;
-    let addrs: [u8; 8] = [
-        ip[12], ip[13], ip[14], ip[15], ip[16], ip[17], ip[18], ip[19],
-    ];
-    let sum =
-        header_sum(&addrs) + u32::from(IPPROTO_TCP) + tcp_len + header_sum(&tcp) + FORBIDDEN_SUM;
-    let tcp_sum = csum_fold(sum);
-    tcp[16] = (tcp_sum >> 8) as u8;
-    tcp[17] = tcp_sum as u8;
+        (FORBIDDEN_LEN as u32, FORBIDDEN_SUM),
+    );
     let eth: [u8; 14] = [
         src_mac[0], src_mac[1], src_mac[2], src_mac[3], src_mac[4], src_mac[5], dst_mac[0],
         dst_mac[1], dst_mac[2], dst_mac[3], dst_mac[4], dst_mac[5], 0x08, 0x00,
@@ -401,7 +415,11 @@ fn redirect_flags(at_hook: u8, to_client: bool) -> u64 {
     const BPF_F_INGRESS: u64 = 1;
     // At TC ingress the client is behind this veth; at TC egress the server is.
     let client_behind_veth = at_hook == hook::TC_INGRESS;
-    if client_behind_veth == to_client { 0 } else { BPF_F_INGRESS }
+    if client_behind_veth == to_client {
+        0
+    } else {
+        BPF_F_INGRESS
+    }
 }
 
 /// Turns the packet into a bare RST+ACK from the client to the server (same
@@ -418,64 +436,14 @@ fn reset_server(ctx: &TcContext, pkt: &L4Packet, at_hook: u8) {
     let (Ok(dst_mac), Ok(src_mac)) = (ctx.load::<[u8; 6]>(0), ctx.load::<[u8; 6]>(6)) else {
         return;
     };
-    let ip_len = (RST_FRAME - 14) as u16;
-    let mut ip: [u8; 20] = [
-        0x45,
-        0,
-        (ip_len >> 8) as u8,
-        ip_len as u8,
-        0,
-        0,
-        0x40,
-        0,
-        64,
-        IPPROTO_TCP,
-        0,
-        0,
-        pkt.saddr[0],
-        pkt.saddr[1],
-        pkt.saddr[2],
-        pkt.saddr[3],
-        pkt.daddr[0],
-        pkt.daddr[1],
-        pkt.daddr[2],
-        pkt.daddr[3],
-    ];
-    let ip_sum = csum_fold(header_sum(&ip));
-    ip[10] = (ip_sum >> 8) as u8;
-    ip[11] = ip_sum as u8;
-    let seq = pkt.seq.to_be_bytes();
-    let ack = pkt.ack.to_be_bytes();
-    let sport = pkt.sport.to_be_bytes();
-    let dport = pkt.dport.to_be_bytes();
-    let mut tcp: [u8; 20] = [
-        sport[0],
-        sport[1],
-        dport[0],
-        dport[1],
-        seq[0],
-        seq[1],
-        seq[2],
-        seq[3],
-        ack[0],
-        ack[1],
-        ack[2],
-        ack[3],
-        0x50,
+    let ip = ipv4_header(&pkt.saddr, &pkt.daddr, (RST_FRAME - 14) as u16);
+    let tcp = tcp_header(
+        &ip,
+        (pkt.sport, pkt.dport),
+        (pkt.seq, pkt.ack),
         tcp_flags::RST | tcp_flags::ACK,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-    ];
-    let addrs: [u8; 8] = [
-        ip[12], ip[13], ip[14], ip[15], ip[16], ip[17], ip[18], ip[19],
-    ];
-    let tcp_sum = csum_fold(header_sum(&addrs) + u32::from(IPPROTO_TCP) + 20 + header_sum(&tcp));
-    tcp[16] = (tcp_sum >> 8) as u8;
-    tcp[17] = tcp_sum as u8;
+        (0, 0),
+    );
     let eth: [u8; 14] = [
         dst_mac[0], dst_mac[1], dst_mac[2], dst_mac[3], dst_mac[4], dst_mac[5], src_mac[0],
         src_mac[1], src_mac[2], src_mac[3], src_mac[4], src_mac[5], 0x08, 0x00,

@@ -150,15 +150,7 @@ fn apply_policies(
     for warning in &config.warnings {
         eprintln!("holonet agent: {warning}");
     }
-    let attached: std::collections::HashMap<String, u32> = probe
-        .interfaces()
-        .iter()
-        .map(|(ifindex, name)| (name.clone(), *ifindex))
-        .collect();
-    let unattached = probe.load_policy(&config.compiled, |ep| {
-        holonet_agent::datapath::config::route_interface(ep.ip)
-            .and_then(|iface| attached.get(&iface).copied())
-    })?;
+    let unattached = probe.apply_config(&config)?;
     let enforced = config.compiled.endpoints.len() - unattached.len();
     let mut summary = format!(
         "{} policy object(s) in force on {enforced} local endpoint(s)",

@@ -313,15 +313,7 @@ fn apply_policies(
 ) -> anyhow::Result<String> {
     let config =
         holonet_agent::datapath::config::load(&[policy_dir.to_path_buf()], endpoints_file, NODE)?;
-    let attached: std::collections::HashMap<String, u32> = probe
-        .interfaces()
-        .iter()
-        .map(|(ifindex, name)| (name.clone(), *ifindex))
-        .collect();
-    let unattached = probe.load_policy(&config.compiled, |ep| {
-        holonet_agent::datapath::config::route_interface(ep.ip)
-            .and_then(|iface| attached.get(&iface).copied())
-    })?;
+    let unattached = probe.apply_config(&config)?;
     if !unattached.is_empty() {
         bail!("no interface found for {}", unattached.join(", "));
     }

@@ -9,7 +9,6 @@
 use std::{
     fs::File,
     io::{self, BufRead, BufReader, BufWriter, IsTerminal, Write},
-    path::Path,
     process::ExitCode,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
@@ -35,11 +34,6 @@ macro_rules! stderr_line {
         let _ = writeln!(io::stderr(), $($arg)*);
     }};
 }
-
-/// Where holonet's agent serves the Observer API by default.
-const DEFAULT_SOCKET: &str = "/run/holonet/hubble.sock";
-/// Fallback when the socket is missing: a local agent or relay on TCP.
-const DEFAULT_TCP: &str = "localhost:4245";
 
 const EXAMPLES: &str = "\
 Examples:
@@ -624,36 +618,10 @@ fn replay_file<W: Write>(
     Ok(())
 }
 
-/// Turns `--server` into the URIs to try, in order.
+/// Turns `--server` into the URIs to try, in order (shared with the
+/// dashboard, so both accept the same addresses).
 fn server_candidates(server: Option<&str>) -> anyhow::Result<Vec<String>> {
-    let Some(server) = server else {
-        let mut v = Vec::new();
-        if Path::new(DEFAULT_SOCKET).exists() {
-            v.push(format!("unix://{DEFAULT_SOCKET}"));
-        }
-        v.push(format!("http://{DEFAULT_TCP}"));
-        return Ok(v);
-    };
-    if server.starts_with("unix:") || server.starts_with("http://") {
-        return Ok(vec![server.to_owned()]);
-    }
-    if server.starts_with("tls://") || server.starts_with("https://") {
-        bail!(
-            "--server {server}: TLS is not supported by holonet observe yet; use a plain or unix:// address"
-        );
-    }
-    if server.contains("://") {
-        bail!("--server {server}: expected unix://PATH, host:port or http://host:port");
-    }
-    let has_port = server
-        .rsplit_once(':')
-        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
-        && !(server.starts_with('[') && server.ends_with(']'));
-    Ok(vec![if has_port {
-        format!("http://{server}")
-    } else {
-        format!("http://{server}:4245")
-    }])
+    crate::ui::source::server_candidates(server).map_err(anyhow::Error::msg)
 }
 
 async fn stream_from_server<W: Write>(
