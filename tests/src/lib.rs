@@ -145,3 +145,112 @@ impl ProbeHarness {
 pub fn render(flows: &[Flow]) -> String {
     flows.iter().map(|f| format!("  {f}\n")).collect::<String>()
 }
+
+/// Files served over HTTP by python's `http.server` inside a pod; the
+/// server stops and its directory is removed when this is dropped.
+pub struct HttpServer {
+    _process: holonet_lab::ChildGuard,
+    dir: std::path::PathBuf,
+}
+
+impl std::fmt::Debug for HttpServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpServer")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HttpServer {
+    /// Serves `files` (path relative to the root, content) from `pod` on
+    /// `port`, and waits until it listens.
+    pub fn start(pod: &holonet_lab::Pod, port: u16, files: &[(&str, &str)]) -> Self {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "holonet-http-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        for (path, content) in files {
+            let file = dir.join(path);
+            std::fs::create_dir_all(file.parent().expect("a file has a parent")).expect("docroot");
+            std::fs::write(&file, content).expect("served file");
+        }
+        std::fs::create_dir_all(&dir).expect("docroot");
+        let process = pod
+            .spawn(
+                "http server",
+                "python3",
+                &[
+                    "-m",
+                    "http.server",
+                    &port.to_string(),
+                    "--directory",
+                    &dir.to_string_lossy(),
+                ],
+            )
+            .expect("starting python3 http.server");
+        holonet_lab::wait_for_tcp_listener(&pod.netns, port, Duration::from_secs(15))
+            .expect("server listening");
+        Self {
+            _process: process,
+            dir,
+        }
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl ProbeHarness {
+    /// Validates and compiles `policies` (YAML texts) against the
+    /// `endpoints` file text for node `node`, and loads them into the probe,
+    /// binding each local endpoint to the host veth of the pod with its
+    /// address. Returns the compiled maps for assertions.
+    pub fn enforce(
+        &mut self,
+        policies: &[&str],
+        endpoints: &str,
+        node: &str,
+        pods: &[&holonet_lab::Pod],
+    ) -> holonet_agent::datapath::compile::CompiledDatapath {
+        use holonet_policy::{
+            diag::SourceFile, endpoints::parse_endpoints, parse::parse_policies, resolve::resolve,
+        };
+        let cluster = parse_endpoints(&SourceFile::new("endpoints.yaml", endpoints))
+            .expect("valid endpoints");
+        let sources: Vec<SourceFile> = policies
+            .iter()
+            .enumerate()
+            .map(|(i, text)| SourceFile::new(format!("policy-{i}.yaml"), *text))
+            .collect();
+        let parsed = parse_policies(&sources);
+        assert!(parsed.rejected.is_empty(), "{:?}", parsed.rejected);
+        let compiled = holonet_agent::datapath::compile::compile(
+            &resolve(&parsed.policies, std::sync::Arc::new(cluster)),
+            node,
+        )
+        .expect("policies compile");
+        let ifindex: HashMap<String, u32> = self
+            .probe
+            .interfaces()
+            .iter()
+            .map(|(i, name)| (name.clone(), *i))
+            .collect();
+        let unattached = self
+            .probe
+            .load_policy(&compiled, |ep| {
+                let pod = pods.iter().find(|p| IpAddr::from(p.ip) == ep.ip)?;
+                ifindex.get(&pod.host_ifname).copied()
+            })
+            .expect("policy loaded into the maps");
+        assert!(
+            unattached.is_empty(),
+            "endpoints without an interface: {unattached:?}"
+        );
+        compiled
+    }
+}

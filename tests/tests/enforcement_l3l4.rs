@@ -7,18 +7,14 @@
 //! out. The empire pod's request succeeds, and its reply packets pass
 //! through connection tracking.
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use holonet_agent::{
-    datapath::compile::compile,
     flow::{FlowKind, ObservationPoint, Verdict},
     loader::TcMode,
 };
-use holonet_lab::{Lab, wait_for_tcp_listener};
-use holonet_policy::{
-    diag::SourceFile, endpoints::parse_endpoints, parse::parse_policies, resolve::resolve,
-};
-use holonet_tests::{ProbeHarness, privileged, render};
+use holonet_lab::Lab;
+use holonet_tests::{HttpServer, ProbeHarness, privileged, render};
 use probe_common::event::tcp_flags;
 
 const POLICY: &str = r#"
@@ -50,24 +46,7 @@ async fn policy_drops_the_payer_and_lets_the_empire_through() {
     let server = lab.add_pod("fhir").expect("server pod");
     let empire = lab.add_pod("empire").expect("empire pod");
     let payer = lab.add_pod("payer").expect("payer pod");
-    let docroot = std::env::temp_dir().join(format!("holonet-enforce-{}", std::process::id()));
-    std::fs::create_dir_all(&docroot).expect("docroot");
-    std::fs::write(docroot.join("patient"), "vader\n").expect("file");
-    let _http = server
-        .spawn(
-            "http server",
-            "python3",
-            &[
-                "-m",
-                "http.server",
-                "8080",
-                "--directory",
-                &docroot.to_string_lossy(),
-            ],
-        )
-        .expect("server");
-    wait_for_tcp_listener(&server.netns, 8080, Duration::from_secs(15)).expect("listening");
-
+    let _http = HttpServer::start(&server, 8080, &[("patient", "vader\n")]);
     let endpoints = format!(
         "cluster: default\nendpoints:\n\
          - {{name: fhir, namespace: galactic-fhir, labels: {{app: fhir}}, ip: {}, node: e2e}}\n\
@@ -75,35 +54,9 @@ async fn policy_drops_the_payer_and_lets_the_empire_through() {
          - {{name: payer, namespace: galactic-fhir, labels: {{org: payer}}, ip: {}, node: e2e}}\n",
         server.ip, empire.ip, payer.ip
     );
-    let cluster =
-        parse_endpoints(&SourceFile::new("endpoints.yaml", endpoints)).expect("endpoints");
-    let parsed = parse_policies(&[SourceFile::new("policy.yaml", POLICY)]);
-    assert!(parsed.rejected.is_empty(), "{:?}", parsed.rejected);
-    let resolved = resolve(&parsed.policies, Arc::new(cluster));
-    let compiled = compile(&resolved, "e2e").expect("compiles");
-
-    let mut harness = ProbeHarness::start(
-        TcMode::Auto,
-        &[&server.host_ifname, &empire.host_ifname, &payer.host_ifname],
-    );
-    let by_ip: Vec<(std::net::IpAddr, u32)> = harness
-        .probe
-        .interfaces()
-        .iter()
-        .filter_map(|(ifindex, name)| {
-            [&server, &empire, &payer]
-                .into_iter()
-                .find(|p| &p.host_ifname == name)
-                .map(|p| (std::net::IpAddr::from(p.ip), *ifindex))
-        })
-        .collect();
-    let unattached = harness
-        .probe
-        .load_policy(&compiled, |ep| {
-            by_ip.iter().find(|(ip, _)| *ip == ep.ip).map(|(_, i)| *i)
-        })
-        .expect("policy loaded");
-    assert!(unattached.is_empty(), "{unattached:?}");
+    let pods = [&server, &empire, &payer];
+    let mut harness = ProbeHarness::start(TcMode::Auto, &pods.map(|p| p.host_ifname.as_str()));
+    harness.enforce(&[POLICY], &endpoints, "e2e", &pods);
 
     let curl = |pod: &holonet_lab::Pod| {
         let url = format!("http://{}:8080/patient", server.ip);
@@ -197,7 +150,6 @@ async fn policy_drops_the_payer_and_lets_the_empire_through() {
         .find(|f| f.observation == ObservationPoint::ToEndpoint && f.tcp_flags.0 == tcp_flags::SYN)
         .expect("the empire's SYN reaches the server");
     assert_eq!(syn_in.match_type, 2, "allowed by an L3-L4 rule: {syn_in}");
-    let _ = std::fs::remove_dir_all(&docroot);
 }
 
 const L7_POLICY: &str = r#"
@@ -239,26 +191,14 @@ async fn http_rules_allow_vader_and_answer_403_to_other_requests() {
     let server = lab.add_pod("fhir").expect("server pod");
     let payer = lab.add_pod("payer").expect("payer pod");
     let empire = lab.add_pod("empire").expect("empire pod");
-    let docroot = std::env::temp_dir().join(format!("holonet-l7-{}", std::process::id()));
-    let patients = docroot.join("intersystems/fhir/r5/Patient");
-    std::fs::create_dir_all(&patients).expect("docroot");
-    std::fs::write(patients.join("DarthVader"), "vader\n").expect("file");
-    std::fs::write(patients.join("Anakin"), "anakin\n").expect("file");
-    let _http = server
-        .spawn(
-            "http server",
-            "python3",
-            &[
-                "-m",
-                "http.server",
-                "52773",
-                "--directory",
-                &docroot.to_string_lossy(),
-            ],
-        )
-        .expect("server");
-    wait_for_tcp_listener(&server.netns, 52773, Duration::from_secs(15)).expect("listening");
-
+    let _http = HttpServer::start(
+        &server,
+        52773,
+        &[
+            ("intersystems/fhir/r5/Patient/DarthVader", "vader\n"),
+            ("intersystems/fhir/r5/Patient/Anakin", "anakin\n"),
+        ],
+    );
     let endpoints = format!(
         "cluster: default\nendpoints:\n\
          - {{name: coruscanthealth, namespace: galactic-fhir, labels: {{app: fhir}}, ip: {}, node: e2e}}\n\
@@ -266,34 +206,10 @@ async fn http_rules_allow_vader_and_answer_403_to_other_requests() {
          - {{name: empire, namespace: galactic-fhir, labels: {{org: empire}}, ip: {}, node: e2e}}\n",
         server.ip, payer.ip, empire.ip
     );
-    let cluster =
-        parse_endpoints(&SourceFile::new("endpoints.yaml", endpoints)).expect("endpoints");
-    let parsed = parse_policies(&[SourceFile::new("policy.yaml", L7_POLICY)]);
-    assert!(parsed.rejected.is_empty(), "{:?}", parsed.rejected);
-    let compiled = compile(&resolve(&parsed.policies, Arc::new(cluster)), "e2e").expect("compiles");
+    let pods = [&server, &payer, &empire];
+    let mut harness = ProbeHarness::start(TcMode::Auto, &pods.map(|p| p.host_ifname.as_str()));
+    let compiled = harness.enforce(&[L7_POLICY], &endpoints, "e2e", &pods);
     assert_eq!(compiled.http_tables.len(), 1);
-
-    let mut harness = ProbeHarness::start(
-        TcMode::Auto,
-        &[&server.host_ifname, &payer.host_ifname, &empire.host_ifname],
-    );
-    let by_ip: Vec<(std::net::IpAddr, u32)> = harness
-        .probe
-        .interfaces()
-        .iter()
-        .filter_map(|(ifindex, name)| {
-            [&server, &payer, &empire]
-                .into_iter()
-                .find(|p| &p.host_ifname == name)
-                .map(|p| (std::net::IpAddr::from(p.ip), *ifindex))
-        })
-        .collect();
-    harness
-        .probe
-        .load_policy(&compiled, |ep| {
-            by_ip.iter().find(|(ip, _)| *ip == ep.ip).map(|(_, i)| *i)
-        })
-        .expect("policy loaded");
 
     let curl = |pod: &holonet_lab::Pod, method: &str, patient: &str| {
         let url = format!(
@@ -437,5 +353,4 @@ async fn http_rules_allow_vader_and_answer_403_to_other_requests() {
     );
     let counters = harness.probe.counters().expect("counters");
     assert!(counters.l7_denied >= 2, "{counters:?}");
-    let _ = std::fs::remove_dir_all(&docroot);
 }

@@ -3,18 +3,14 @@
 //! /v1/request-landing to the deathstar, its PUT /v1/exhaust-port is answered
 //! 403 by the datapath, and the xwing (org: alliance) is dropped at L3/L4.
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use holonet_agent::{
-    datapath::compile::compile,
     flow::{FlowKind, Verdict},
     loader::TcMode,
 };
-use holonet_lab::{Lab, Pod, wait_for_tcp_listener};
-use holonet_policy::{
-    diag::SourceFile, endpoints::parse_endpoints, parse::parse_policies, resolve::resolve,
-};
-use holonet_tests::{ProbeHarness, privileged, render};
+use holonet_lab::{Lab, Pod};
+use holonet_tests::{HttpServer, ProbeHarness, privileged, render};
 
 const POLICY: &str = include_str!("../../policies/star-wars/l7/sw_l3_l4_l7_policy.yaml");
 
@@ -52,24 +48,7 @@ async fn tiefighter_lands_cannot_touch_the_exhaust_port_and_the_xwing_is_dropped
     let deathstar = lab.add_pod("deathstar").expect("pod");
     let tiefighter = lab.add_pod("tiefighter").expect("pod");
     let xwing = lab.add_pod("xwing").expect("pod");
-    let docroot = std::env::temp_dir().join(format!("holonet-starwars-{}", std::process::id()));
-    std::fs::create_dir_all(docroot.join("v1")).expect("docroot");
-    std::fs::write(docroot.join("v1/request-landing"), "Ship landed\n").expect("file");
-    let _server = deathstar
-        .spawn(
-            "deathstar",
-            "python3",
-            &[
-                "-m",
-                "http.server",
-                "80",
-                "--directory",
-                &docroot.to_string_lossy(),
-            ],
-        )
-        .expect("server");
-    wait_for_tcp_listener(&deathstar.netns, 80, Duration::from_secs(15)).expect("listening");
-
+    let _server = HttpServer::start(&deathstar, 80, &[("v1/request-landing", "Ship landed\n")]);
     let endpoints = format!(
         "cluster: default\nendpoints:\n\
          - {{name: deathstar, namespace: default, labels: {{org: empire, class: deathstar}}, ip: {}, node: n}}\n\
@@ -77,32 +56,9 @@ async fn tiefighter_lands_cannot_touch_the_exhaust_port_and_the_xwing_is_dropped
          - {{name: xwing, namespace: default, labels: {{org: alliance, class: xwing}}, ip: {}, node: n}}\n",
         deathstar.ip, tiefighter.ip, xwing.ip
     );
-    let cluster =
-        parse_endpoints(&SourceFile::new("endpoints.yaml", endpoints)).expect("endpoints");
-    let parsed = parse_policies(&[SourceFile::new("sw_l3_l4_l7_policy.yaml", POLICY)]);
-    assert!(parsed.rejected.is_empty(), "{:?}", parsed.rejected);
-    let compiled = compile(&resolve(&parsed.policies, Arc::new(cluster)), "n").expect("compiles");
-
     let pods = [&deathstar, &tiefighter, &xwing];
     let mut harness = ProbeHarness::start(TcMode::Auto, &pods.map(|p| p.host_ifname.as_str()));
-    let by_name: Vec<(String, u32)> = harness
-        .probe
-        .interfaces()
-        .iter()
-        .map(|(i, n)| (n.clone(), *i))
-        .collect();
-    harness
-        .probe
-        .load_policy(&compiled, |ep| {
-            let pod = pods
-                .iter()
-                .find(|p| std::net::IpAddr::from(p.ip) == ep.ip)?;
-            by_name
-                .iter()
-                .find(|(n, _)| *n == pod.host_ifname)
-                .map(|(_, i)| *i)
-        })
-        .expect("policy loaded");
+    harness.enforce(&[POLICY], &endpoints, "n", &pods);
 
     let base = format!("http://{}", deathstar.ip);
     // python's http.server has no POST handler: 501 means the request reached it.
@@ -152,5 +108,4 @@ async fn tiefighter_lands_cannot_touch_the_exhaust_port_and_the_xwing_is_dropped
         "{}",
         render(&tie_flows)
     );
-    let _ = std::fs::remove_dir_all(&docroot);
 }
