@@ -352,12 +352,8 @@ fn tcp_header(
         ip[12], ip[13], ip[14], ip[15], ip[16], ip[17], ip[18], ip[19],
     ];
     let (body_len, body_sum) = body;
-    let sum = header_sum(&addrs)
-        + u32::from(IPPROTO_TCP)
-        + 20
-        + body_len
-        + header_sum(&tcp)
-        + body_sum;
+    let sum =
+        header_sum(&addrs) + u32::from(IPPROTO_TCP) + 20 + body_len + header_sum(&tcp) + body_sum;
     let sum = csum_fold(sum);
     tcp[16] = (sum >> 8) as u8;
     tcp[17] = sum as u8;
