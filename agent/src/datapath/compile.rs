@@ -75,6 +75,9 @@ pub struct CompiledDatapath {
     pub dns_rule_sets: Vec<Vec<String>>,
     /// CIDR identities handed out, by prefix.
     pub cidr_identities: BTreeMap<Prefix, u32>,
+    /// Rules the datapath enforces more loosely than written, each said in
+    /// plain words (the agent prints them as warnings).
+    pub loosened: Vec<String>,
 }
 
 /// The policy could not be turned into map records.
@@ -297,6 +300,23 @@ fn compile_direction(
                         (L7_KIND_HTTP, index)
                     }
                     L7Decision::Dns(rules) => {
+                        if rules
+                            .iter()
+                            .any(|r| r.match_pattern.as_deref() != Some("*."))
+                        {
+                            let note = format!(
+                                "DNS rules naming specific names ({}) are enforced as allowing the whole port: \
+                                 the datapath does not parse DNS yet",
+                                rules
+                                    .iter()
+                                    .map(|r| r.origin.to_string())
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            );
+                            if !out.loosened.contains(&note) {
+                                out.loosened.push(note);
+                            }
+                        }
                         let mut text: Vec<String> =
                             rules.iter().map(|r| format!("{r:?}")).collect();
                         text.sort();
@@ -393,7 +413,25 @@ mod tests {
         let cluster =
             parse_endpoints(&read(&root.join("endpoints/galactic-fhir.yaml"))).expect("endpoints");
         let resolved = resolve(&parsed.policies, Arc::new(cluster));
-        compile(&resolved, "kind-worker3").expect("compiles")
+        let compiled = compile(&resolved, "kind-worker3").expect("compiles");
+        assert!(
+            compiled.loosened.is_empty(),
+            "the seed allows every DNS name: {:?}",
+            compiled.loosened
+        );
+        compiled
+    }
+
+    #[test]
+    fn dns_rules_naming_names_are_reported_as_loosened() {
+        let eps = "cluster: default\nendpoints:\n  - {name: a, namespace: ns, labels: {app: a}, ip: 10.0.0.1, node: n}\n  - {name: dns, namespace: kube-system, labels: {k8s-app: kube-dns}, ip: 10.0.0.2, node: n}\n";
+        let policy = "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: p, namespace: ns}\nspec:\n  endpointSelector: {matchLabels: {app: a}}\n  egress:\n  - toEndpoints: [{matchLabels: {k8s:io.kubernetes.pod.namespace: kube-system}}]\n    toPorts:\n    - ports: [{port: '53', protocol: UDP}]\n      rules:\n        dns: [{matchName: coruscanthealth.galactic-fhir.svc.cluster.local}]\n";
+        let cluster = parse_endpoints(&SourceFile::new("eps.yaml", eps)).expect("endpoints");
+        let parsed = parse_policies(&[SourceFile::new("p.yaml", policy)]);
+        assert!(parsed.rejected.is_empty(), "{:?}", parsed.rejected);
+        let c = compile(&resolve(&parsed.policies, Arc::new(cluster)), "n").expect("compiles");
+        assert_eq!(c.loosened.len(), 1, "{:?}", c.loosened);
+        assert!(c.loosened[0].contains("p.yaml"), "{:?}", c.loosened);
     }
 
     #[test]

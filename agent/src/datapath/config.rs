@@ -98,10 +98,15 @@ pub fn load(policy_paths: &[PathBuf], endpoints: &Path, node: &str) -> Result<Co
     let resolved = resolve(&parsed.policies, Arc::clone(&cluster));
     let compiled = compile(&resolved, node)?;
     Ok(Config {
-        compiled,
         cluster,
         policies: parsed.policies.len(),
-        warnings: parsed.warnings.iter().map(ToString::to_string).collect(),
+        warnings: parsed
+            .warnings
+            .iter()
+            .map(ToString::to_string)
+            .chain(compiled.loosened.iter().cloned())
+            .collect(),
+        compiled,
     })
 }
 
