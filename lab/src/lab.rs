@@ -204,6 +204,28 @@ impl Lab {
         }
         Ok(self.pods.last().cloned().expect("pushed above"))
     }
+
+    /// Points the pod's resolver at `nameserver` with these search domains:
+    /// `ip netns exec` mounts `/etc/netns/<netns>/resolv.conf` over
+    /// `/etc/resolv.conf` for everything run in the pod.
+    pub fn set_resolver(
+        &self,
+        pod: &Pod,
+        nameserver: Ipv4Addr,
+        search: &[&str],
+    ) -> Result<(), LabError> {
+        let dir = format!("/etc/netns/{}", pod.netns);
+        let io = |source| LabError::Io {
+            path: dir.clone(),
+            source,
+        };
+        fs::create_dir_all(&dir).map_err(io)?;
+        let text = format!(
+            "nameserver {nameserver}\nsearch {}\noptions ndots:5 timeout:1 attempts:1\n",
+            search.join(" ")
+        );
+        fs::write(format!("{dir}/resolv.conf"), text).map_err(io)
+    }
 }
 
 impl Drop for Lab {
@@ -215,6 +237,7 @@ impl Drop for Lab {
             if let Err(err) = ip(&["netns", "del", &pod.netns]) {
                 log::warn!("could not delete namespace {}: {err}", pod.netns);
             }
+            let _ = fs::remove_dir_all(format!("/etc/netns/{}", pod.netns));
         }
     }
 }
@@ -283,6 +306,7 @@ pub fn remove_stale() {
         if !Path::new(&format!("/proc/{pid}")).exists() {
             log::info!("removing namespace {name} left by process {pid}, which no longer runs");
             let _ = ip(&["netns", "del", name]);
+            let _ = fs::remove_dir_all(format!("/etc/netns/{name}"));
         }
     }
 }

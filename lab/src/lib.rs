@@ -12,13 +12,14 @@
 //! that was killed before it could drop its lab.
 
 mod command;
+pub mod dns;
 pub mod fhir;
 mod lab;
 mod process;
 
 pub use command::{CommandError, run_command};
 pub use lab::{Lab, LabError, Pod, remove_stale};
-pub use process::{ChildGuard, wait_for_tcp_listener};
+pub use process::{ChildGuard, wait_for_tcp_listener, wait_for_udp_socket};
 
 /// Whether this process runs as root, which creating namespaces and loading
 /// probes requires.

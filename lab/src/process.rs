@@ -80,10 +80,42 @@ impl Drop for ChildGuard {
 /// `port`, reading the namespace's `/proc/net/tcp{,6}` so the check itself
 /// sends no packet.
 pub fn wait_for_tcp_listener(netns: &str, port: u16, timeout: Duration) -> Result<(), String> {
+    wait_for_socket(
+        netns,
+        port,
+        timeout,
+        ["/proc/net/tcp", "/proc/net/tcp6"],
+        "0A",
+        "TCP",
+    )
+}
+
+/// Waits until a UDP socket in `netns` is bound to `port` (see
+/// [`wait_for_tcp_listener`]).
+pub fn wait_for_udp_socket(netns: &str, port: u16, timeout: Duration) -> Result<(), String> {
+    // State 07 is TCP_CLOSE, which /proc/net/udp shows for bound sockets.
+    wait_for_socket(
+        netns,
+        port,
+        timeout,
+        ["/proc/net/udp", "/proc/net/udp6"],
+        "07",
+        "UDP",
+    )
+}
+
+fn wait_for_socket(
+    netns: &str,
+    port: u16,
+    timeout: Duration,
+    tables: [&str; 2],
+    wanted_state: &str,
+    proto: &str,
+) -> Result<(), String> {
     let deadline = Instant::now() + timeout;
     let wanted = format!(":{port:04X} ");
     loop {
-        let listening = ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|table| {
+        let listening = tables.iter().any(|table| {
             crate::command::ip(&["netns", "exec", netns, "cat", table])
                 .map(|out| {
                     String::from_utf8_lossy(&out.stdout)
@@ -93,8 +125,7 @@ pub fn wait_for_tcp_listener(netns: &str, port: u16, timeout: Duration) -> Resul
                             let mut fields = line.split_whitespace();
                             let local = fields.nth(1).unwrap_or("");
                             let state = fields.nth(1).unwrap_or("");
-                            // State 0A is TCP_LISTEN.
-                            format!("{local} ").ends_with(&wanted) && state == "0A"
+                            format!("{local} ").ends_with(&wanted) && state == wanted_state
                         })
                 })
                 .unwrap_or(false)
@@ -104,7 +135,7 @@ pub fn wait_for_tcp_listener(netns: &str, port: u16, timeout: Duration) -> Resul
         }
         if Instant::now() >= deadline {
             return Err(format!(
-                "nothing listens on TCP port {port} in namespace {netns} after {timeout:?}"
+                "nothing listens on {proto} port {port} in namespace {netns} after {timeout:?}"
             ));
         }
         thread::sleep(Duration::from_millis(50));

@@ -50,6 +50,9 @@ enum Command {
     /// The demo's FHIR server (started inside a pod by `holonet demo`).
     #[command(hide = true)]
     DemoFhirServer(commands::demo::FhirServerArgs),
+    /// The demo's cluster DNS (started inside a pod by `holonet demo`).
+    #[command(hide = true)]
+    DemoDnsServer(commands::demo::DnsServerArgs),
     /// Print flows from an agent or a recording, like `hubble observe`.
     Observe(commands::observe::ObserveArgs),
     /// Show which kernel hooks holonet can use here, and why not.
@@ -91,6 +94,7 @@ fn main() -> ExitCode {
         Some(Command::Agent(args)) => commands::agent::run(args),
         Some(Command::Demo(args)) => commands::demo::run(args),
         Some(Command::DemoFhirServer(args)) => commands::demo::run_fhir_server(args),
+        Some(Command::DemoDnsServer(args)) => commands::demo::run_dns_server(args),
         Some(Command::Observe(args)) => commands::observe::run(args),
         Some(Command::Status(args)) => commands::status::run(args),
         Some(Command::Policy { cmd }) => commands::policy::run(cmd),

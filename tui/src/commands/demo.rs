@@ -100,6 +100,35 @@ pub(crate) struct FhirServerArgs {
     require_token_file: Option<PathBuf>,
 }
 
+/// Arguments of the hidden `holonet demo-dns-server` (run inside a pod).
+#[derive(Debug, clap::Args)]
+pub(crate) struct DnsServerArgs {
+    /// UDP port to listen on.
+    #[arg(long, default_value_t = 53)]
+    port: u16,
+    /// A pod name and its address, `name=ip` (repeat for each pod).
+    #[arg(long = "pod", value_name = "NAME=IP")]
+    pods: Vec<String>,
+}
+
+/// Runs the demo's cluster DNS (inside the `kube-dns` pod).
+pub(crate) fn run_dns_server(args: DnsServerArgs) -> anyhow::Result<ExitCode> {
+    let mut pods = std::collections::HashMap::new();
+    for entry in &args.pods {
+        let (name, ip) = entry
+            .split_once('=')
+            .with_context(|| format!("--pod {entry}: expected NAME=IP"))?;
+        let ip: std::net::Ipv4Addr = ip
+            .parse()
+            .with_context(|| format!("--pod {entry}: `{ip}` is not an IPv4 address"))?;
+        pods.insert(name.to_ascii_lowercase(), ip);
+    }
+    let socket = std::net::UdpSocket::bind(("0.0.0.0", args.port))
+        .with_context(|| format!("binding UDP port {}", args.port))?;
+    holonet_lab::dns::serve(&socket, &pods)?;
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Runs the demo's FHIR server (inside the `coruscanthealth` pod).
 pub(crate) fn run_fhir_server(args: FhirServerArgs) -> anyhow::Result<ExitCode> {
     let listener = std::net::TcpListener::bind(("0.0.0.0", args.port))
@@ -157,6 +186,7 @@ enum Step {
 const SERVER: usize = 0;
 const EMPIRE: usize = 1;
 const PAYER: usize = 2;
+const KUBE_DNS: usize = 3;
 
 const DENY_ALL: &str =
     include_str!("../../../policies/galactic-fhir/00-denyall-coruscanthealth.yaml");
@@ -261,9 +291,10 @@ async fn curl(
     patient: &str,
     body: &std::path::Path,
 ) -> anyhow::Result<String> {
+    // By name, through kube-dns, as in the blog.
     let url = format!(
         "http://{}:{FHIR_PORT}{FHIR_BASE}/Patient/{patient}",
-        server.ip
+        server.name
     );
     let mut args = vec![
         "-sS",
@@ -377,7 +408,12 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     println!("holonet demo: the galactic FHIR story, observed from the kernel\n");
     let mut lab = Lab::new().context("preparing the host for the demo pods")?;
     let mut pods = Vec::new();
-    for name in ["coruscanthealth", "grandmedicalfacility", "payer"] {
+    for name in [
+        "coruscanthealth",
+        "grandmedicalfacility",
+        "payer",
+        "kube-dns",
+    ] {
         pods.push(
             lab.add_pod(name)
                 .with_context(|| format!("creating pod `{name}`"))?,
@@ -392,8 +428,9 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
             "cluster: default\nendpoints:\n\
              - {{name: coruscanthealth, namespace: galactic-fhir, labels: {{app: coruscanthealth}}, ip: {}, node: {NODE}}}\n\
              - {{name: grandmedicalfacility, namespace: galactic-fhir, labels: {{app: grandmedicalfacility, org: empire}}, ip: {}, node: {NODE}}}\n\
-             - {{name: payer, namespace: galactic-fhir, labels: {{app: galactic-payer, org: payer}}, ip: {}, node: {NODE}}}\n",
-            pods[SERVER].ip, pods[EMPIRE].ip, pods[PAYER].ip
+             - {{name: payer, namespace: galactic-fhir, labels: {{app: galactic-payer, org: payer}}, ip: {}, node: {NODE}}}\n\
+             - {{name: kube-dns, namespace: kube-system, labels: {{k8s-app: kube-dns}}, ip: {}, node: {NODE}}}\n",
+            pods[SERVER].ip, pods[EMPIRE].ip, pods[PAYER].ip, pods[KUBE_DNS].ip
         ),
     )?;
     let vader = files.0.join("vader.json");
@@ -404,6 +441,40 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     );
 
     let exe = std::env::current_exe().context("finding the holonet binary")?;
+    // kube-dns answers the pods' names; every pod resolves through it.
+    let dns_names: Vec<String> = pods[..KUBE_DNS]
+        .iter()
+        .map(|p| format!("{}={}", p.name, p.ip))
+        .collect();
+    let mut dns_args = vec![
+        "demo-dns-server".to_string(),
+        "--port".to_string(),
+        "53".to_string(),
+    ];
+    for n in &dns_names {
+        dns_args.push("--pod".to_string());
+        dns_args.push(n.clone());
+    }
+    let _dns = pods[KUBE_DNS]
+        .spawn("DNS server", &exe.to_string_lossy(), &dns_args)
+        .context("starting the DNS server in pod kube-dns")?;
+    for pod in &pods[..KUBE_DNS] {
+        lab.set_resolver(
+            pod,
+            pods[KUBE_DNS].ip,
+            &[
+                "galactic-fhir.svc.cluster.local",
+                "svc.cluster.local",
+                "cluster.local",
+            ],
+        )?;
+    }
+    let dns_netns = pods[KUBE_DNS].netns.clone();
+    tokio::task::spawn_blocking(move || {
+        holonet_lab::wait_for_udp_socket(&dns_netns, 53, Duration::from_secs(10))
+    })
+    .await?
+    .map_err(anyhow::Error::msg)?;
     let port = FHIR_PORT.to_string();
     let token_file = files.0.join("identity-provider-down");
     let token_arg = token_file.to_string_lossy().to_string();
