@@ -134,6 +134,21 @@ impl Session {
             == "1"
     }
 
+    /// Waits up to `timeout` for a pane line starting with `prefix`.
+    fn try_wait_for_line(&self, prefix: &str, timeout: Duration) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let c = self.capture();
+            if c.lines().any(|l| l.starts_with(prefix)) {
+                return Some(c);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Waits until the pane shows `needle`; panics with the pane if not.
     fn wait_for(&self, needle: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -244,8 +259,18 @@ fn a_person_filters_pauses_inspects_and_quits() {
         "{main}"
     );
 
-    // Type a filter: validated as it is typed, applied on Enter.
-    s.keys(&["/"]);
+    // Type a filter: validated as it is typed, applied on Enter. Open the
+    // bar first and wait until it shows, so no typed character can reach the
+    // table on a slow, loaded machine.
+    let mut opened = false;
+    for _ in 0..3 {
+        s.keys(&["/"]);
+        if s.try_wait_for_line("/ ", Duration::from_secs(5)).is_some() {
+            opened = true;
+            break;
+        }
+    }
+    assert!(opened, "the filter bar did not open:\n{}", s.capture());
     s.keys(&["C-u"]);
     s.type_text("org=payer --verdict DROP");
     let typing = s.wait_for("✓");
