@@ -153,6 +153,10 @@ pub enum FlowKind {
     HttpRequest(HttpRequest),
     /// The probe said "HTTP request" but the bytes are not one.
     UnparsableHttp,
+    /// A DNS message (query or response).
+    Dns(crate::dns::DnsMessage),
+    /// A datagram on the DNS port that is not a DNS message.
+    UnparsableDns,
     /// An event kind this agent does not know.
     Unknown(u8),
 }
@@ -258,6 +262,10 @@ impl Flow {
                 Some(request) => FlowKind::HttpRequest(request),
                 None => FlowKind::UnparsableHttp,
             },
+            kind::DNS => match crate::dns::parse(event.payload()) {
+                Some(message) => FlowKind::Dns(message),
+                None => FlowKind::UnparsableDns,
+            },
             other => FlowKind::Unknown(other),
         };
         Self {
@@ -315,6 +323,20 @@ impl fmt::Display for Flow {
                 write!(f, "{} {} {}", r.protocol, r.method, r.path)?;
             }
             FlowKind::UnparsableHttp => f.write_str("HTTP request line not parsable")?,
+            FlowKind::Dns(m) if m.response => write!(
+                f,
+                "DNS Answer {} ({} {})",
+                crate::dns::rcode_name(m.rcode),
+                m.query,
+                crate::dns::type_name(m.qtype)
+            )?,
+            FlowKind::Dns(m) => write!(
+                f,
+                "DNS Query {} {}",
+                m.query,
+                crate::dns::type_name(m.qtype)
+            )?,
+            FlowKind::UnparsableDns => f.write_str("DNS message not parsable")?,
             FlowKind::Unknown(k) => write!(f, "event kind {k}")?,
         }
         f.write_str(")")?;

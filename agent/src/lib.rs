@@ -15,6 +15,7 @@
 pub mod capabilities;
 pub mod clock;
 pub mod datapath;
+pub mod dns;
 pub mod events;
 pub mod flow;
 pub mod loader;

@@ -21,10 +21,14 @@ pub const EVENTS_RING_BYTES: u32 = 1 << 20;
 
 /// What a [`FlowEvent`] reports; the value of [`FlowEvent::kind`].
 pub mod kind {
-    /// A TCP packet with SYN, FIN or RST set.
+    /// An L3/L4 event: a TCP packet with SYN, FIN or RST set, or any dropped
+    /// packet.
     pub const TCP_FLAGS: u8 = 1;
     /// A TCP segment whose payload starts with an HTTP/1.x request method.
     pub const HTTP_REQUEST: u8 = 2;
+    /// A UDP datagram to or from port 53: the payload holds the start of a
+    /// DNS message.
+    pub const DNS: u8 = 3;
 }
 
 /// Where the packet was seen; the value of [`FlowEvent::hook`].

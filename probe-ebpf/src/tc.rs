@@ -143,12 +143,12 @@ fn holonet_tc_l7(ctx: TcContext) -> i32 {
             if state.l7_started == 0 {
                 ct_mark_l7_started(&ctx, state.hook, &pkt);
             }
-            emit(&ctx, state.hook, &pkt, true, &decision);
+            emit(&ctx, state.hook, &pkt, kind::HTTP_REQUEST, &decision);
             return TC_ACT_PIPE;
         }
         count(counter::L7_DENIED);
         decision.dropped = true;
-        emit(&ctx, state.hook, &pkt, true, &decision);
+        emit(&ctx, state.hook, &pkt, kind::HTTP_REQUEST, &decision);
         // Close the server's side (a RST in the client's name, at the
         // sequence number it expects next), then answer the client like
         // Cilium's proxy does; the request never reaches the server.
@@ -160,7 +160,7 @@ fn holonet_tc_l7(ctx: TcContext) -> i32 {
         // line we can read: fail closed.
         count(counter::L7_UNPARSABLE);
         decision.dropped = true;
-        emit(&ctx, state.hook, &pkt, false, &decision);
+        emit(&ctx, state.hook, &pkt, kind::TCP_FLAGS, &decision);
         return TC_ACT_SHOT;
     }
     TC_ACT_PIPE
@@ -216,7 +216,7 @@ fn process(ctx: &TcContext, at_hook: u8) -> i32 {
             let mut decision = decide(ctx, at_hook, &pkt);
             let is_tcp = pkt.proto == IPPROTO_TCP;
             if decision.dropped {
-                emit(ctx, at_hook, &pkt, false, &decision);
+                emit(ctx, at_hook, &pkt, kind::TCP_FLAGS, &decision);
                 return TC_ACT_SHOT;
             }
             let http = is_tcp && pkt.payload_len > 0 && starts_with_http_method(ctx, &pkt);
@@ -240,19 +240,26 @@ fn process(ctx: &TcContext, at_hook: u8) -> i32 {
                     // No L7 program to jump to: fail closed.
                     count(counter::L7_UNPARSABLE);
                     decision.dropped = true;
-                    emit(ctx, at_hook, &pkt, http, &decision);
+                    emit(ctx, at_hook, &pkt, http_kind(http), &decision);
                     return TC_ACT_SHOT;
                 } else if decision.l7_kind == L7_KIND_CONFLICT {
                     count(counter::L7_UNPARSABLE);
                     decision.dropped = true;
-                    emit(ctx, at_hook, &pkt, http, &decision);
+                    emit(ctx, at_hook, &pkt, http_kind(http), &decision);
                     return TC_ACT_SHOT;
                 }
             }
             let interesting =
                 is_tcp && pkt.flags & (tcp_flags::SYN | tcp_flags::FIN | tcp_flags::RST) != 0;
-            if http || interesting {
-                emit(ctx, at_hook, &pkt, http, &decision);
+            // DNS over UDP: every message on port 53 is reported (visibility
+            // without a policy), the agent decodes it.
+            let dns = !is_tcp
+                && (pkt.sport == DNS_PORT || pkt.dport == DNS_PORT)
+                && pkt.payload_len >= DNS_HEADER_LEN;
+            if dns {
+                emit(ctx, at_hook, &pkt, kind::DNS, &decision);
+            } else if http || interesting {
+                emit(ctx, at_hook, &pkt, http_kind(http), &decision);
             }
         }
         Ok(Parsed::Skip) => {}
@@ -748,6 +755,20 @@ fn decide(ctx: &TcContext, at_hook: u8, pkt: &L4Packet) -> Decision {
     decision
 }
 
+/// The DNS port.
+const DNS_PORT: u16 = 53;
+/// A DNS message is at least its header.
+const DNS_HEADER_LEN: usize = 12;
+
+#[inline(always)]
+fn http_kind(http: bool) -> u8 {
+    if http {
+        kind::HTTP_REQUEST
+    } else {
+        kind::TCP_FLAGS
+    }
+}
+
 /// The shortest request line we recognise: `GET / HTTP/1.1\r\n`.
 const MIN_REQUEST_LINE: usize = 16;
 
@@ -775,7 +796,7 @@ fn starts_with_http_method(ctx: &TcContext, pkt: &L4Packet) -> bool {
 }
 
 #[inline(never)]
-fn emit(ctx: &TcContext, at_hook: u8, pkt: &L4Packet, http: bool, decision: &Decision) {
+fn emit(ctx: &TcContext, at_hook: u8, pkt: &L4Packet, event_kind: u8, decision: &Decision) {
     let event_verdict = if decision.dropped {
         verdict::DROPPED
     } else {
@@ -798,11 +819,7 @@ fn emit(ctx: &TcContext, at_hook: u8, pkt: &L4Packet, http: bool, decision: &Dec
         (*event).dport = pkt.dport;
         (*event).tcp_seq = pkt.seq;
         (*event).tcp_ack = pkt.ack;
-        (*event).kind = if http {
-            kind::HTTP_REQUEST
-        } else {
-            kind::TCP_FLAGS
-        };
+        (*event).kind = event_kind;
         (*event).family = pkt.family;
         (*event).l4_proto = pkt.proto;
         (*event).tcp_flags = pkt.flags;
@@ -816,14 +833,15 @@ fn emit(ctx: &TcContext, at_hook: u8, pkt: &L4Packet, http: bool, decision: &Dec
         (*event).peer_identity = decision.peer_identity;
         (*event)._reserved = [0; 52];
     }
-    if http {
+    // L7 events carry the start of the payload (request line, DNS message).
+    if event_kind != kind::TCP_FLAGS && pkt.payload_len > 0 {
         let wanted = if pkt.payload_len < PAYLOAD_CAPACITY {
             pkt.payload_len
         } else {
             PAYLOAD_CAPACITY
         };
         // The verifier needs the length proven to lie in 1..=PAYLOAD_CAPACITY;
-        // `wanted` is at least MIN_REQUEST_LINE here, so the mask keeps its value.
+        // `wanted` is at least 1 here, so the mask keeps its value.
         let len = ((wanted - 1) & (PAYLOAD_CAPACITY - 1)) + 1;
         // SAFETY: the destination is the `payload` array inside the reserved
         // slot, and `len` is at most its size.

@@ -227,7 +227,65 @@ pub fn to_proto(
                 })),
             });
         }
-        FlowKind::Tcp | FlowKind::UnparsableHttp | FlowKind::Unknown(_) => {
+        FlowKind::Dns(message) => {
+            out.set_type(FlowType::L7);
+            out.event_type = Some(CiliumEventType {
+                r#type: event_type::L7,
+                sub_type: 0,
+            });
+            let qtype = crate::dns::type_name(message.qtype);
+            out.summary = if !message.response {
+                format!("DNS Query {} {qtype}", message.query)
+            } else if message.rcode == 0 {
+                let ips: Vec<String> = message.ips.iter().map(ToString::to_string).collect();
+                format!(
+                    "DNS Answer \"{}\" TTL: {} (Probe {} {qtype})",
+                    ips.join(","),
+                    message.ttl,
+                    message.query
+                )
+            } else {
+                format!(
+                    "DNS Answer RCode: {} (Probe {} {qtype})",
+                    crate::dns::rcode_name(message.rcode),
+                    message.query
+                )
+            };
+            out.is_reply = Some(BoolValue {
+                value: message.response,
+            });
+            out.traffic_direction =
+                traffic_direction(flow.observation, Some(message.response)).into();
+            out.l7 = Some(Layer7 {
+                r#type: if message.response {
+                    L7FlowType::Response
+                } else {
+                    L7FlowType::Request
+                }
+                .into(),
+                latency_ns: 0,
+                record: Some(layer7::Record::Dns(pb::Dns {
+                    query: message.query.clone(),
+                    ips: message.ips.iter().map(ToString::to_string).collect(),
+                    ttl: message.ttl,
+                    cnames: Vec::new(),
+                    // Hubble says "proxy" for Cilium's DNS proxy; these
+                    // messages were seen by holonet's TC probe.
+                    observation_source: "probe".to_string(),
+                    rcode: u32::from(message.rcode),
+                    qtypes: vec![qtype],
+                    rrtypes: message
+                        .rrtypes
+                        .iter()
+                        .map(|t| crate::dns::type_name(*t))
+                        .collect(),
+                })),
+            });
+        }
+        FlowKind::Tcp
+        | FlowKind::UnparsableHttp
+        | FlowKind::UnparsableDns
+        | FlowKind::Unknown(_) => {
             out.set_type(FlowType::L3L4);
             out.event_type = Some(CiliumEventType {
                 r#type: event_type::TRACE,
@@ -242,7 +300,7 @@ pub fn to_proto(
         }
     }
     out.policy_match_type = u32::from(flow.match_type);
-    let l7 = matches!(flow.kind, FlowKind::HttpRequest(_));
+    let l7 = matches!(flow.kind, FlowKind::HttpRequest(_) | FlowKind::Dns(_));
     if verdict == pb::Verdict::Dropped && !l7 {
         // Cilium's drop notifications: type 1 with the reason as sub-type;
         // whether a dropped packet was a reply is not known. (A request
@@ -427,6 +485,34 @@ mod tests {
         };
         assert_eq!((udp.source_port, udp.destination_port), (40000, 52773));
         assert_eq!(p.summary, "UDP");
+    }
+
+    #[test]
+    fn dns_messages_become_l7_dns_flows() {
+        let mut q = vec![0xab, 0xcd, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0];
+        for l in ["coruscanthealth", "galactic-fhir"] {
+            q.push(l.len() as u8);
+            q.extend_from_slice(l.as_bytes());
+        }
+        q.extend_from_slice(&[0, 0, 1, 0, 1]);
+        q.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 30, 0, 4, 10, 250, 1, 2]);
+        let mut f = flow(kind::DNS, 0, hook::TC_EGRESS, &q);
+        f.l4_proto = 17;
+        let p = to_proto(&f, "n", &EndpointDirectory::empty(), &mut UuidSource::new());
+        assert_eq!(p.r#type(), FlowType::L7);
+        assert_eq!(p.is_reply, Some(BoolValue { value: true }));
+        let l7 = p.l7.expect("l7");
+        assert_eq!(l7.r#type(), L7FlowType::Response);
+        let Some(layer7::Record::Dns(dns)) = l7.record else {
+            panic!("dns expected");
+        };
+        assert_eq!(dns.query, "coruscanthealth.galactic-fhir.");
+        assert_eq!(dns.ips, ["10.250.1.2"]);
+        assert_eq!(dns.qtypes, ["A"]);
+        assert_eq!(
+            p.summary,
+            "DNS Answer \"10.250.1.2\" TTL: 30 (Probe coruscanthealth.galactic-fhir. A)"
+        );
     }
 
     #[test]
