@@ -223,47 +223,14 @@ impl TcProbe {
                 source: Box::new(source),
             })?;
         for (program, _, hook) in PROGRAMS {
-            let classifier = classifier(&mut ebpf, program)?;
-            classifier.load().map_err(|err| match err {
-                ProgramError::LoadError {
-                    io_error,
-                    verifier_log,
-                } => ProbeError::Verifier {
-                    program,
-                    hook,
-                    reason: io_error,
-                    log_tail: tail(&verifier_log.to_string(), VERIFIER_LOG_TAIL_LINES),
-                },
-                source => ProbeError::Load {
-                    program,
-                    hook,
-                    source: Box::new(source),
-                },
-            })?;
+            load_classifier(&mut ebpf, program, hook)?;
         }
         // The L7 half is a separate program (the verifier checks it on its
         // own), entered by tail call; without it L7-enforced connections
         // fail closed.
         let l7_hook = "tc (L7 checks, tail call)";
         let program = names::TC_L7_PROGRAM;
-        let l7 = classifier(&mut ebpf, program)?;
-        l7.load().map_err(|err| match err {
-            ProgramError::LoadError {
-                io_error,
-                verifier_log,
-            } => ProbeError::Verifier {
-                program,
-                hook: l7_hook,
-                reason: io_error,
-                log_tail: tail(&verifier_log.to_string(), VERIFIER_LOG_TAIL_LINES),
-            },
-            source => ProbeError::Load {
-                program,
-                hook: l7_hook,
-                source: Box::new(source),
-            },
-        })?;
-        let fd = l7
+        let fd = load_classifier(&mut ebpf, program, l7_hook)?
             .fd()
             .map_err(|source| ProbeError::Load {
                 program,
@@ -430,6 +397,33 @@ impl TcProbe {
             l7_denied: sum(counter::L7_DENIED),
         })
     }
+}
+
+/// Loads one classifier into the kernel; a verifier rejection keeps the
+/// tail of the verifier log.
+fn load_classifier<'a>(
+    ebpf: &'a mut Ebpf,
+    program: &'static str,
+    hook: &'static str,
+) -> Result<&'a mut SchedClassifier, ProbeError> {
+    let classifier = classifier(ebpf, program)?;
+    classifier.load().map_err(|err| match err {
+        ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => ProbeError::Verifier {
+            program,
+            hook,
+            reason: io_error,
+            log_tail: tail(&verifier_log.to_string(), VERIFIER_LOG_TAIL_LINES),
+        },
+        source => ProbeError::Load {
+            program,
+            hook,
+            source: Box::new(source),
+        },
+    })?;
+    Ok(classifier)
 }
 
 fn classifier<'a>(

@@ -14,9 +14,7 @@ use std::{
     sync::Arc,
 };
 
-use holonet_proto::observer::{GetFlowsResponse, get_flows_response::ResponseTypes};
-
-use super::store::{FlowStore, StoredEvent};
+use super::store::{FlowStore, Follower, StoredEvent};
 
 /// Where and how to record.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -129,18 +127,7 @@ impl RotatingWriter {
 /// The protojson line for a stored event, with the fields in the order Go's
 /// protojson writes them (the flow first), as Hubble's exporter does.
 pub fn line(event: &StoredEvent, node_name: &str) -> io::Result<String> {
-    let response = match event {
-        StoredEvent::Flow(flow) => GetFlowsResponse {
-            node_name: flow.node_name.clone(),
-            time: flow.time,
-            response_types: Some(ResponseTypes::Flow(flow.clone())),
-        },
-        StoredEvent::Lost(lost) => GetFlowsResponse {
-            node_name: node_name.to_string(),
-            time: lost.last,
-            response_types: Some(ResponseTypes::LostEvents(*lost)),
-        },
-    };
+    let response = event.to_response(node_name);
     let mut out = Vec::with_capacity(1024);
     holonet_flows::printer::response_json(&mut out, &response)?;
     String::from_utf8(out).map_err(io::Error::other)
@@ -150,33 +137,21 @@ pub fn line(event: &StoredEvent, node_name: &str) -> io::Result<String> {
 /// away; returns the first I/O error.
 pub async fn run(store: Arc<FlowStore>, config: ExportConfig, node_name: String) -> io::Result<()> {
     let mut writer = RotatingWriter::open(config)?;
-    let mut newest = store.subscribe();
-    let mut next = store.next_seq();
-    loop {
-        let changed = newest.changed().await;
-        let closing = changed.is_err() || store.is_closed();
-        loop {
-            let range = store.range(next, 4096);
-            next = range.next_seq;
-            if range.overwritten > 0 {
-                log::warn!(
-                    "flow recording fell behind: {} events were overwritten before they could be written",
-                    range.overwritten
-                );
-            }
-            for event in &range.events {
-                let text = line(event, &node_name)?;
-                writer.write_line(&text)?;
-            }
-            if range.events.len() < 4096 {
-                break;
-            }
+    let from = store.next_seq();
+    let mut follower = Follower::new(store, from);
+    while let Some(range) = follower.next_batch(4096).await {
+        if range.overwritten > 0 {
+            log::warn!(
+                "flow recording fell behind: {} events were overwritten before they could be written",
+                range.overwritten
+            );
+        }
+        for event in &range.events {
+            writer.write_line(&line(event, &node_name)?)?;
         }
         writer.flush()?;
-        if closing {
-            return Ok(());
-        }
     }
+    writer.flush()
 }
 
 #[cfg(test)]
@@ -242,7 +217,7 @@ mod tests {
             text,
             r#"{"flow":{"time":"1970-01-01T00:00:01Z","node_name":"node-1"},"node_name":"node-1","time":"1970-01-01T00:00:01Z"}"#
         );
-        let back: GetFlowsResponse = serde_json::from_str(&text).unwrap();
+        let back: holonet_proto::observer::GetFlowsResponse = serde_json::from_str(&text).unwrap();
         assert_eq!(back.node_name, "node-1");
     }
 }

@@ -20,7 +20,7 @@ use tonic::Status;
 
 use super::{
     mask::FieldMask,
-    store::{FlowStore, StoredEvent},
+    store::{FlowStore, Follower, StoredEvent},
 };
 
 /// Events read from the store per wake-up in follow mode.
@@ -172,9 +172,9 @@ impl FlowQuery {
         store: Arc<FlowStore>,
         tx: mpsc::Sender<Result<GetFlowsResponse, Status>>,
     ) {
-        // Subscribe before reading history so nothing appended in between is missed.
-        let mut newest = store.subscribe();
-        let (history, mut next_seq) = store.snapshot();
+        // Anything appended after this snapshot is picked up by the follower,
+        // which starts at `next_seq`.
+        let (history, next_seq) = store.snapshot();
         let selected: Vec<GetFlowsResponse> = self
             .select_history(&history)
             .into_iter()
@@ -189,41 +189,37 @@ impl FlowQuery {
         if !self.follow {
             return;
         }
+        let mut follower = Follower::new(store, next_seq);
         loop {
-            tokio::select! {
-                changed = newest.changed() => if changed.is_err() || store.is_closed() { return },
+            let range = tokio::select! {
+                range = follower.next_batch(FOLLOW_BATCH) => match range {
+                    Some(range) => range,
+                    None => return,
+                },
                 () = tx.closed() => return,
+            };
+            if range.overwritten > 0 {
+                let lost = LostEvent {
+                    source: LostEventSource::HubbleRingBuffer.into(),
+                    num_events_lost: range.overwritten,
+                    ..Default::default()
+                };
+                if tx.send(Ok(self.lost_response(lost))).await.is_err() {
+                    return;
+                }
             }
-            loop {
-                let range = store.range(next_seq, FOLLOW_BATCH);
-                next_seq = range.next_seq;
-                if range.overwritten > 0 {
-                    let lost = LostEvent {
-                        source: LostEventSource::HubbleRingBuffer.into(),
-                        num_events_lost: range.overwritten,
-                        ..Default::default()
-                    };
-                    if tx.send(Ok(self.lost_response(lost))).await.is_err() {
-                        return;
-                    }
-                }
-                let full = range.events.len() == FOLLOW_BATCH;
-                for event in &range.events {
-                    let send = match &**event {
-                        StoredEvent::Flow(flow) => {
-                            if self.past_until(flow) {
-                                return;
-                            }
-                            self.selects(flow)
+            for event in &range.events {
+                let send = match &**event {
+                    StoredEvent::Flow(flow) => {
+                        if self.past_until(flow) {
+                            return;
                         }
-                        StoredEvent::Lost(_) => true,
-                    };
-                    if send && tx.send(Ok(self.response(event))).await.is_err() {
-                        return;
+                        self.selects(flow)
                     }
-                }
-                if !full {
-                    break;
+                    StoredEvent::Lost(_) => true,
+                };
+                if send && tx.send(Ok(self.response(event))).await.is_err() {
+                    return;
                 }
             }
         }

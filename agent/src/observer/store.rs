@@ -14,7 +14,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use holonet_proto::flow::{Flow, LostEvent};
+use holonet_proto::{
+    flow::{Flow, LostEvent},
+    observer::{GetFlowsResponse, get_flows_response::ResponseTypes},
+};
 use tokio::sync::watch;
 
 /// Default number of events kept (Hubble's maximum ring size is 65,535).
@@ -31,6 +34,25 @@ pub enum StoredEvent {
     Flow(Flow),
     /// Events lost before they reached the store (kernel ring full, ...).
     Lost(LostEvent),
+}
+
+impl StoredEvent {
+    /// The event as a GetFlowsResponse (Hubble's stream and file record);
+    /// lost events are stamped with `node_name` and their last loss time.
+    pub fn to_response(&self, node_name: &str) -> GetFlowsResponse {
+        match self {
+            Self::Flow(flow) => GetFlowsResponse {
+                node_name: flow.node_name.clone(),
+                time: flow.time,
+                response_types: Some(ResponseTypes::Flow(flow.clone())),
+            },
+            Self::Lost(lost) => GetFlowsResponse {
+                node_name: node_name.to_string(),
+                time: lost.last,
+                response_types: Some(ResponseTypes::LostEvents(*lost)),
+            },
+        }
+    }
 }
 
 /// What a reader gets for a range request.
@@ -197,6 +219,43 @@ impl FlowStore {
     }
 }
 
+/// A reader that follows the store from a sequence number on: the one loop
+/// GetFlows streams, the recorder and the demo's printer share.
+#[derive(Debug)]
+pub struct Follower {
+    store: Arc<FlowStore>,
+    newest: watch::Receiver<u64>,
+    next: u64,
+}
+
+impl Follower {
+    /// Follows `store` from sequence number `next` (e.g. `store.next_seq()`
+    /// for "new events only").
+    pub fn new(store: Arc<FlowStore>, next: u64) -> Self {
+        Self {
+            newest: store.subscribe(),
+            store,
+            next,
+        }
+    }
+
+    /// The next events (at most `max`), waiting until some are appended.
+    /// `None` once the store is closed and everything appended was read.
+    /// Cancel-safe: dropping the future loses nothing.
+    pub async fn next_batch(&mut self, max: usize) -> Option<Range> {
+        loop {
+            if self.next < self.store.next_seq() {
+                let range = self.store.range(self.next, max);
+                self.next = range.next_seq;
+                return Some(range);
+            }
+            if self.store.is_closed() || self.newest.changed().await.is_err() {
+                return None;
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -278,6 +337,23 @@ mod tests {
         tokio::spawn(async move { closer.close() });
         rx.changed().await.expect("sender alive");
         assert!(store.is_closed());
+    }
+
+    #[tokio::test]
+    async fn a_follower_reads_new_events_then_ends_after_close() {
+        let store = Arc::new(FlowStore::new(8));
+        store.push_batch([flow(1)]);
+        let mut follower = Follower::new(Arc::clone(&store), store.next_seq());
+        let writer = Arc::clone(&store);
+        tokio::spawn(async move {
+            writer.push_batch([flow(2), flow(3)]);
+            writer.close();
+        });
+        let mut seen = Vec::new();
+        while let Some(range) = follower.next_batch(1).await {
+            seen.extend(numbers(&range));
+        }
+        assert_eq!(seen, [2, 3], "only new events, all of them, then the end");
     }
 
     #[test]

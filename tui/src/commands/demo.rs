@@ -30,7 +30,7 @@ use holonet_agent::{
         pipeline::Pipeline,
         server::{self, Listen},
         service::ObserverService,
-        store::{FlowStore, StoredEvent},
+        store::{FlowStore, Follower, StoredEvent},
     },
 };
 use holonet_flows::printer::{PrintOptions, Printer};
@@ -39,7 +39,6 @@ use holonet_lab::{
     fhir::{FHIR_BASE, TokenMode},
     wait_for_tcp_listener,
 };
-use holonet_proto::observer::{GetFlowsResponse, get_flows_response::ResponseTypes};
 
 use super::agent::{TcModeArg, shutdown_signal};
 
@@ -384,19 +383,12 @@ async fn print_store(store: Arc<FlowStore>) {
             ..PrintOptions::default()
         },
     );
-    let mut newest = store.subscribe();
-    let mut next = store.next_seq();
-    while newest.changed().await.is_ok() && !store.is_closed() {
-        let range = store.range(next, usize::MAX);
-        next = range.next_seq;
+    let from = store.next_seq();
+    let mut follower = Follower::new(store, from);
+    while let Some(range) = follower.next_batch(usize::MAX).await {
         for event in &range.events {
-            if let StoredEvent::Flow(flow) = &**event {
-                let response = GetFlowsResponse {
-                    node_name: flow.node_name.clone(),
-                    time: flow.time,
-                    response_types: Some(ResponseTypes::Flow(flow.clone())),
-                };
-                let _ = printer.write(&response);
+            if matches!(**event, StoredEvent::Flow(_)) {
+                let _ = printer.write(&event.to_response(NODE));
             }
         }
         let _ = printer.flush();
