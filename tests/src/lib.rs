@@ -254,3 +254,41 @@ impl ProbeHarness {
         compiled
     }
 }
+
+/// A lab pod as the endpoints file describes it.
+#[derive(Clone, Copy, Debug)]
+pub struct PodSpec<'a> {
+    /// The pod (its name and address go into the file).
+    pub pod: &'a holonet_lab::Pod,
+    /// Its Kubernetes namespace.
+    pub namespace: &'a str,
+    /// Its labels as the inside of a YAML flow map, e.g. `org: payer`.
+    pub labels: &'a str,
+}
+
+/// The endpoints file of `pods`, all on node `node`.
+pub fn endpoints_file(node: &str, pods: &[PodSpec<'_>]) -> String {
+    let mut text = String::from("cluster: default\nendpoints:\n");
+    for p in pods {
+        text.push_str(&format!(
+            "  - {{name: {}, namespace: {}, labels: {{{}}}, ip: {}, node: {node}}}\n",
+            p.pod.name, p.namespace, p.labels, p.pod.ip
+        ));
+    }
+    text
+}
+
+impl ProbeHarness {
+    /// Starts the probe on every pod's veth and enforces `policies` on them
+    /// (see [`ProbeHarness::enforce`]).
+    pub fn start_enforcing(
+        policies: &[&str],
+        pods: &[PodSpec<'_>],
+    ) -> (Self, holonet_agent::datapath::compile::CompiledDatapath) {
+        let ifaces: Vec<&str> = pods.iter().map(|p| p.pod.host_ifname.as_str()).collect();
+        let mut harness = Self::start(TcMode::Auto, &ifaces);
+        let lab_pods: Vec<&holonet_lab::Pod> = pods.iter().map(|p| p.pod).collect();
+        let compiled = harness.enforce(policies, &endpoints_file("lab", pods), "lab", &lab_pods);
+        (harness, compiled)
+    }
+}

@@ -9,12 +9,9 @@
 
 use std::time::Duration;
 
-use holonet_agent::{
-    flow::{FlowKind, ObservationPoint, Verdict},
-    loader::TcMode,
-};
+use holonet_agent::flow::{FlowKind, ObservationPoint, Verdict};
 use holonet_lab::Lab;
-use holonet_tests::{HttpServer, ProbeHarness, privileged, render};
+use holonet_tests::{HttpServer, PodSpec, ProbeHarness, privileged, render};
 use probe_common::event::tcp_flags;
 
 const POLICY: &str = r#"
@@ -47,16 +44,26 @@ async fn policy_drops_the_payer_and_lets_the_empire_through() {
     let empire = lab.add_pod("empire").expect("empire pod");
     let payer = lab.add_pod("payer").expect("payer pod");
     let _http = HttpServer::start(&server, 8080, &[("patient", "vader\n")]);
-    let endpoints = format!(
-        "cluster: default\nendpoints:\n\
-         - {{name: fhir, namespace: galactic-fhir, labels: {{app: fhir}}, ip: {}, node: e2e}}\n\
-         - {{name: empire, namespace: galactic-fhir, labels: {{org: empire}}, ip: {}, node: e2e}}\n\
-         - {{name: payer, namespace: galactic-fhir, labels: {{org: payer}}, ip: {}, node: e2e}}\n",
-        server.ip, empire.ip, payer.ip
+    let (mut harness, _) = ProbeHarness::start_enforcing(
+        &[POLICY],
+        &[
+            PodSpec {
+                pod: &server,
+                namespace: "galactic-fhir",
+                labels: "app: fhir",
+            },
+            PodSpec {
+                pod: &empire,
+                namespace: "galactic-fhir",
+                labels: "org: empire",
+            },
+            PodSpec {
+                pod: &payer,
+                namespace: "galactic-fhir",
+                labels: "org: payer",
+            },
+        ],
     );
-    let pods = [&server, &empire, &payer];
-    let mut harness = ProbeHarness::start(TcMode::Auto, &pods.map(|p| p.host_ifname.as_str()));
-    harness.enforce(&[POLICY], &endpoints, "e2e", &pods);
 
     let curl = |pod: &holonet_lab::Pod| {
         let url = format!("http://{}:8080/patient", server.ip);
@@ -199,16 +206,26 @@ async fn http_rules_allow_vader_and_answer_403_to_other_requests() {
             ("intersystems/fhir/r5/Patient/Anakin", "anakin\n"),
         ],
     );
-    let endpoints = format!(
-        "cluster: default\nendpoints:\n\
-         - {{name: coruscanthealth, namespace: galactic-fhir, labels: {{app: fhir}}, ip: {}, node: e2e}}\n\
-         - {{name: payer, namespace: galactic-fhir, labels: {{org: payer}}, ip: {}, node: e2e}}\n\
-         - {{name: empire, namespace: galactic-fhir, labels: {{org: empire}}, ip: {}, node: e2e}}\n",
-        server.ip, payer.ip, empire.ip
+    let (mut harness, compiled) = ProbeHarness::start_enforcing(
+        &[L7_POLICY],
+        &[
+            PodSpec {
+                pod: &server,
+                namespace: "galactic-fhir",
+                labels: "app: fhir",
+            },
+            PodSpec {
+                pod: &payer,
+                namespace: "galactic-fhir",
+                labels: "org: payer",
+            },
+            PodSpec {
+                pod: &empire,
+                namespace: "galactic-fhir",
+                labels: "org: empire",
+            },
+        ],
     );
-    let pods = [&server, &payer, &empire];
-    let mut harness = ProbeHarness::start(TcMode::Auto, &pods.map(|p| p.host_ifname.as_str()));
-    let compiled = harness.enforce(&[L7_POLICY], &endpoints, "e2e", &pods);
     assert_eq!(compiled.http_tables.len(), 1);
 
     let curl = |pod: &holonet_lab::Pod, method: &str, patient: &str| {

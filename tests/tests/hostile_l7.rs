@@ -6,9 +6,8 @@
 
 use std::time::Duration;
 
-use holonet_agent::loader::TcMode;
 use holonet_lab::{Lab, Pod};
-use holonet_tests::{HttpServer, ProbeHarness, privileged};
+use holonet_tests::{HttpServer, PodSpec, ProbeHarness, privileged};
 
 const L7_POLICY: &str = include_str!("../../policies/galactic-fhir/20-l7-visibility-payer.yaml");
 
@@ -59,15 +58,21 @@ async fn crafted_requests_never_reach_the_server() {
             ("intersystems/fhir/r5/Patient/Anakin", "anakin\n"),
         ],
     );
-    let endpoints = format!(
-        "cluster: default\nendpoints:\n\
-         - {{name: coruscanthealth, namespace: galactic-fhir, labels: {{app: fhir}}, ip: {}, node: n}}\n\
-         - {{name: payer, namespace: galactic-fhir, labels: {{org: payer}}, ip: {}, node: n}}\n",
-        server.ip, payer.ip
+    let (harness, _) = ProbeHarness::start_enforcing(
+        &[L7_POLICY],
+        &[
+            PodSpec {
+                pod: &server,
+                namespace: "galactic-fhir",
+                labels: "app: fhir",
+            },
+            PodSpec {
+                pod: &payer,
+                namespace: "galactic-fhir",
+                labels: "org: payer",
+            },
+        ],
     );
-    let pods = [&server, &payer];
-    let mut harness = ProbeHarness::start(TcMode::Auto, &pods.map(|p| p.host_ifname.as_str()));
-    harness.enforce(&[L7_POLICY], &endpoints, "n", &pods);
 
     let vader = "/intersystems/fhir/r5/Patient/DarthVader";
     // The allowed request, sent the same way, is answered by the server:

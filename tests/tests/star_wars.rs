@@ -5,12 +5,9 @@
 
 use std::time::Duration;
 
-use holonet_agent::{
-    flow::{FlowKind, Verdict},
-    loader::TcMode,
-};
+use holonet_agent::flow::{FlowKind, Verdict};
 use holonet_lab::{Lab, Pod};
-use holonet_tests::{HttpServer, ProbeHarness, privileged, render};
+use holonet_tests::{HttpServer, PodSpec, ProbeHarness, privileged, render};
 
 const POLICY: &str = include_str!("../../policies/star-wars/l7/sw_l3_l4_l7_policy.yaml");
 
@@ -49,16 +46,26 @@ async fn tiefighter_lands_cannot_touch_the_exhaust_port_and_the_xwing_is_dropped
     let tiefighter = lab.add_pod("tiefighter").expect("pod");
     let xwing = lab.add_pod("xwing").expect("pod");
     let _server = HttpServer::start(&deathstar, 80, &[("v1/request-landing", "Ship landed\n")]);
-    let endpoints = format!(
-        "cluster: default\nendpoints:\n\
-         - {{name: deathstar, namespace: default, labels: {{org: empire, class: deathstar}}, ip: {}, node: n}}\n\
-         - {{name: tiefighter, namespace: default, labels: {{org: empire, class: tiefighter}}, ip: {}, node: n}}\n\
-         - {{name: xwing, namespace: default, labels: {{org: alliance, class: xwing}}, ip: {}, node: n}}\n",
-        deathstar.ip, tiefighter.ip, xwing.ip
+    let (mut harness, _) = ProbeHarness::start_enforcing(
+        &[POLICY],
+        &[
+            PodSpec {
+                pod: &deathstar,
+                namespace: "default",
+                labels: "org: empire, class: deathstar",
+            },
+            PodSpec {
+                pod: &tiefighter,
+                namespace: "default",
+                labels: "org: empire, class: tiefighter",
+            },
+            PodSpec {
+                pod: &xwing,
+                namespace: "default",
+                labels: "org: alliance, class: xwing",
+            },
+        ],
     );
-    let pods = [&deathstar, &tiefighter, &xwing];
-    let mut harness = ProbeHarness::start(TcMode::Auto, &pods.map(|p| p.host_ifname.as_str()));
-    harness.enforce(&[POLICY], &endpoints, "n", &pods);
 
     let base = format!("http://{}", deathstar.ip);
     // python's http.server has no POST handler: 501 means the request reached it.
