@@ -23,6 +23,8 @@ pub enum Verdict {
     Forwarded,
     /// The packet was dropped.
     Dropped,
+    /// Audit mode: the policy would have dropped the packet; it was passed.
+    Audit,
     /// The probe reported a verdict code this agent does not know.
     Unknown(u8),
 }
@@ -32,6 +34,7 @@ impl fmt::Display for Verdict {
         match self {
             Self::Forwarded => f.write_str("FORWARDED"),
             Self::Dropped => f.write_str("DROPPED"),
+            Self::Audit => f.write_str("AUDIT"),
             Self::Unknown(code) => write!(f, "VERDICT_{code}"),
         }
     }
@@ -144,6 +147,60 @@ fn host_header(payload: &[u8]) -> Option<String> {
     None
 }
 
+/// An HTTP/1.x status line seen on the wire, with the request it answers
+/// when the agent saw that request at the same place.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct HttpResponse {
+    /// Status code, e.g. 200.
+    pub code: u16,
+    /// `HTTP/1.0` or `HTTP/1.1`.
+    pub protocol: String,
+    /// The request this answers (oldest unanswered one on the connection).
+    pub request: Option<HttpRequest>,
+    /// Nanoseconds from the request to this response, as the probe saw them.
+    pub latency_ns: u64,
+}
+
+/// What a person should read for an L7 segment the probe could not judge
+/// (`probe_common::event::l7_detail`), or `None` for 0 and unknown codes.
+pub fn l7_detail_text(detail: u8) -> Option<&'static str> {
+    use probe_common::event::l7_detail as d;
+    Some(match detail {
+        d::NOT_HTTP => "not an HTTP/1.x request where one must start (L7 policy fails closed)",
+        d::HEAD_INCOMPLETE => {
+            "HTTP request head split across segments or longer than 2 KiB (L7 policy fails closed)"
+        }
+        d::OUT_OF_ORDER => {
+            "segment ahead of the next HTTP request (out of order, L7 policy fails closed)"
+        }
+        d::FRAMING => {
+            "HTTP framing not followed: Transfer-Encoding, bad or repeated Content-Length, bare CR/LF (L7 policy fails closed)"
+        }
+        d::TOO_MANY_REQUESTS => {
+            "more than 8 pipelined HTTP requests in one segment (L7 policy fails closed)"
+        }
+        d::AFTER_DENY => "data after a denied HTTP request",
+        d::MALFORMED => "malformed headers",
+        _ => return None,
+    })
+}
+
+/// Parses an HTTP/1.x status line (`HTTP/1.1 200 OK`) at the start of
+/// `payload`.
+pub fn parse_status_line(payload: &[u8]) -> Option<(String, u16)> {
+    let mut headers = [httparse::EMPTY_HEADER; 0];
+    let mut response = httparse::Response::new(&mut headers);
+    match response.parse(payload) {
+        Ok(_) | Err(httparse::Error::TooManyHeaders) => {}
+        Err(_) => return None,
+    }
+    let protocol = match response.version? {
+        0 => "HTTP/1.0",
+        _ => "HTTP/1.1",
+    };
+    Some((protocol.to_string(), response.code?))
+}
+
 /// What a flow carries beyond L3/L4.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum FlowKind {
@@ -151,6 +208,8 @@ pub enum FlowKind {
     Tcp,
     /// An HTTP request line.
     HttpRequest(HttpRequest),
+    /// An HTTP status line (a response).
+    HttpResponse(HttpResponse),
     /// The probe said "HTTP request" but the bytes are not one.
     UnparsableHttp,
     /// A DNS message (query or response).
@@ -188,6 +247,11 @@ pub struct Flow {
     pub drop_reason: u8,
     /// Hubble's policy match type of the decision (0: none).
     pub match_type: u8,
+    /// For a segment dropped as unjudgeable on an L7-enforced connection,
+    /// why (`probe_common::event::l7_detail`); 0 otherwise.
+    pub l7_detail: u8,
+    /// Kernel time of the event (nanoseconds since boot), for latencies.
+    pub ktime_ns: u64,
 }
 
 fn address(fam: u8, raw: [u8; 16]) -> IpAddr {
@@ -262,6 +326,15 @@ impl Flow {
                 Some(request) => FlowKind::HttpRequest(request),
                 None => FlowKind::UnparsableHttp,
             },
+            kind::HTTP_RESPONSE => match parse_status_line(event.payload()) {
+                Some((protocol, code)) => FlowKind::HttpResponse(HttpResponse {
+                    code,
+                    protocol,
+                    request: None,
+                    latency_ns: 0,
+                }),
+                None => FlowKind::Unknown(kind::HTTP_RESPONSE),
+            },
             kind::DNS => match crate::dns::parse(event.payload()) {
                 Some(message) => FlowKind::Dns(message),
                 None => FlowKind::UnparsableDns,
@@ -283,12 +356,15 @@ impl Flow {
             verdict: match event.verdict {
                 verdict::FORWARDED => Verdict::Forwarded,
                 verdict::DROPPED => Verdict::Dropped,
+                verdict::AUDIT => Verdict::Audit,
                 other => Verdict::Unknown(other),
             },
             kind,
             l4_proto: event.l4_proto,
             drop_reason: event.drop_reason,
             match_type: event.match_type,
+            l7_detail: event.detail,
+            ktime_ns: event.ktime_ns,
         }
     }
 }
@@ -306,12 +382,30 @@ impl fmt::Display for Flow {
         )?;
         match &self.kind {
             FlowKind::HttpRequest(_) => f.write_str("http-request ")?,
+            FlowKind::HttpResponse(_) => f.write_str("http-response ")?,
             _ => write!(f, "{} ", self.observation)?,
         }
         write!(f, "{} (", self.verdict)?;
         match &self.kind {
             FlowKind::Tcp if self.l4_proto == 17 => f.write_str("UDP")?,
-            FlowKind::Tcp => write!(f, "TCP Flags: {}", self.tcp_flags)?,
+            FlowKind::Tcp => {
+                write!(f, "TCP Flags: {}", self.tcp_flags)?;
+                if let Some(why) = l7_detail_text(self.l7_detail) {
+                    write!(f, "; {why}")?;
+                }
+            }
+            FlowKind::HttpResponse(r) => {
+                write!(
+                    f,
+                    "{} {} {}ms",
+                    r.protocol,
+                    r.code,
+                    r.latency_ns / 1_000_000
+                )?;
+                if let Some(request) = &r.request {
+                    write!(f, " ({} {})", request.method, request.url())?;
+                }
+            }
             FlowKind::HttpRequest(r) if r.truncated => {
                 write!(
                     f,

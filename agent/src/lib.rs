@@ -18,5 +18,6 @@ pub mod datapath;
 pub mod dns;
 pub mod events;
 pub mod flow;
+pub mod latency;
 pub mod loader;
 pub mod observer;

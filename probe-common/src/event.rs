@@ -29,6 +29,9 @@ pub mod kind {
     /// A UDP datagram to or from port 53: the payload holds the start of a
     /// DNS message.
     pub const DNS: u8 = 3;
+    /// A TCP segment whose payload starts with an HTTP/1.x status line (a
+    /// response); the agent pairs it with its request for the latency.
+    pub const HTTP_RESPONSE: u8 = 4;
 }
 
 /// Where the packet was seen; the value of [`FlowEvent::hook`].
@@ -45,6 +48,36 @@ pub mod drop_reason {
     pub const POLICY_DENIED: u8 = 133;
     /// A deny rule matched.
     pub const POLICY_DENY: u8 = 181;
+    /// An L7-enforced connection carried something the probe cannot judge
+    /// with confidence (see [`super::l7_detail`] for what): fail closed.
+    pub const INVALID_PACKET: u8 = 134;
+    /// An IP fragment on an enforcing endpoint: fragments cannot be tied to
+    /// a connection's verdict, so they are not let through.
+    pub const FRAGMENTATION_NOT_SUPPORTED: u8 = 157;
+}
+
+/// Why a segment of an L7-enforced connection was dropped as unjudgeable
+/// ([`FlowEvent::detail`]); 0 for every other event.
+pub mod l7_detail {
+    /// The segment does not start with an HTTP/1.x request line where a
+    /// request must start (another protocol, lower-case method, TLS, HTTP/2).
+    pub const NOT_HTTP: u8 = 1;
+    /// The request head (request line and headers) does not end within the
+    /// segment or within the probe's window: split across segments or too long.
+    pub const HEAD_INCOMPLETE: u8 = 2;
+    /// A segment arrived ahead of the point where the next request starts
+    /// (out of order or after a gap): it cannot be judged yet.
+    pub const OUT_OF_ORDER: u8 = 3;
+    /// Message framing the probe does not follow: `Transfer-Encoding`
+    /// (chunked bodies), several or malformed `Content-Length` headers, bare
+    /// CR or LF line ends.
+    pub const FRAMING: u8 = 4;
+    /// More pipelined requests in one segment than the probe checks.
+    pub const TOO_MANY_REQUESTS: u8 = 5;
+    /// The connection's earlier request was denied; nothing more passes.
+    pub const AFTER_DENY: u8 = 6;
+    /// The packet's headers could not be parsed (truncated or malformed).
+    pub const MALFORMED: u8 = 7;
 }
 
 /// The datapath's decision; the value of [`FlowEvent::verdict`].
@@ -53,6 +86,9 @@ pub mod verdict {
     pub const FORWARDED: u8 = 1;
     /// The packet was dropped.
     pub const DROPPED: u8 = 2;
+    /// The endpoint is in audit mode: the policy would have dropped the
+    /// packet, and it was passed and reported instead.
+    pub const AUDIT: u8 = 4;
 }
 
 /// TCP flag bits as they appear in byte 13 of the TCP header.
@@ -98,8 +134,12 @@ pub mod counter {
     pub const L7_UNPARSABLE: u32 = 4;
     /// HTTP requests denied by L7 rules.
     pub const L7_DENIED: u32 = 5;
+    /// HTTP requests checked against L7 rules and allowed.
+    pub const L7_ALLOWED: u32 = 6;
+    /// IP fragments dropped on enforcing endpoints.
+    pub const FRAGMENTS_DROPPED: u32 = 7;
     /// Number of slots.
-    pub const COUNT: u32 = 6;
+    pub const COUNT: u32 = 8;
 }
 
 /// One record of the `EVENTS` ring buffer.
@@ -108,7 +148,7 @@ pub mod counter {
 /// `ifindex` 40, `sport` 44, `dport` 46, `tcp_seq` 48, `tcp_ack` 52, `kind` 56,
 /// `family` 57, `l4_proto` 58, `tcp_flags` 59, `hook` 60, `verdict` 61,
 /// `payload_len` 62, `payload` 64..192, `drop_reason` 192, `match_type` 193,
-/// `_pad` 194..196, `local_identity` 196, `peer_identity` 200,
+/// `detail` 194, `_pad` 195, `local_identity` 196, `peer_identity` 200,
 /// `_reserved` 204..256.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -150,8 +190,11 @@ pub struct FlowEvent {
     pub drop_reason: u8,
     /// Hubble's policy match type of the decision (0 when none was made).
     pub match_type: u8,
+    /// For an unjudgeable L7 segment, which problem it had
+    /// ([`l7_detail`]); 0 otherwise.
+    pub detail: u8,
     /// Always zero.
-    pub _pad: [u8; 2],
+    pub _pad: u8,
     /// Security identity of the endpoint the probe's interface belongs to
     /// (0 when the interface is not a managed endpoint).
     pub local_identity: u32,
@@ -250,7 +293,8 @@ impl FlowEvent {
             payload: [0; PAYLOAD_CAPACITY],
             drop_reason: 0,
             match_type: 0,
-            _pad: [0; 2],
+            detail: 0,
+            _pad: 0,
             local_identity: 0,
             peer_identity: 0,
             _reserved: [0; 52],
@@ -284,7 +328,8 @@ impl FlowEvent {
             payload: r.array(),
             drop_reason: r.u8(),
             match_type: r.u8(),
-            _pad: r.array(),
+            detail: r.u8(),
+            _pad: r.u8(),
             local_identity: r.u32(),
             peer_identity: r.u32(),
             _reserved: r.array(),
@@ -325,8 +370,7 @@ impl FlowEvent {
         ]);
         put(&self.payload_len.to_ne_bytes());
         put(&self.payload);
-        put(&[self.drop_reason, self.match_type]);
-        put(&self._pad);
+        put(&[self.drop_reason, self.match_type, self.detail, self._pad]);
         put(&self.local_identity.to_ne_bytes());
         put(&self.peer_identity.to_ne_bytes());
         put(&self._reserved);

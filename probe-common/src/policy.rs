@@ -198,13 +198,26 @@ pub struct CtValue {
     pub l7_table: u8,
     /// `CT_FLAG_*`.
     pub flags: u8,
+    /// On an L7-enforced connection, the TCP sequence number where the next
+    /// request must start (valid with [`CT_FLAG_L7_SYNCED`]): everything
+    /// before it was judged, everything from it on is not yet.
+    pub next_request_seq: u32,
+    /// Always zero.
+    pub _reserved: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<CtValue>() == 16);
+const _: () = assert!(core::mem::size_of::<CtValue>() == 24);
 
-/// A request on this connection has been checked and allowed: later
-/// segments that do not start a request are continuations (bodies).
-pub const CT_FLAG_L7_STARTED: u8 = 1;
+/// [`CtValue::next_request_seq`] is known: set when the connection is
+/// tracked from its SYN, or once its first request has been read.
+pub const CT_FLAG_L7_SYNCED: u8 = 1;
+/// A request on this connection was denied (answered 403, server reset):
+/// only a retransmission of that request is looked at again.
+pub const CT_FLAG_L7_DENIED: u8 = 2;
+/// In audit mode, a segment of this connection could not be judged: its
+/// requests are no longer followed (everything passes, nothing is reported
+/// again), instead of an AUDIT event for every later segment.
+pub const CT_FLAG_L7_GAVE_UP: u8 = 4;
 
 /// Number of HTTP tables the `L7_HTTP` array holds.
 pub const L7_HTTP_TABLES: u32 = 64;

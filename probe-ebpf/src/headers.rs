@@ -37,6 +37,8 @@ pub(crate) struct ParseError;
 /// (another EtherType or protocol, a non-first fragment), which is not an error.
 pub(crate) enum Parsed {
     Skip,
+    /// A later IP fragment: no L4 header, so no connection to tie it to.
+    Fragment,
     L4(L4Packet),
 }
 
@@ -54,8 +56,12 @@ pub(crate) struct L4Packet {
     pub(crate) flags: u8,
     /// Offset of the first payload byte from the start of the packet.
     pub(crate) payload_offset: usize,
-    /// Payload bytes in this packet (0 for a bare ACK).
+    /// Payload bytes in this packet (0 for a bare ACK), as the IP header
+    /// counts them (bytes past the IP length are not part of the packet).
     pub(crate) payload_len: usize,
+    /// The first fragment of a fragmented IP packet: the payload continues
+    /// in later fragments the probe cannot tie to this one.
+    pub(crate) first_fragment: bool,
 }
 
 #[inline(always)]
@@ -73,11 +79,42 @@ fn load_be32(ctx: &TcContext, offset: usize) -> Result<u32, ParseError> {
     Ok(u32::from_be(load::<u32>(ctx, offset)?))
 }
 
+/// [`parse`] result codes of [`parse_into`].
+pub(crate) const PARSED_L4: i32 = 0;
+pub(crate) const PARSED_SKIP: i32 = 1;
+pub(crate) const PARSED_FRAGMENT: i32 = 2;
+pub(crate) const PARSED_MALFORMED: i32 = -1;
+
+/// Parses the packet into `out` (a per-CPU map slot) and says what it
+/// found (`PARSED_*`; `out` is written only for [`PARSED_L4`]).
+///
+/// Not inlined, and its result left in map memory on purpose: the verifier
+/// then checks the rest of a program once, with unknown header values,
+/// instead of once for every path through the header parser (each IP
+/// header length, each IPv6 extension chain).
+#[inline(never)]
+pub(crate) fn parse_into(ctx: &TcContext, out: *mut L4Packet) -> i32 {
+    match parse(ctx) {
+        Ok(Parsed::L4(pkt)) => {
+            // SAFETY: `out` is a per-CPU map slot of the right type, ours for
+            // this program run.
+            unsafe { core::ptr::write_volatile(out, pkt) };
+            PARSED_L4
+        }
+        Ok(Parsed::Skip) => PARSED_SKIP,
+        Ok(Parsed::Fragment) => PARSED_FRAGMENT,
+        Err(_) => PARSED_MALFORMED,
+    }
+}
+
 /// Parses Ethernet, IPv4 or IPv6 and TCP headers.
 #[inline(always)]
-pub(crate) fn parse(ctx: &TcContext) -> Result<Parsed, ParseError> {
+fn parse(ctx: &TcContext) -> Result<Parsed, ParseError> {
     let ether_type = load_be16(ctx, 12)?;
     let l3 = ETH_HDR_LEN;
+    let mut first_fragment = false;
+    // Where the IP packet ends, from its header.
+    let mut ip_end = usize::MAX;
     let (fam, saddr, daddr, proto, l4) = match ether_type {
         ETH_P_IP => {
             let version_ihl: u8 = load(ctx, l3)?;
@@ -92,8 +129,15 @@ pub(crate) fn parse(ctx: &TcContext) -> Result<Parsed, ParseError> {
             // the L4 header; later fragments are not parsed as TCP.
             let frag = load_be16(ctx, l3 + 6)?;
             if frag & 0x1fff != 0 {
-                return Ok(Parsed::Skip);
+                return Ok(Parsed::Fragment);
             }
+            first_fragment = frag & 0x2000 != 0;
+            let total = usize::from(load_be16(ctx, l3 + 2)?);
+            if total < ihl {
+                return Err(ParseError);
+            }
+            // TSO super-packets may carry 0 (BIG TCP): trust the buffer.
+            ip_end = if total == 0 { usize::MAX } else { l3 + total };
             let proto: u8 = load(ctx, l3 + 9)?;
             let mut saddr = [0u8; 16];
             let mut daddr = [0u8; 16];
@@ -107,6 +151,10 @@ pub(crate) fn parse(ctx: &TcContext) -> Result<Parsed, ParseError> {
             let version: u8 = load(ctx, l3)?;
             if version >> 4 != 6 {
                 return Err(ParseError);
+            }
+            let payload = usize::from(load_be16(ctx, l3 + 4)?);
+            if payload != 0 {
+                ip_end = l3 + IPV6_HDR_LEN + payload;
             }
             let mut next: u8 = load(ctx, l3 + 6)?;
             let saddr: [u8; 16] = load(ctx, l3 + 8)?;
@@ -122,10 +170,11 @@ pub(crate) fn parse(ctx: &TcContext) -> Result<Parsed, ParseError> {
                     IPV6_FRAGMENT => {
                         let hdr: [u8; 4] = load(ctx, off)?;
                         next = hdr[0];
-                        let frag_offset = u16::from_be_bytes([hdr[2], hdr[3]]) & 0xfff8;
-                        if frag_offset != 0 {
-                            return Ok(Parsed::Skip);
+                        let frag = u16::from_be_bytes([hdr[2], hdr[3]]);
+                        if frag & 0xfff8 != 0 {
+                            return Ok(Parsed::Fragment);
                         }
+                        first_fragment = frag & 1 != 0;
                         off += 8;
                     }
                     _ => break,
@@ -139,7 +188,7 @@ pub(crate) fn parse(ctx: &TcContext) -> Result<Parsed, ParseError> {
         let sport = load_be16(ctx, l4)?;
         let dport = load_be16(ctx, l4 + 2)?;
         let payload_offset = l4 + UDP_HDR_LEN;
-        let packet_len = ctx.len() as usize;
+        let packet_len = packet_end(ctx, ip_end)?;
         if payload_offset > packet_len {
             return Err(ParseError);
         }
@@ -155,6 +204,7 @@ pub(crate) fn parse(ctx: &TcContext) -> Result<Parsed, ParseError> {
             flags: 0,
             payload_offset,
             payload_len: packet_len - payload_offset,
+            first_fragment,
         }));
     }
     if proto != IPPROTO_TCP {
@@ -170,7 +220,7 @@ pub(crate) fn parse(ctx: &TcContext) -> Result<Parsed, ParseError> {
         return Err(ParseError);
     }
     let payload_offset = l4 + tcp_len;
-    let packet_len = ctx.len() as usize;
+    let packet_len = packet_end(ctx, ip_end)?;
     if payload_offset > packet_len {
         return Err(ParseError);
     }
@@ -186,5 +236,21 @@ pub(crate) fn parse(ctx: &TcContext) -> Result<Parsed, ParseError> {
         flags: offset_flags[1],
         payload_offset,
         payload_len: packet_len - payload_offset,
+        first_fragment,
     }))
+}
+
+/// Where the packet's bytes end: at the end of the IP packet its header
+/// describes (`ip_end`, `usize::MAX` when it gives none); a header claiming
+/// more bytes than the buffer holds is malformed.
+#[inline(always)]
+fn packet_end(ctx: &TcContext, ip_end: usize) -> Result<usize, ParseError> {
+    let buffer_end = ctx.len() as usize;
+    if ip_end == usize::MAX {
+        return Ok(buffer_end);
+    }
+    if ip_end > buffer_end {
+        return Err(ParseError);
+    }
+    Ok(ip_end)
 }

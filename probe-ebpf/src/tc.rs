@@ -19,14 +19,13 @@
 #![no_std]
 #![no_main]
 
+mod answer;
 mod headers;
+mod http;
 
 use aya_ebpf::{
     bindings::{__sk_buff, TC_ACT_PIPE, TC_ACT_SHOT},
-    helpers::{
-        bpf_ktime_get_ns, bpf_redirect, bpf_skb_change_tail, bpf_skb_load_bytes,
-        bpf_skb_store_bytes,
-    },
+    helpers::{bpf_ktime_get_ns, bpf_skb_load_bytes},
     macros::{classifier, map},
     maps::{
         Array, HashMap, LruHashMap, PerCpuArray, ProgramArray, RingBuf,
@@ -35,19 +34,20 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use aya_log_ebpf::debug;
-use headers::{IPPROTO_TCP, L4Packet, Parsed};
+use headers::{IPPROTO_TCP, L4Packet};
+use http::HEAD_WINDOW;
 use probe_common::{
     event::{
         EVENTS_RING_BYTES, FlowEvent, PAYLOAD_CAPACITY, counter, drop_reason, family, hook, kind,
-        tcp_flags, verdict,
+        l7_detail, tcp_flags, verdict,
     },
-    l7::{L7_DFA_MAX_CLASSES, L7_DFA_TRANSITIONS, L7DfaTable},
+    l7::L7DfaTable,
     policy::{
-        CT_FLAG_L7_STARTED, CtKey, CtValue, ENDPOINT_FLAG_AUDIT, ENDPOINT_FLAG_ENFORCE_EGRESS,
-        ENDPOINT_FLAG_ENFORCE_INGRESS, EndpointValue, IDENTITY_ANY, IDENTITY_WORLD,
-        IPCACHE_ADDR_LEN, IPCACHE_FLAG_CIDR, IpcacheValue, L7_HTTP_TABLES, L7_KIND_CONFLICT,
-        L7_KIND_HTTP, POLICY_ACTION_DENY, POLICY_KEY_FIXED_BITS, POLICY_KEY_LEN, PolicyValue,
-        direction, policy_key,
+        CT_FLAG_L7_DENIED, CT_FLAG_L7_GAVE_UP, CT_FLAG_L7_SYNCED, CtKey, CtValue,
+        ENDPOINT_FLAG_AUDIT, ENDPOINT_FLAG_ENFORCE_EGRESS, ENDPOINT_FLAG_ENFORCE_INGRESS,
+        EndpointValue, IDENTITY_ANY, IDENTITY_WORLD, IPCACHE_ADDR_LEN, IPCACHE_FLAG_CIDR,
+        IpcacheValue, L7_HTTP_TABLES, L7_KIND_CONFLICT, L7_KIND_HTTP, POLICY_ACTION_DENY,
+        POLICY_KEY_FIXED_BITS, POLICY_KEY_LEN, PolicyValue, direction, policy_key,
     },
 };
 
@@ -73,17 +73,9 @@ static CT: LruHashMap<CtKey, CtValue> = LruHashMap::with_max_entries(262_144, 0)
 #[map(name = "L7_HTTP")]
 static L7_HTTP: Array<L7DfaTable> = Array::with_max_entries(L7_HTTP_TABLES, 0);
 
-/// Per-CPU copy of a request line prefix for the L7 walk.
+/// Per-CPU copy of a request head for the L7 checks.
 #[map(name = "L7_BUF")]
-static L7_BUF: PerCpuArray<[u8; PAYLOAD_CAPACITY]> = PerCpuArray::with_max_entries(1, 0);
-
-/// What a client gets for a request denied by L7 rules, as Envoy answers
-/// for Cilium (its length is even, so the checksum runs over whole words).
-const FORBIDDEN: &[u8; FORBIDDEN_LEN] = b"HTTP/1.1 403 Forbidden\r\ncontent-length: 13\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\nAccess denied";
-const FORBIDDEN_LEN: usize = 104;
-/// Ethernet + IPv4 + TCP headers (no options) + the response.
-const FORBIDDEN_FRAME: usize = 14 + 20 + 20 + FORBIDDEN_LEN;
-const _: () = assert!(FORBIDDEN_LEN.is_multiple_of(2));
+static L7_BUF: PerCpuArray<[u8; HEAD_WINDOW]> = PerCpuArray::with_max_entries(1, 0);
 
 /// The L7 program, reached by a tail call so the verifier checks its
 /// request-line walk apart from the L3/L4 path (together they exceed the
@@ -91,17 +83,67 @@ const _: () = assert!(FORBIDDEN_LEN.is_multiple_of(2));
 #[map(name = "L7_JUMP")]
 static L7_JUMP: ProgramArray = ProgramArray::with_max_entries(1, 0);
 
-/// What the L3/L4 program decided, handed to the L7 program.
+/// Requests one segment may carry (pipelined) before the probe gives up
+/// on it (fail closed); each takes one round of the L7 program.
+const MAX_REQUESTS_PER_SEGMENT: usize = 8;
+
+/// `L7State::request_off` before the first round: the offset comes from
+/// the connection's tracked sequence number.
+const FIRST_ROUND: u32 = u32::MAX;
+
+/// What the L3/L4 program decided, handed to the L7 program, and from one
+/// round of the L7 program to the next when a segment holds several
+/// requests.
 #[repr(C)]
 #[derive(Clone, Copy)]
 struct L7State {
     hook: u8,
     l7_table: u8,
-    l7_started: u8,
     match_type: u8,
+    /// Requests of this segment already checked and allowed.
+    allowed: u8,
+    /// The endpoint is in audit mode: report, never drop.
+    audit: u8,
+    _pad: [u8; 3],
     local_identity: u32,
     peer_identity: u32,
+    /// Payload offset of the request this round checks ([`FIRST_ROUND`]
+    /// before the first).
+    request_off: u32,
+    /// Payload offsets of the requests already allowed; their events are
+    /// sent once the whole segment is judged.
+    allowed_off: [u32; MAX_REQUESTS_PER_SEGMENT],
 }
+
+/// Per-CPU slot of the packet's parsed headers (see `headers::parse_into`).
+#[map(name = "PACKET")]
+static PACKET: PerCpuArray<L4Packet> = PerCpuArray::with_max_entries(1, 0);
+
+/// What the header parser found.
+enum Seen {
+    L4(&'static L4Packet),
+    Skip,
+    Fragment,
+    Malformed,
+}
+
+#[inline(always)]
+fn parse_packet(ctx: &TcContext) -> Seen {
+    let Some(slot) = PACKET.get_ptr_mut(0) else {
+        return Seen::Malformed;
+    };
+    match headers::parse_into(ctx, slot) {
+        // SAFETY: the slot was just filled, and is ours for this run.
+        headers::PARSED_L4 => Seen::L4(unsafe { &*slot }),
+        headers::PARSED_SKIP => Seen::Skip,
+        headers::PARSED_FRAGMENT => Seen::Fragment,
+        _ => Seen::Malformed,
+    }
+}
+
+/// Per-CPU scratch state of the request-head scan.
+#[map(name = "HEAD_SCAN")]
+static HEAD_SCAN: PerCpuArray<http::HeadScan> = PerCpuArray::with_max_entries(1, 0);
 
 #[map(name = "L7_STATE")]
 static L7_STATE: PerCpuArray<L7State> = PerCpuArray::with_max_entries(1, 0);
@@ -122,48 +164,349 @@ fn holonet_tc_egress(ctx: TcContext) -> i32 {
 }
 
 /// The L7 half of the datapath, entered by tail call from either classifier
-/// for a segment of an L7-enforced connection travelling in the direction
-/// it was opened: checks a request line against the HTTP table, answers a
-/// denied request with 403, and fails closed on anything it cannot read.
+/// for a payload segment of an L7-enforced connection travelling in the
+/// direction it was opened (see docs/datapath.md, "Requests on a
+/// connection").
+///
+/// The connection's `CT` entry remembers the sequence number where the next
+/// request starts. A round checks the request at that point of the segment:
+/// its request line against the HTTP table, then its head for where it ends
+/// (`Content-Length` body). If another request starts within the segment,
+/// the program tail-calls itself for it. The segment passes only when every
+/// request in it is allowed; a denied one gets the 403 answer; anything the
+/// probe cannot read with confidence drops the segment (fail closed) and
+/// leaves the connection's state as it was, so the client's retransmission
+/// is judged afresh.
 #[classifier]
 fn holonet_tc_l7(ctx: TcContext) -> i32 {
-    let Some(state) = L7_STATE.get(0) else {
+    let Some(state) = L7_STATE.get_ptr_mut(0) else {
         return TC_ACT_SHOT;
     };
-    let state = *state;
-    let Ok(Parsed::L4(pkt)) = headers::parse(&ctx) else {
+    // SAFETY: a per-CPU slot, exclusively ours for this program run (the
+    // classifier that tail-called us has finished with it).
+    let state = unsafe { &mut *state };
+    let Seen::L4(pkt) = parse_packet(&ctx) else {
         return TC_ACT_SHOT;
     };
     let mut decision = Decision::pass();
     decision.match_type = state.match_type;
     decision.local_identity = state.local_identity;
     decision.peer_identity = state.peer_identity;
-    if starts_with_http_method(&ctx, &pkt) {
-        if l7_http_allows(&ctx, &pkt, state.l7_table) {
-            if state.l7_started == 0 {
-                ct_mark_l7_started(&ctx, state.hook, &pkt);
-            }
-            emit(&ctx, state.hook, &pkt, kind::HTTP_REQUEST, &decision);
+    decision.audit = state.audit != 0;
+
+    if state.request_off == FIRST_ROUND {
+        let start = first_request_offset(&ctx, state.hook, pkt);
+        let detail = (start >> 32) as u8;
+        if detail == l7_detail::AFTER_DENY {
+            // Data after a denied request (the server was reset): nothing
+            // to report again.
+            return fail_closed_quietly(&decision);
+        }
+        if detail != 0 {
+            return fail_closed(&ctx, state.hook, pkt, &mut decision, detail);
+        }
+        let off = start as u32;
+        if off as usize >= pkt.payload_len {
+            // Bytes of requests already judged (bodies, retransmissions).
             return TC_ACT_PIPE;
         }
+        state.request_off = off;
+        state.allowed = 0;
+    }
+    let off = state.request_off as usize;
+    decision.payload_skip = state.request_off;
+    let result = check_request(&ctx, pkt, off, state.l7_table);
+    let detail = result as u8;
+    if detail == CHECK_DENIED {
         count(counter::L7_DENIED);
+        if decision.audit {
+            if (result >> 8) & 0xff_ffff == 0 {
+                // Where the audited request ends is unknown: stop here.
+                return fail_closed(&ctx, state.hook, pkt, &mut decision, l7_detail::FRAMING);
+            }
+            return advance_or_pass(&ctx, pkt, state, off, result, AUDITED);
+        }
         decision.dropped = true;
-        emit(&ctx, state.hook, &pkt, kind::HTTP_REQUEST, &decision);
+        // Requests of this segment that were allowed die with it.
+        emit_allowed(&ctx, pkt, state, &mut decision);
+        decision.payload_skip = off as u32;
+        emit(&ctx, state.hook, pkt, kind::HTTP_REQUEST, &decision);
+        ct_update(
+            &ctx,
+            state.hook,
+            pkt,
+            pkt.seq.wrapping_add(off as u32),
+            CT_FLAG_L7_DENIED,
+        );
         // Close the server's side (a RST in the client's name, at the
         // sequence number it expects next), then answer the client like
         // Cilium's proxy does; the request never reaches the server.
-        reset_server(&ctx, &pkt, state.hook);
-        return answer_forbidden(&ctx, &pkt, state.hook);
+        answer::reset_server(&ctx, pkt, state.hook);
+        return answer::answer_forbidden(&ctx, pkt, state.hook);
     }
-    if state.l7_started == 0 {
-        // The first payload of an L7-enforced connection is not a request
-        // line we can read: fail closed.
-        count(counter::L7_UNPARSABLE);
-        decision.dropped = true;
-        emit(&ctx, state.hook, &pkt, kind::TCP_FLAGS, &decision);
-        return TC_ACT_SHOT;
+    if detail != 0 {
+        return fail_closed(&ctx, state.hook, pkt, &mut decision, detail);
     }
+    count(counter::L7_ALLOWED);
+    advance_or_pass(&ctx, pkt, state, off, result, 0)
+}
+
+/// `check_request` result: the request is denied by the rules.
+const CHECK_DENIED: u8 = 0xff;
+
+/// Mark on an `L7State::allowed_off` entry: the request was denied but
+/// passed because the endpoint is in audit mode (reported as AUDIT).
+const AUDITED: u32 = 1 << 31;
+
+/// After an allowed (or audited) request at `off` with `result` from
+/// [`check_request`]: tail-calls the next round when another request starts
+/// within the segment, otherwise records where the next request starts and
+/// passes the segment, reporting its requests.
+#[inline(always)]
+fn advance_or_pass(
+    ctx: &TcContext,
+    pkt: &L4Packet,
+    state: &mut L7State,
+    off: usize,
+    result: u64,
+    mark: u32,
+) -> i32 {
+    let head_len = (result >> 8) & 0xff_ffff;
+    let content_length = result >> 32;
+    let next = off as u64 + head_len + content_length;
+    let mut decision = Decision::pass();
+    decision.match_type = state.match_type;
+    decision.local_identity = state.local_identity;
+    decision.peer_identity = state.peer_identity;
+    decision.audit = state.audit != 0;
+    if next < pkt.payload_len as u64 {
+        let slot = usize::from(state.allowed);
+        if slot >= MAX_REQUESTS_PER_SEGMENT - 1 {
+            return fail_closed(
+                ctx,
+                state.hook,
+                pkt,
+                &mut decision,
+                l7_detail::TOO_MANY_REQUESTS,
+            );
+        }
+        state.allowed_off[slot] = off as u32 | mark;
+        state.allowed += 1;
+        state.request_off = next as u32;
+        // SAFETY: tail call into the program array's L7 program (this one).
+        unsafe { L7_JUMP.tail_call(ctx, 0) };
+        return fail_closed(
+            ctx,
+            state.hook,
+            pkt,
+            &mut decision,
+            l7_detail::TOO_MANY_REQUESTS,
+        );
+    }
+    ct_update(
+        ctx,
+        state.hook,
+        pkt,
+        pkt.seq.wrapping_add(next as u32),
+        CT_FLAG_L7_SYNCED,
+    );
+    emit_allowed(ctx, pkt, state, &mut decision);
+    decision.payload_skip = off as u32;
+    decision.dropped = mark != 0;
+    emit(ctx, state.hook, pkt, kind::HTTP_REQUEST, &decision);
     TC_ACT_PIPE
+}
+
+/// Reports the requests of this segment passed in earlier rounds: dropped
+/// when `decision` says the segment is, audited when marked so.
+#[inline(never)]
+fn emit_allowed(ctx: &TcContext, pkt: &L4Packet, state: &L7State, decision: &mut Decision) {
+    let segment_dropped = decision.dropped;
+    let mut k = 0usize;
+    while k < MAX_REQUESTS_PER_SEGMENT {
+        if k >= usize::from(state.allowed) {
+            break;
+        }
+        let entry = state.allowed_off[k];
+        decision.payload_skip = entry & !AUDITED;
+        decision.dropped = segment_dropped || entry & AUDITED != 0;
+        emit(ctx, state.hook, pkt, kind::HTTP_REQUEST, decision);
+        k += 1;
+    }
+    decision.dropped = segment_dropped;
+}
+
+/// Drops a segment the probe cannot judge, reporting why (in audit mode:
+/// reports and passes it, and stops checking the connection).
+#[inline(never)]
+fn fail_closed(
+    ctx: &TcContext,
+    at_hook: u8,
+    pkt: &L4Packet,
+    decision: &mut Decision,
+    detail: u8,
+) -> i32 {
+    count(counter::L7_UNPARSABLE);
+    decision.dropped = true;
+    decision.drop_reason = drop_reason::INVALID_PACKET;
+    decision.detail = detail;
+    decision.payload_skip = 0;
+    emit(ctx, at_hook, pkt, kind::TCP_FLAGS, decision);
+    if decision.audit {
+        ct_update(ctx, at_hook, pkt, 0, CT_FLAG_L7_GAVE_UP);
+        return TC_ACT_PIPE;
+    }
+    TC_ACT_SHOT
+}
+
+/// Drops a segment without an event (its cause was reported already).
+#[inline(always)]
+fn fail_closed_quietly(decision: &Decision) -> i32 {
+    count(counter::L7_UNPARSABLE);
+    if decision.audit {
+        TC_ACT_PIPE
+    } else {
+        TC_ACT_SHOT
+    }
+}
+
+/// Where, in this segment's payload, the next request of its connection
+/// starts: the offset in the low 32 bits, or an [`l7_detail`] code in bits
+/// 32..40 when the segment cannot be judged (ahead of that point, or after a
+/// denied request).
+#[inline(never)]
+#[expect(
+    clippy::needless_borrows_for_generic_args,
+    reason = "pass the per-CPU scratch slot itself, not a copy on the 512-byte stack"
+)]
+fn first_request_offset(ctx: &TcContext, at_hook: u8, pkt: &L4Packet) -> u64 {
+    let Some(key) = ct_forward_key(ctx, at_hook, pkt) else {
+        return u64::from(l7_detail::NOT_HTTP) << 32;
+    };
+    // SAFETY: the value is only read during this program run.
+    let Some(ct) = (unsafe { CT.get(&*key) }) else {
+        // Not tracked (evicted): judge the segment as a request start.
+        return 0;
+    };
+    if ct.flags & CT_FLAG_L7_GAVE_UP != 0 {
+        // Audit mode gave up on this connection: everything passes.
+        return u64::from(u32::MAX);
+    }
+    if ct.flags & CT_FLAG_L7_SYNCED == 0 {
+        return 0;
+    }
+    let delta = ct.next_request_seq.wrapping_sub(pkt.seq) as i32;
+    if delta < 0 {
+        return u64::from(l7_detail::OUT_OF_ORDER) << 32;
+    }
+    if ct.flags & CT_FLAG_L7_DENIED != 0 && delta != 0 {
+        return u64::from(l7_detail::AFTER_DENY) << 32;
+    }
+    delta as u64
+}
+
+/// Reads the request starting `off` bytes into the payload and judges it
+/// against HTTP table `table`: [`CHECK_DENIED`], an [`l7_detail`] code, or
+/// (low byte 0) `head_len << 8 | content_length << 32` of an allowed
+/// request.
+#[inline(never)]
+fn check_request(ctx: &TcContext, pkt: &L4Packet, off: usize, table: u8) -> u64 {
+    let Some(buf) = L7_BUF.get_ptr_mut(0) else {
+        return u64::from(l7_detail::NOT_HTTP);
+    };
+    if off >= pkt.payload_len {
+        return u64::from(l7_detail::HEAD_INCOMPLETE);
+    }
+    let available = pkt.payload_len - off;
+    if available < http::MIN_REQUEST {
+        // A request split before its request line is complete.
+        return u64::from(l7_detail::HEAD_INCOMPLETE);
+    }
+    let wanted = if available < HEAD_WINDOW {
+        available
+    } else {
+        HEAD_WINDOW
+    };
+    // The verifier needs the length proven to lie in 1..=HEAD_WINDOW.
+    let len = ((wanted - 1) & (HEAD_WINDOW - 1)) + 1;
+    // SAFETY: `buf` is a per-CPU array slot of HEAD_WINDOW bytes,
+    // exclusively ours for this run; `len` is at most that size.
+    let loaded = unsafe {
+        bpf_skb_load_bytes(
+            ctx.skb.skb as *const __sk_buff as *const _,
+            (pkt.payload_offset + off) as u32,
+            (*buf).as_mut_ptr().cast(),
+            len as u32,
+        )
+    };
+    if loaded != 0 {
+        return u64::from(l7_detail::HEAD_INCOMPLETE);
+    }
+    // SAFETY: as above.
+    let buf = unsafe { &*buf };
+    let head = [
+        buf[0], buf[1], buf[2], buf[3], buf[4], buf[5], buf[6], buf[7],
+    ];
+    if !http::is_method(&head) {
+        return u64::from(l7_detail::NOT_HTTP);
+    }
+    let Some(table) = L7_HTTP.get(u32::from(table)) else {
+        return u64::from(CHECK_DENIED);
+    };
+    let allowed = http::walk_request_line(table, buf, len) != 0;
+    let Some(scan) = HEAD_SCAN.get_ptr_mut(0) else {
+        return u64::from(l7_detail::NOT_HTTP);
+    };
+    let framing = http::scan_head(buf, len, scan);
+    match (allowed, framing as u8) {
+        (true, _) => framing,
+        // A denied request is answered 403 however it is framed; where it
+        // ends is kept when known (audit mode goes on after it).
+        (false, 0) => framing | u64::from(CHECK_DENIED),
+        (false, _) => u64::from(CHECK_DENIED),
+    }
+}
+
+/// Records, in the connection's `CT` entry, where its next request starts
+/// (`next_seq`) and sets `flags`.
+#[inline(never)]
+#[expect(
+    clippy::needless_borrows_for_generic_args,
+    reason = "pass the per-CPU scratch slot itself, not a copy on the 512-byte stack"
+)]
+fn ct_update(ctx: &TcContext, at_hook: u8, pkt: &L4Packet, next_seq: u32, flags: u8) {
+    let Some(key) = ct_forward_key(ctx, at_hook, pkt) else {
+        return;
+    };
+    if let Some(ct) = CT.get_ptr_mut(&*key) {
+        // SAFETY: a pointer into the CT map's value, valid for this run;
+        // racing writers of the same connection write the same values for
+        // the same segment.
+        unsafe {
+            (*ct).next_request_seq = next_seq;
+            (*ct).flags |= flags;
+        }
+    }
+}
+
+/// The per-CPU scratch key, filled for `pkt`'s connection in the direction
+/// it was opened (the segment travels that way).
+#[inline(always)]
+fn ct_forward_key(ctx: &TcContext, at_hook: u8, pkt: &L4Packet) -> Option<&'static mut CtKey> {
+    // SAFETY: reading the ifindex field of the context's sk_buff.
+    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    // SAFETY: the value is only read during this program run.
+    let ep = unsafe { ENDPOINTS.get(ifindex) }?;
+    let dir = if at_hook == hook::TC_INGRESS {
+        direction::EGRESS
+    } else {
+        direction::INGRESS
+    };
+    let key = CT_SCRATCH.get_ptr_mut(0)?;
+    // SAFETY: a per-CPU array slot, exclusively ours for this program run.
+    let key = unsafe { &mut *key };
+    fill_ct_key(key, ep.endpoint_id, pkt, dir, false);
+    Some(key)
 }
 
 #[inline(always)]
@@ -188,8 +531,13 @@ struct Decision {
     l7_table: u8,
     /// The packet travels in the direction the connection was opened.
     forward: bool,
-    /// A request on the connection was already checked and allowed.
-    l7_started: bool,
+    /// The endpoint is in audit mode: what would be dropped is reported
+    /// with verdict AUDIT and passed.
+    audit: bool,
+    /// For an unjudgeable L7 segment, why (`l7_detail`).
+    detail: u8,
+    /// Where in the payload the reported request starts.
+    payload_skip: u32,
 }
 
 impl Decision {
@@ -203,366 +551,139 @@ impl Decision {
             l7_kind: 0,
             l7_table: 0,
             forward: false,
-            l7_started: false,
+            audit: false,
+            detail: 0,
+            payload_skip: 0,
         }
+    }
+}
+
+/// What a classifier returns for a packet the policy drops: drop it, or
+/// in audit mode pass it (it was reported with verdict AUDIT).
+#[inline(always)]
+fn drop_verdict(decision: &Decision) -> i32 {
+    if decision.audit {
+        TC_ACT_PIPE
+    } else {
+        TC_ACT_SHOT
     }
 }
 
 #[inline(always)]
 fn process(ctx: &TcContext, at_hook: u8) -> i32 {
     count(counter::PACKETS);
-    match headers::parse(ctx) {
-        Ok(Parsed::L4(pkt)) => {
-            let mut decision = decide(ctx, at_hook, &pkt);
-            let is_tcp = pkt.proto == IPPROTO_TCP;
-            if decision.dropped {
-                emit(ctx, at_hook, &pkt, kind::TCP_FLAGS, &decision);
+    let pkt = match parse_packet(ctx) {
+        Seen::L4(pkt) => pkt,
+        Seen::Skip => return TC_ACT_PIPE,
+        Seen::Fragment => {
+            // Later fragments carry no ports to tie them to a connection's
+            // verdict: an enforcing endpoint does not let them through.
+            if enforcing(ctx, at_hook) {
+                count(counter::FRAGMENTS_DROPPED);
                 return TC_ACT_SHOT;
             }
-            let http = is_tcp && pkt.payload_len > 0 && starts_with_http_method(ctx, &pkt);
-            if is_tcp && decision.forward && pkt.payload_len > 0 {
-                if decision.l7_kind == L7_KIND_HTTP {
-                    if let Some(state) = L7_STATE.get_ptr_mut(0) {
-                        // SAFETY: a per-CPU slot, exclusively ours until the
-                        // tail-called program (same CPU, same run) reads it.
-                        unsafe {
-                            *state = L7State {
-                                hook: at_hook,
-                                l7_table: decision.l7_table,
-                                l7_started: u8::from(decision.l7_started),
-                                match_type: decision.match_type,
-                                local_identity: decision.local_identity,
-                                peer_identity: decision.peer_identity,
-                            };
-                            L7_JUMP.tail_call(ctx, 0);
-                        }
-                    }
-                    // No L7 program to jump to: fail closed.
-                    count(counter::L7_UNPARSABLE);
-                    decision.dropped = true;
-                    emit(ctx, at_hook, &pkt, http_kind(http), &decision);
-                    return TC_ACT_SHOT;
-                } else if decision.l7_kind == L7_KIND_CONFLICT {
-                    count(counter::L7_UNPARSABLE);
-                    decision.dropped = true;
-                    emit(ctx, at_hook, &pkt, http_kind(http), &decision);
-                    return TC_ACT_SHOT;
-                }
-            }
-            let interesting =
-                is_tcp && pkt.flags & (tcp_flags::SYN | tcp_flags::FIN | tcp_flags::RST) != 0;
-            // DNS over UDP: every message on port 53 is reported (visibility
-            // without a policy), the agent decodes it.
-            let dns = !is_tcp
-                && (pkt.sport == DNS_PORT || pkt.dport == DNS_PORT)
-                && pkt.payload_len >= DNS_HEADER_LEN;
-            if dns {
-                emit(ctx, at_hook, &pkt, kind::DNS, &decision);
-            } else if http || interesting {
-                emit(ctx, at_hook, &pkt, http_kind(http), &decision);
-            }
+            return TC_ACT_PIPE;
         }
-        Ok(Parsed::Skip) => {}
-        Err(_) => {
+        Seen::Malformed => {
             count(counter::PARSE_ERRORS);
             debug!(ctx, "holonet: unparsable packet, len {}", ctx.len());
+            // Whatever the probe cannot parse, an enforcing endpoint drops.
+            return if enforcing(ctx, at_hook) {
+                TC_ACT_SHOT
+            } else {
+                TC_ACT_PIPE
+            };
         }
+    };
+    let mut decision = decide(ctx, at_hook, pkt);
+    if pkt.first_fragment && !decision.dropped && enforcing(ctx, at_hook) {
+        count(counter::FRAGMENTS_DROPPED);
+        decision.dropped = true;
+        decision.audit = false;
+        decision.drop_reason = drop_reason::FRAGMENTATION_NOT_SUPPORTED;
+    }
+    let is_tcp = pkt.proto == IPPROTO_TCP;
+    if decision.dropped {
+        emit(ctx, at_hook, pkt, kind::TCP_FLAGS, &decision);
+        return drop_verdict(&decision);
+    }
+    let head = payload_head(ctx, pkt);
+    let request = is_tcp && http::is_method(&head);
+    if is_tcp && decision.forward && pkt.payload_len > 0 {
+        if decision.l7_kind == L7_KIND_HTTP {
+            if let Some(state) = L7_STATE.get_ptr_mut(0) {
+                // SAFETY: a per-CPU slot, exclusively ours until the
+                // tail-called program (same CPU, same run) reads it.
+                unsafe {
+                    (*state).hook = at_hook;
+                    (*state).l7_table = decision.l7_table;
+                    (*state).match_type = decision.match_type;
+                    (*state).allowed = 0;
+                    (*state).audit = u8::from(decision.audit);
+                    (*state).local_identity = decision.local_identity;
+                    (*state).peer_identity = decision.peer_identity;
+                    (*state).request_off = FIRST_ROUND;
+                    L7_JUMP.tail_call(ctx, 0);
+                }
+            }
+            // No L7 program to jump to: fail closed.
+            count(counter::L7_UNPARSABLE);
+            decision.dropped = true;
+            decision.drop_reason = drop_reason::INVALID_PACKET;
+            emit(ctx, at_hook, pkt, http_kind(request), &decision);
+            return drop_verdict(&decision);
+        } else if decision.l7_kind == L7_KIND_CONFLICT {
+            count(counter::L7_UNPARSABLE);
+            decision.dropped = true;
+            decision.drop_reason = drop_reason::INVALID_PACKET;
+            emit(ctx, at_hook, pkt, http_kind(request), &decision);
+            return drop_verdict(&decision);
+        }
+    }
+    let interesting = is_tcp && pkt.flags & (tcp_flags::SYN | tcp_flags::FIN | tcp_flags::RST) != 0;
+    // DNS over UDP: every message on port 53 is reported (visibility
+    // without a policy), the agent decodes it.
+    let dns = !is_tcp
+        && (pkt.sport == DNS_PORT || pkt.dport == DNS_PORT)
+        && pkt.payload_len >= DNS_HEADER_LEN;
+    if dns {
+        emit(ctx, at_hook, pkt, kind::DNS, &decision);
+    } else if request || interesting {
+        emit(ctx, at_hook, pkt, http_kind(request), &decision);
+    } else if is_tcp && http::is_status_line(&head) {
+        // L7 visibility: responses on any connection, for their status
+        // and the request's latency.
+        emit(ctx, at_hook, pkt, kind::HTTP_RESPONSE, &decision);
     }
     TC_ACT_PIPE
 }
 
-/// Sum of the big-endian 16-bit words of `bytes` (even length), computed at
-/// compile time for the constant response body.
-const fn words_sum(bytes: &[u8]) -> u32 {
-    let mut sum = 0u32;
-    let mut i = 0;
-    while i + 1 < bytes.len() {
-        sum += ((bytes[i] as u32) << 8) | bytes[i + 1] as u32;
-        i += 2;
+/// The first eight payload bytes (zeros when the payload is shorter than a
+/// request line), for recognising a request or status line.
+#[inline(always)]
+fn payload_head(ctx: &TcContext, pkt: &L4Packet) -> [u8; 8] {
+    if pkt.payload_len < http::MIN_REQUEST {
+        return [0; 8];
     }
-    sum
+    ctx.load::<[u8; 8]>(pkt.payload_offset).unwrap_or([0; 8])
 }
 
-const FORBIDDEN_SUM: u32 = words_sum(FORBIDDEN);
-
-#[inline(always)]
-fn header_sum<const N: usize>(bytes: &[u8; N]) -> u32 {
-    let mut sum = 0u32;
-    let mut i = 0;
-    while i + 1 < N {
-        sum += (u32::from(bytes[i]) << 8) | u32::from(bytes[i + 1]);
-        i += 2;
-    }
-    sum
-}
-
-#[inline(always)]
-fn csum_fold(mut sum: u32) -> u16 {
-    sum = (sum & 0xffff) + (sum >> 16);
-    sum = (sum & 0xffff) + (sum >> 16);
-    !(sum as u16)
-}
-
-/// An IPv4 header without options, from `src` to `dst` (IPv4 in the first
-/// four bytes), for a TCP packet of `total_len` bytes, checksum filled in.
-#[inline(always)]
-fn ipv4_header(src: &[u8; 16], dst: &[u8; 16], total_len: u16) -> [u8; 20] {
-    let mut ip: [u8; 20] = [
-        0x45,
-        0,
-        (total_len >> 8) as u8,
-        total_len as u8,
-        0,
-        0,
-        0x40,
-        0,
-        64,
-        IPPROTO_TCP,
-        0,
-        0,
-        src[0],
-        src[1],
-        src[2],
-        src[3],
-        dst[0],
-        dst[1],
-        dst[2],
-        dst[3],
-    ];
-    let sum = csum_fold(header_sum(&ip));
-    ip[10] = (sum >> 8) as u8;
-    ip[11] = sum as u8;
-    ip
-}
-
-/// A TCP header without options; `body_sum` is the word sum of the
-/// payload (of `body_len` bytes), so the checksum covers it.
-#[inline(always)]
-fn tcp_header(
-    ip: &[u8; 20],
-    ports: (u16, u16),
-    seq_ack: (u32, u32),
-    flags: u8,
-    body: (u32, u32),
-) -> [u8; 20] {
-    let (sport, dport) = (ports.0.to_be_bytes(), ports.1.to_be_bytes());
-    let (seq, ack) = (seq_ack.0.to_be_bytes(), seq_ack.1.to_be_bytes());
-    let mut tcp: [u8; 20] = [
-        sport[0], sport[1], dport[0], dport[1], seq[0], seq[1], seq[2], seq[3], ack[0], ack[1],
-        ack[2], ack[3], 0x50, // data offset 5: no options
-        flags, 0xfa, 0xf0, // window 64240
-        0, 0, // checksum
-        0, 0, // urgent pointer
-    ];
-    // Pseudo header (addresses, protocol, TCP length), header, body.
-    let addrs: [u8; 8] = [
-        ip[12], ip[13], ip[14], ip[15], ip[16], ip[17], ip[18], ip[19],
-    ];
-    let (body_len, body_sum) = body;
-    let sum =
-        header_sum(&addrs) + u32::from(IPPROTO_TCP) + 20 + body_len + header_sum(&tcp) + body_sum;
-    let sum = csum_fold(sum);
-    tcp[16] = (sum >> 8) as u8;
-    tcp[17] = sum as u8;
-    tcp
-}
-
-/// Rewrites the denied request segment into `HTTP/1.1 403 Forbidden` with
-/// FIN set, from the server's address back to the client, and redirects it
-/// out of this veth into the client pod. IPv4 only; anything else (or a
-/// helper failure) drops the segment.
+/// Does the packet's interface belong to an endpoint that enforces policy
+/// in the packet's direction (and is not in audit mode)?
 #[inline(never)]
-fn answer_forbidden(ctx: &TcContext, pkt: &L4Packet, at_hook: u8) -> i32 {
-    if pkt.family != family::IPV4 {
-        return TC_ACT_SHOT;
-    }
-    let (Ok(dst_mac), Ok(src_mac)) = (ctx.load::<[u8; 6]>(0), ctx.load::<[u8; 6]>(6)) else {
-        return TC_ACT_SHOT;
-    };
-    let ip = ipv4_header(&pkt.daddr, &pkt.saddr, (FORBIDDEN_FRAME - 14) as u16);
-    let tcp = tcp_header(
-        &ip,
-        (pkt.dport, pkt.sport),
-        (pkt.ack, pkt.seq.wrapping_add(pkt.payload_len as u32)),
-        tcp_flags::FIN | tcp_flags::PSH | tcp_flags::ACK,
-        (FORBIDDEN_LEN as u32, FORBIDDEN_SUM),
-    );
-    let eth: [u8; 14] = [
-        src_mac[0], src_mac[1], src_mac[2], src_mac[3], src_mac[4], src_mac[5], dst_mac[0],
-        dst_mac[1], dst_mac[2], dst_mac[3], dst_mac[4], dst_mac[5], 0x08, 0x00,
-    ];
-    let skb = ctx.skb.skb;
-    // SAFETY: helpers on this program's own sk_buff; each pointer and length
-    // describes a local array or the constant response.
-    unsafe {
-        if bpf_skb_change_tail(skb, FORBIDDEN_FRAME as u32, 0) != 0
-            || bpf_skb_store_bytes(skb, 0, eth.as_ptr().cast(), 14, 0) != 0
-            || bpf_skb_store_bytes(skb, 14, ip.as_ptr().cast(), 20, 0) != 0
-            || bpf_skb_store_bytes(skb, 34, tcp.as_ptr().cast(), 20, 0) != 0
-            || bpf_skb_store_bytes(skb, 54, FORBIDDEN.as_ptr().cast(), FORBIDDEN_LEN as u32, 0) != 0
-        {
-            return TC_ACT_SHOT;
-        }
-        // Enforcing the client's egress (TC ingress of its veth): the answer
-        // goes out of the veth to the client. Enforcing the server's ingress
-        // (TC egress of its veth): it goes into the host, which routes it
-        // back to the client.
-        bpf_redirect((*skb).ifindex, redirect_flags(at_hook, true)) as i32
-    }
-}
-
-/// `bpf_redirect` flags: towards the client (`to_client`) or the server,
-/// seen from the hook the request was caught at.
-#[inline(always)]
-fn redirect_flags(at_hook: u8, to_client: bool) -> u64 {
-    const BPF_F_INGRESS: u64 = 1;
-    // At TC ingress the client is behind this veth; at TC egress the server is.
-    let client_behind_veth = at_hook == hook::TC_INGRESS;
-    if client_behind_veth == to_client {
-        0
-    } else {
-        BPF_F_INGRESS
-    }
-}
-
-/// Turns the packet into a bare RST+ACK from the client to the server (same
-/// addresses, ports and sequence numbers as the denied request, no payload)
-/// and sends a copy of it towards the server: into the host when the client
-/// is behind this veth, out of the veth when the server is. Best effort: a failure
-/// leaves the server's socket to time out.
-#[inline(never)]
-fn reset_server(ctx: &TcContext, pkt: &L4Packet, at_hook: u8) {
-    const RST_FRAME: usize = 14 + 20 + 20;
-    if pkt.family != family::IPV4 {
-        return;
-    }
-    let (Ok(dst_mac), Ok(src_mac)) = (ctx.load::<[u8; 6]>(0), ctx.load::<[u8; 6]>(6)) else {
-        return;
-    };
-    let ip = ipv4_header(&pkt.saddr, &pkt.daddr, (RST_FRAME - 14) as u16);
-    let tcp = tcp_header(
-        &ip,
-        (pkt.sport, pkt.dport),
-        (pkt.seq, pkt.ack),
-        tcp_flags::RST | tcp_flags::ACK,
-        (0, 0),
-    );
-    let eth: [u8; 14] = [
-        dst_mac[0], dst_mac[1], dst_mac[2], dst_mac[3], dst_mac[4], dst_mac[5], src_mac[0],
-        src_mac[1], src_mac[2], src_mac[3], src_mac[4], src_mac[5], 0x08, 0x00,
-    ];
-    let skb = ctx.skb.skb;
-    // SAFETY: helpers on this program's own sk_buff with local arrays.
-    unsafe {
-        if bpf_skb_change_tail(skb, RST_FRAME as u32, 0) != 0
-            || bpf_skb_store_bytes(skb, 0, eth.as_ptr().cast(), 14, 0) != 0
-            || bpf_skb_store_bytes(skb, 14, ip.as_ptr().cast(), 20, 0) != 0
-            || bpf_skb_store_bytes(skb, 34, tcp.as_ptr().cast(), 20, 0) != 0
-        {
-            return;
-        }
-        let _ = ctx.clone_redirect((*skb).ifindex, redirect_flags(at_hook, false));
-    }
-}
-
-/// Walks the HTTP table `table` over the request line at the start of the
-/// payload (`METHOD SP request-target`, up to the SP before the version).
-/// Anything that does not fit the copied window, lacks the second SP, or
-/// holds CR/LF before it is not allowed (fail closed).
-#[inline(never)]
-fn l7_http_allows(ctx: &TcContext, pkt: &L4Packet, table: u8) -> bool {
-    let Some(table) = L7_HTTP.get(u32::from(table)) else {
-        return false;
-    };
-    let Some(buf) = L7_BUF.get_ptr_mut(0) else {
-        return false;
-    };
-    let wanted = if pkt.payload_len < PAYLOAD_CAPACITY {
-        pkt.payload_len
-    } else {
-        PAYLOAD_CAPACITY
-    };
-    if wanted == 0 {
-        return false;
-    }
-    let len = ((wanted - 1) & (PAYLOAD_CAPACITY - 1)) + 1;
-    // SAFETY: `buf` is a per-CPU array slot of PAYLOAD_CAPACITY bytes,
-    // exclusively ours for this run; `len` is at most that size.
-    let loaded = unsafe {
-        bpf_skb_load_bytes(
-            ctx.skb.skb as *const __sk_buff as *const _,
-            pkt.payload_offset as u32,
-            (*buf).as_mut_ptr().cast(),
-            len as u32,
-        )
-    };
-    if loaded != 0 {
-        return false;
-    }
-    // SAFETY: as above.
-    let buf = unsafe { &*buf };
-    let mut row = usize::from(table.start_state) * L7_DFA_MAX_CLASSES;
-    let mut spaces = 0u32;
-    let mut i = 0usize;
-    while i < PAYLOAD_CAPACITY {
-        if i >= len {
-            return false;
-        }
-        let b = buf[i];
-        if b == b' ' {
-            spaces += 1;
-            if spaces == 2 {
-                let state = row / L7_DFA_MAX_CLASSES;
-                return match table.accept.get(state) {
-                    Some(accept) => *accept != 0,
-                    None => false,
-                };
-            }
-        } else if b == b'\r' || b == b'\n' {
-            return false;
-        }
-        let idx = row + usize::from(table.byte_class[usize::from(b)]);
-        if idx >= L7_DFA_TRANSITIONS {
-            return false;
-        }
-        row = usize::from(table.transitions[idx]);
-        if row == 0 {
-            return false;
-        }
-        i += 1;
-    }
-    false
-}
-
-/// Marks the tracked connection of `pkt` as having passed its first request.
-#[inline(never)]
-#[expect(
-    clippy::needless_borrows_for_generic_args,
-    reason = "pass the per-CPU scratch slot itself, not a copy on the 512-byte stack"
-)]
-fn ct_mark_l7_started(ctx: &TcContext, at_hook: u8, pkt: &L4Packet) {
+fn enforcing(ctx: &TcContext, at_hook: u8) -> bool {
     // SAFETY: reading the ifindex field of the context's sk_buff.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
     // SAFETY: the value is only read during this program run.
     let Some(ep) = (unsafe { ENDPOINTS.get(ifindex) }) else {
-        return;
+        return false;
     };
-    let dir = if at_hook == hook::TC_INGRESS {
-        direction::EGRESS
+    let flag = if at_hook == hook::TC_INGRESS {
+        ENDPOINT_FLAG_ENFORCE_EGRESS
     } else {
-        direction::INGRESS
+        ENDPOINT_FLAG_ENFORCE_INGRESS
     };
-    let Some(key) = CT_SCRATCH.get_ptr_mut(0) else {
-        return;
-    };
-    // SAFETY: a per-CPU array slot, exclusively ours for this program run.
-    let key = unsafe { &mut *key };
-    fill_ct_key(key, ep.endpoint_id, pkt, dir, false);
-    if let Some(ct) = CT.get_ptr_mut(&*key) {
-        // SAFETY: a pointer into the CT map's value, valid for this run; a
-        // racing update of the same flag byte is harmless.
-        unsafe { (*ct).flags |= CT_FLAG_L7_STARTED };
-    }
+    ep.flags & flag != 0 && ep.flags & ENDPOINT_FLAG_AUDIT == 0
 }
 
 /// An address as the ipcache stores it (IPv4 mapped into IPv6).
@@ -664,6 +785,10 @@ fn ct_track(ep: &EndpointValue, pkt: &L4Packet, dir: u8, policy: &PolicyValue) {
     // SAFETY: a per-CPU array slot, exclusively ours for this program run.
     let key = unsafe { &mut *key };
     fill_ct_key(key, ep.endpoint_id, pkt, dir, false);
+    // Tracked from its SYN, the connection's first request starts at the
+    // first byte after it; tracked mid-stream, the first payload seen must
+    // start a request.
+    let syn = pkt.proto == IPPROTO_TCP && pkt.flags & tcp_flags::SYN != 0;
     let value = CtValue {
         // SAFETY: a helper without arguments.
         created_ns: unsafe { bpf_ktime_get_ns() },
@@ -671,7 +796,9 @@ fn ct_track(ep: &EndpointValue, pkt: &L4Packet, dir: u8, policy: &PolicyValue) {
         match_type: policy.match_type,
         l7_kind: policy.l7_kind,
         l7_table: policy.l7_table as u8,
-        flags: 0,
+        flags: if syn { CT_FLAG_L7_SYNCED } else { 0 },
+        next_request_seq: pkt.seq.wrapping_add(1),
+        _reserved: 0,
     };
     let _ = CT.insert(&*key, &value, 0);
 }
@@ -707,10 +834,10 @@ fn decide(ctx: &TcContext, at_hook: u8, pkt: &L4Packet) -> Decision {
     };
     let mut decision = Decision::pass();
     decision.local_identity = ep.identity;
+    decision.audit = ep.flags & ENDPOINT_FLAG_AUDIT != 0;
     let tracked = ct_match(ep, pkt, dir);
     if tracked & 1 != 0 {
         decision.forward = tracked & 2 != 0;
-        decision.l7_started = (tracked >> 8) as u8 & CT_FLAG_L7_STARTED != 0;
         decision.match_type = (tracked >> 16) as u8;
         decision.l7_kind = (tracked >> 24) as u8;
         decision.l7_table = (tracked >> 32) as u8;
@@ -726,13 +853,10 @@ fn decide(ctx: &TcContext, at_hook: u8, pkt: &L4Packet) -> Decision {
     if hit.is_none() {
         hit = lookup_policy(ep.endpoint_id, dir, pkt.proto, IDENTITY_ANY, pkt.dport);
     }
-    let audit = ep.flags & ENDPOINT_FLAG_AUDIT != 0;
     match hit {
         Some(p) if p.action == POLICY_ACTION_DENY => {
-            if !audit {
-                decision.dropped = true;
-                decision.drop_reason = drop_reason::POLICY_DENY;
-            }
+            decision.dropped = true;
+            decision.drop_reason = drop_reason::POLICY_DENY;
         }
         Some(p) => {
             decision.match_type = p.match_type;
@@ -741,7 +865,7 @@ fn decide(ctx: &TcContext, at_hook: u8, pkt: &L4Packet) -> Decision {
             ct_track(ep, pkt, dir, p);
         }
         None => {
-            if ep.flags & enforce_flag != 0 && !audit {
+            if ep.flags & enforce_flag != 0 {
                 decision.dropped = true;
                 decision.drop_reason = drop_reason::POLICY_DENIED;
             } else {
@@ -751,6 +875,11 @@ fn decide(ctx: &TcContext, at_hook: u8, pkt: &L4Packet) -> Decision {
                 ct_track(ep, pkt, dir, &PolicyValue::default());
             }
         }
+    }
+    if decision.dropped && decision.audit {
+        // Audit mode: reported once (verdict AUDIT), then tracked like an
+        // allowed connection so its other packets pass quietly.
+        ct_track(ep, pkt, dir, &PolicyValue::default());
     }
     decision
 }
@@ -769,38 +898,12 @@ fn http_kind(http: bool) -> u8 {
     }
 }
 
-/// The shortest request line we recognise: `GET / HTTP/1.1\r\n`.
-const MIN_REQUEST_LINE: usize = 16;
-
-/// Does the payload start with an HTTP/1.x method followed by a space?
-#[inline(always)]
-fn starts_with_http_method(ctx: &TcContext, pkt: &L4Packet) -> bool {
-    if pkt.payload_len < MIN_REQUEST_LINE {
-        return false;
-    }
-    let Ok(head) = ctx.load::<[u8; 8]>(pkt.payload_offset) else {
-        return false;
-    };
-    matches!(
-        head,
-        [b'G', b'E', b'T', b' ', ..]
-            | [b'P', b'U', b'T', b' ', ..]
-            | [b'P', b'O', b'S', b'T', b' ', ..]
-            | [b'H', b'E', b'A', b'D', b' ', ..]
-            | [b'P', b'A', b'T', b'C', b'H', b' ', ..]
-            | [b'T', b'R', b'A', b'C', b'E', b' ', ..]
-            | [b'D', b'E', b'L', b'E', b'T', b'E', b' ', ..]
-            | [b'O', b'P', b'T', b'I', b'O', b'N', b'S', b' ']
-            | [b'C', b'O', b'N', b'N', b'E', b'C', b'T', b' ']
-    )
-}
-
 #[inline(never)]
 fn emit(ctx: &TcContext, at_hook: u8, pkt: &L4Packet, event_kind: u8, decision: &Decision) {
-    let event_verdict = if decision.dropped {
-        verdict::DROPPED
-    } else {
-        verdict::FORWARDED
+    let event_verdict = match (decision.dropped, decision.audit) {
+        (true, false) => verdict::DROPPED,
+        (true, true) => verdict::AUDIT,
+        (false, _) => verdict::FORWARDED,
     };
     let Some(mut entry) = EVENTS.reserve::<FlowEvent>(0) else {
         count(counter::EVENTS_LOST);
@@ -828,15 +931,18 @@ fn emit(ctx: &TcContext, at_hook: u8, pkt: &L4Packet, event_kind: u8, decision: 
         (*event).payload_len = 0;
         (*event).drop_reason = decision.drop_reason;
         (*event).match_type = decision.match_type;
-        (*event)._pad = [0; 2];
+        (*event).detail = decision.detail;
+        (*event)._pad = 0;
         (*event).local_identity = decision.local_identity;
         (*event).peer_identity = decision.peer_identity;
         (*event)._reserved = [0; 52];
     }
     // L7 events carry the start of the payload (request line, DNS message).
-    if event_kind != kind::TCP_FLAGS && pkt.payload_len > 0 {
-        let wanted = if pkt.payload_len < PAYLOAD_CAPACITY {
-            pkt.payload_len
+    let skip = decision.payload_skip as usize;
+    if event_kind != kind::TCP_FLAGS && skip < pkt.payload_len {
+        let available = pkt.payload_len - skip;
+        let wanted = if available < PAYLOAD_CAPACITY {
+            available
         } else {
             PAYLOAD_CAPACITY
         };
@@ -848,7 +954,7 @@ fn emit(ctx: &TcContext, at_hook: u8, pkt: &L4Packet, event_kind: u8, decision: 
         let copied = unsafe {
             bpf_skb_load_bytes(
                 ctx.skb.skb as *const __sk_buff as *const _,
-                pkt.payload_offset as u32,
+                (pkt.payload_offset + skip) as u32,
                 (*event).payload.as_mut_ptr().cast(),
                 len as u32,
             )

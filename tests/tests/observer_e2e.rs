@@ -39,16 +39,21 @@ fn flows(responses: &[GetFlowsResponse]) -> Vec<Flow> {
         .collect()
 }
 
-fn http_requests(all: &[Flow], path: &str) -> Vec<Flow> {
+fn http_flows(all: &[Flow], path: &str, kind: L7FlowType) -> Vec<Flow> {
     all.iter()
         .filter(|f| {
-            matches!(
-                f.l7.as_ref().and_then(|l7| l7.record.as_ref()),
-                Some(layer7::Record::Http(h)) if h.url.ends_with(path)
-            )
+            f.l7.as_ref().is_some_and(|l7| l7.r#type() == kind)
+                && matches!(
+                    f.l7.as_ref().and_then(|l7| l7.record.as_ref()),
+                    Some(layer7::Record::Http(h)) if h.url.ends_with(path)
+                )
         })
         .cloned()
         .collect()
+}
+
+fn http_requests(all: &[Flow], path: &str) -> Vec<Flow> {
+    http_flows(all, path, L7FlowType::Request)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -211,6 +216,28 @@ async fn curl_requests_come_out_of_get_flows_as_hubble_flows() {
         assert_eq!(dst.pod_name, "coruscanthealth");
         assert_ne!(src.identity, dst.identity);
         assert!(!f.uuid.is_empty());
+    }
+    // Responses: paired with their request at each observation point, with
+    // the status code and the time between them.
+    let responses = http_flows(&all, "/a.txt?x=1", L7FlowType::Response);
+    assert_eq!(
+        responses.len(),
+        2,
+        "the response at both observation points"
+    );
+    for f in &responses {
+        assert_eq!(f.is_reply.map(|b| b.value), Some(true));
+        let l7 = f.l7.as_ref().expect("l7");
+        let Some(layer7::Record::Http(http)) = &l7.record else {
+            panic!("http");
+        };
+        assert_eq!((http.code, http.method.as_str()), (200, "GET"));
+        assert!(l7.latency_ns > 0, "latency measured: {f:?}");
+        assert!(f.summary.starts_with("HTTP/1.0 200 "), "{}", f.summary);
+        assert_eq!(
+            f.source.as_ref().expect("source").pod_name,
+            "coruscanthealth"
+        );
     }
     let mut directions: Vec<TrafficDirection> =
         requests.iter().map(Flow::traffic_direction).collect();

@@ -122,6 +122,7 @@ fn label(flow: &Flow) -> String {
             }
         }
         FlowKind::HttpRequest(r) => format!("{} {} {}", r.method, r.path, r.protocol),
+        FlowKind::HttpResponse(r) => format!("{} {}", r.protocol, r.code),
         other => format!("unexpected {other:?}"),
     }
 }
@@ -133,6 +134,7 @@ fn assert_connection(
     server: &Pod,
     client_port: u16,
     request_line: &str,
+    status: &str,
 ) {
     let c = SocketAddr::new(client.ip.into(), client_port);
     let s = SocketAddr::new(server.ip.into(), PORT);
@@ -159,7 +161,12 @@ fn assert_connection(
     let request = request_line.to_string();
     let mut expected: BTreeMap<(String, String, &str), Vec<String>> = BTreeMap::new();
     let forward = vec!["SYN".to_string(), request, "FIN".to_string()];
-    let reply = vec!["SYN, ACK".to_string(), "FIN".to_string()];
+    // python's http.server answers in HTTP/1.0.
+    let reply = vec![
+        "SYN, ACK".to_string(),
+        format!("HTTP/1.0 {status}"),
+        "FIN".to_string(),
+    ];
     expected.insert(
         (
             client.host_ifname.clone(),
@@ -249,6 +256,7 @@ async fn one_request_is_reported_exactly(mode: TcMode, test: &str) {
         server,
         ports[0],
         "GET /hello.txt?lang=en HTTP/1.1",
+        "200",
     );
 
     // Order at the client's egress: handshake, request, then the close.
@@ -304,7 +312,7 @@ async fn each_connection_reports_its_own_request_line() {
         .flows_between(
             client.ip.into(),
             server.ip.into(),
-            |f| f.len() >= 30,
+            |f| f.len() >= 36,
             Duration::from_secs(10),
             Duration::from_millis(500),
         )
@@ -316,7 +324,7 @@ async fn each_connection_reports_its_own_request_line() {
         "expected three connections:\n{}",
         render(&flows)
     );
-    for (port, (method, path, _)) in ports.iter().zip(requests) {
+    for (port, (method, path, status)) in ports.iter().zip(requests) {
         let of_connection: Vec<Flow> = flows
             .iter()
             .filter(|f| f.source.port() == *port || f.destination.port() == *port)
@@ -334,6 +342,7 @@ async fn each_connection_reports_its_own_request_line() {
             server,
             *port,
             &format!("{method} {sent_path} HTTP/1.1"),
+            status,
         );
     }
 }

@@ -115,6 +115,7 @@ fn proto_tcp_flags(flags: TcpFlags) -> pb::TcpFlags {
 fn is_reply(flow: &Flow) -> Option<bool> {
     match &flow.kind {
         FlowKind::HttpRequest(_) | FlowKind::UnparsableHttp => Some(false),
+        FlowKind::HttpResponse(_) => Some(true),
         FlowKind::Tcp if flow.tcp_flags.contains(tcp_flags::SYN) => {
             Some(flow.tcp_flags.contains(tcp_flags::ACK))
         }
@@ -155,6 +156,7 @@ pub fn to_proto(
     let verdict = match flow.verdict {
         Verdict::Forwarded => pb::Verdict::Forwarded,
         Verdict::Dropped => pb::Verdict::Dropped,
+        Verdict::Audit => pb::Verdict::Audit,
         Verdict::Unknown(_) => pb::Verdict::Unknown,
     };
     let ip = pb::Ip {
@@ -223,6 +225,36 @@ pub fn to_proto(
                     method: request.method.clone(),
                     url,
                     protocol: request.protocol.clone(),
+                    headers: Vec::new(),
+                })),
+            });
+        }
+        FlowKind::HttpResponse(response) => {
+            out.set_type(FlowType::L7);
+            out.event_type = Some(CiliumEventType {
+                r#type: event_type::L7,
+                sub_type: 0,
+            });
+            let (method, url) = response
+                .request
+                .as_ref()
+                .map(|r| (r.method.clone(), r.url()))
+                .unwrap_or_default();
+            // Hubble's wording: `HTTP/1.1 200 3ms (GET http://host/path)`.
+            out.summary = format!(
+                "{} {} {}ms ({method} {url})",
+                response.protocol,
+                response.code,
+                response.latency_ns / 1_000_000
+            );
+            out.l7 = Some(Layer7 {
+                r#type: L7FlowType::Response.into(),
+                latency_ns: response.latency_ns,
+                record: Some(layer7::Record::Http(pb::Http {
+                    code: u32::from(response.code),
+                    method,
+                    url,
+                    protocol: response.protocol.clone(),
                     headers: Vec::new(),
                 })),
             });
@@ -297,10 +329,16 @@ pub fn to_proto(
             } else {
                 format!("TCP Flags: {}", flow.tcp_flags)
             };
+            if let Some(why) = crate::flow::l7_detail_text(flow.l7_detail) {
+                out.summary = format!("{}; {why}", out.summary);
+            }
         }
     }
     out.policy_match_type = u32::from(flow.match_type);
-    let l7 = matches!(flow.kind, FlowKind::HttpRequest(_) | FlowKind::Dns(_));
+    let l7 = matches!(
+        flow.kind,
+        FlowKind::HttpRequest(_) | FlowKind::HttpResponse(_) | FlowKind::Dns(_)
+    );
     if verdict == pb::Verdict::Dropped && !l7 {
         // Cilium's drop notifications: type 1 with the reason as sub-type;
         // whether a dropped packet was a reply is not known. (A request

@@ -13,6 +13,7 @@ use crate::{
     clock::MonotonicClock,
     events::{EventReader, ReadError},
     flow::Flow,
+    latency::LatencyTracker,
 };
 
 /// Events drained from the ring buffer per wake-up.
@@ -58,13 +59,15 @@ impl Pipeline {
         mut observe: impl FnMut(&Flow),
     ) -> Result<(), ReadError> {
         let mut batch = Vec::with_capacity(BATCH);
+        let mut latency = LatencyTracker::new();
         loop {
             batch.clear();
             reader.read_batch(&mut batch, BATCH).await?;
             let mut stored = Vec::with_capacity(batch.len());
             let endpoints = Arc::clone(&self.endpoints.borrow_and_update());
             for event in &batch {
-                let flow = Flow::from_event(event, &self.clock, &self.interfaces);
+                let mut flow = Flow::from_event(event, &self.clock, &self.interfaces);
+                latency.observe(&mut flow);
                 observe(&flow);
                 stored.push(StoredEvent::Flow(to_proto(
                     &flow,

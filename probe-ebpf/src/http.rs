@@ -1,0 +1,346 @@
+//! HTTP/1.x request heads, judged from a copy of the bytes where a request
+//! starts: is it a request line, does the rule set's DFA accept it, and
+//! where does the request end (its head plus a `Content-Length` body), so
+//! the next request on the connection is found and checked too.
+//!
+//! Everything here works on a per-CPU buffer the caller filled; nothing
+//! reads the packet. Whatever the probe cannot follow with confidence is
+//! reported as a [`l7_detail`] code and the segment is dropped (fail closed):
+//! a head that does not end within [`HEAD_WINDOW`] bytes or within the
+//! segment, `Transfer-Encoding`, several or malformed `Content-Length`
+//! headers, bare CR or LF line ends, control characters.
+
+use aya_ebpf::{cty::c_void, helpers::bpf_loop};
+use probe_common::{
+    event::l7_detail,
+    l7::{L7_DFA_MAX_CLASSES, L7DfaTable},
+};
+
+/// Bytes of a request the probe copies and reads: request line and headers
+/// must end within them (a power of two, for the verifier's length mask).
+pub(crate) const HEAD_WINDOW: usize = 2048;
+
+/// Longest `METHOD SP request-target` walked through the DFA.
+const REQUEST_LINE_MAX: usize = 256;
+
+/// The shortest request we read: `GET / HTTP/1.1\r\n`.
+pub(crate) const MIN_REQUEST: usize = 16;
+
+/// Request bodies up to this many bytes are followed; a larger
+/// `Content-Length` is refused (it would not fit the sequence arithmetic
+/// with a safe margin).
+const MAX_CONTENT_LENGTH: u32 = 1 << 30;
+
+/// Does `head` start with an upper-case HTTP/1.x method and a space?
+#[inline(always)]
+pub(crate) fn is_method(head: &[u8; 8]) -> bool {
+    matches!(
+        head,
+        [b'G', b'E', b'T', b' ', ..]
+            | [b'P', b'U', b'T', b' ', ..]
+            | [b'P', b'O', b'S', b'T', b' ', ..]
+            | [b'H', b'E', b'A', b'D', b' ', ..]
+            | [b'P', b'A', b'T', b'C', b'H', b' ', ..]
+            | [b'T', b'R', b'A', b'C', b'E', b' ', ..]
+            | [b'D', b'E', b'L', b'E', b'T', b'E', b' ', ..]
+            | [b'O', b'P', b'T', b'I', b'O', b'N', b'S', b' ']
+            | [b'C', b'O', b'N', b'N', b'E', b'C', b'T', b' ']
+    )
+}
+
+/// Does `head` start an HTTP/1.x status line (`HTTP/1.0 ` or `HTTP/1.1 `)?
+#[inline(always)]
+pub(crate) fn is_status_line(head: &[u8; 8]) -> bool {
+    matches!(
+        head,
+        [b'H', b'T', b'T', b'P', b'/', b'1', b'.', b'0' | b'1']
+    )
+}
+
+/// What [`walk_request_line`] hands its per-byte step through `bpf_loop`.
+#[repr(C)]
+struct WalkLoop {
+    buf: *const [u8; HEAD_WINDOW],
+    table: *const L7DfaTable,
+    /// The premultiplied DFA state.
+    row: u64,
+    spaces: u64,
+    /// `u64::MAX` while walking; the table's accept value once done.
+    accept: u64,
+}
+
+/// Walks `table` over `METHOD SP request-target` at the start of `buf`
+/// (`len` valid bytes). Returns the table's accept value for the walk: 0 when
+/// no rule allows the request (or the line is not walkable: no second SP
+/// within [`REQUEST_LINE_MAX`] bytes, CR or LF before it), `n > 0` when rule
+/// `n - 1` allowed it. Runs under `bpf_loop`, like [`scan_head`].
+#[inline(always)]
+pub(crate) fn walk_request_line(
+    table: *const L7DfaTable,
+    buf: *const [u8; HEAD_WINDOW],
+    len: usize,
+) -> u16 {
+    // SAFETY: `table` is a map value, valid for this program run.
+    let start = unsafe { (*table).start_state };
+    let mut state = WalkLoop {
+        buf,
+        table,
+        row: u64::from(start) * L7_DFA_MAX_CLASSES as u64,
+        spaces: 0,
+        accept: u64::MAX,
+    };
+    let limit = if len < REQUEST_LINE_MAX {
+        len
+    } else {
+        REQUEST_LINE_MAX
+    };
+    // SAFETY: `walk_step` has the callback signature `bpf_loop` expects and
+    // only dereferences the pointers in `state`, which outlives the call.
+    let looped = unsafe {
+        bpf_loop(
+            limit as u32,
+            walk_step as *mut c_void,
+            core::ptr::addr_of_mut!(state).cast(),
+            0,
+        )
+    };
+    if looped < 0 || state.accept > u64::from(u16::MAX) {
+        return 0;
+    }
+    state.accept as u16
+}
+
+/// One byte of [`walk_request_line`]: 0 to go on, 1 to stop with `accept`
+/// set.
+#[inline(never)]
+unsafe extern "C" fn walk_step(index: u32, ctx: *mut c_void) -> i64 {
+    let state = ctx.cast::<WalkLoop>();
+    // SAFETY: `ctx` is the `WalkLoop` on `walk_request_line`'s stack; the
+    // pointers in it are map values valid for this program run.
+    let (buf, table, row) = unsafe { (&*(*state).buf, &*(*state).table, (*state).row) };
+    let stop = move |accept: u16| {
+        // SAFETY: as above.
+        unsafe { (*state).accept = u64::from(accept) };
+        1
+    };
+    let Some(&b) = buf.get(index as usize) else {
+        return stop(0);
+    };
+    if b == b' ' {
+        // SAFETY: as above.
+        let spaces = unsafe { (*state).spaces } + 1;
+        if spaces == 2 {
+            let dfa_state = row as usize / L7_DFA_MAX_CLASSES;
+            return stop(table.accept.get(dfa_state).copied().unwrap_or(0));
+        }
+        // SAFETY: as above.
+        unsafe { (*state).spaces = spaces };
+    } else if b == b'\r' || b == b'\n' {
+        return stop(0);
+    }
+    let idx = row as usize + usize::from(table.byte_class[usize::from(b)]);
+    let Some(&next) = table.transitions.get(idx) else {
+        return stop(0);
+    };
+    if next == 0 {
+        return stop(0);
+    }
+    // SAFETY: as above.
+    unsafe { (*state).row = u64::from(next) };
+    0
+}
+
+/// Header names whose framing meaning the scanner must know, lower case
+/// with their colon.
+const CONTENT_LENGTH: &[u8; 15] = b"content-length:";
+const TRANSFER_ENCODING: &[u8; 18] = b"transfer-encoding:";
+
+/// `HeadScan::name_match` bits: the current line may still be this header.
+const MAYBE_CONTENT_LENGTH: u32 = 1;
+const MAYBE_TRANSFER_ENCODING: u32 = 2;
+
+/// The head scanner's state between bytes. It lives in map memory (a
+/// per-CPU slot the caller passes) and is read and written through volatile
+/// accesses: the verifier then sees unknown values instead of following
+/// every combination of them through the byte loop, which would exceed its
+/// instruction budget.
+#[repr(C)]
+pub(crate) struct HeadScan {
+    /// The byte before the current one.
+    prev: u32,
+    /// Index just after the last LF: where the current line starts.
+    line_start: u32,
+    /// Which framing header names the current line still matches
+    /// (`MAYBE_*` bits).
+    name_match: u32,
+    /// A `Content-Length` header was seen.
+    cl_seen: u32,
+    /// Where its value starts.
+    cl_from: u32,
+    /// 0 before its digits, 1 in them, 2 after them, 3 not in a value.
+    cl_phase: u32,
+    /// Digits read, and the value so far.
+    cl_digits: u32,
+    cl: u32,
+}
+
+macro_rules! get {
+    ($st:ident . $field:ident) => {
+        // SAFETY: `$st` points at a per-CPU map slot, valid and exclusively
+        // ours for this program run.
+        unsafe { core::ptr::read_volatile(core::ptr::addr_of!((*$st).$field)) }
+    };
+}
+
+macro_rules! set {
+    ($st:ident . $field:ident = $value:expr) => {{
+        let value = $value;
+        // SAFETY: as for `get!`.
+        unsafe { core::ptr::write_volatile(core::ptr::addr_of_mut!((*$st).$field), value) }
+    }};
+}
+
+/// What [`scan_head`] hands its per-byte step through `bpf_loop`.
+#[repr(C)]
+struct ScanLoop {
+    buf: *const [u8; HEAD_WINDOW],
+    scan: *mut HeadScan,
+    /// 0 while scanning; the result once the step found one.
+    result: u64,
+}
+
+/// Where a request whose head starts at `buf[0]` (`len` valid bytes) ends.
+///
+/// Returns `head_len << 8 | content_length << 32` when the head (request
+/// line, headers, empty line) ends within `len` bytes and its framing is one
+/// the probe follows, or an [`l7_detail`] code (low byte, nonzero) when not.
+/// `scan` is scratch space (see [`HeadScan`]).
+///
+/// The byte loop runs under `bpf_loop` (kernel 5.17+): its step is verified
+/// once, where a plain loop of [`HEAD_WINDOW`] branchy iterations exceeds the
+/// verifier's instruction budget.
+#[inline(always)]
+pub(crate) fn scan_head(buf: *const [u8; HEAD_WINDOW], len: usize, scan: *mut HeadScan) -> u64 {
+    set!(scan.prev = 0);
+    set!(scan.line_start = 0);
+    set!(scan.name_match = 0);
+    set!(scan.cl_seen = 0);
+    set!(scan.cl_from = 0);
+    set!(scan.cl_phase = 3);
+    set!(scan.cl_digits = 0);
+    set!(scan.cl = 0);
+    let mut state = ScanLoop {
+        buf,
+        scan,
+        result: 0,
+    };
+    let limit = if len < HEAD_WINDOW { len } else { HEAD_WINDOW };
+    // SAFETY: `scan_step` has the callback signature `bpf_loop` expects and
+    // only dereferences the pointers in `state`, which outlives the call.
+    let looped = unsafe {
+        bpf_loop(
+            limit as u32,
+            scan_step as *mut c_void,
+            core::ptr::addr_of_mut!(state).cast(),
+            0,
+        )
+    };
+    if looped < 0 || state.result == 0 {
+        return u64::from(l7_detail::HEAD_INCOMPLETE);
+    }
+    state.result
+}
+
+/// One byte of [`scan_head`]: 0 to go on, 1 to stop with `result` set.
+#[inline(never)]
+unsafe extern "C" fn scan_step(index: u32, ctx: *mut c_void) -> i64 {
+    let state = ctx.cast::<ScanLoop>();
+    // SAFETY: `ctx` is the `ScanLoop` on `scan_head`'s stack.
+    let (buf, st) = unsafe { ((*state).buf, (*state).scan) };
+    let stop = move |result: u64| {
+        // SAFETY: as above.
+        unsafe { (*state).result = result };
+        1
+    };
+    // SAFETY: `buf` is the per-CPU request copy, valid for this run.
+    let buf = unsafe { &*buf };
+    let Some(&b) = buf.get(index as usize) else {
+        return stop(u64::from(l7_detail::HEAD_INCOMPLETE));
+    };
+    let prev = get!(st.prev) as u8;
+    set!(st.prev = u32::from(b));
+    if (b < 0x20 && b != b'\t' && b != b'\r' && b != b'\n') || b == 0x7f {
+        return stop(u64::from(l7_detail::FRAMING));
+    }
+    if prev == b'\r' && b != b'\n' {
+        // A bare CR: servers disagree on what it means.
+        return stop(u64::from(l7_detail::FRAMING));
+    }
+    let phase = get!(st.cl_phase);
+    if phase < 3 && index >= get!(st.cl_from) {
+        if b.is_ascii_digit() {
+            let digits = get!(st.cl_digits);
+            if phase == 2 || digits >= 9 {
+                return stop(u64::from(l7_detail::FRAMING));
+            }
+            set!(st.cl = get!(st.cl) * 10 + u32::from(b - b'0'));
+            set!(st.cl_digits = digits + 1);
+            set!(st.cl_phase = 1);
+        } else if b == b' ' || b == b'\t' {
+            if phase == 1 {
+                set!(st.cl_phase = 2);
+            }
+        } else if b == b'\r' && get!(st.cl_digits) > 0 {
+            set!(st.cl_phase = 3);
+        } else {
+            return stop(u64::from(l7_detail::FRAMING));
+        }
+    }
+    if b == b'\n' {
+        if prev != b'\r' {
+            // A bare LF ends a line for some servers and not for others.
+            return stop(u64::from(l7_detail::FRAMING));
+        }
+        if index == get!(st.line_start) + 1 {
+            // The empty line: the head ends here.
+            let cl = get!(st.cl);
+            if cl > MAX_CONTENT_LENGTH || get!(st.cl_phase) != 3 {
+                return stop(u64::from(l7_detail::FRAMING));
+            }
+            return stop((u64::from(index) + 1) << 8 | u64::from(cl) << 32);
+        }
+        set!(st.line_start = index + 1);
+        set!(st.name_match = MAYBE_CONTENT_LENGTH | MAYBE_TRANSFER_ENCODING);
+        return 0;
+    }
+    let candidates = get!(st.name_match);
+    if candidates != 0 {
+        // Header names compare case-insensitively. OR-ing 0x20 lower-cases
+        // letters; it also maps CR to `-`, but a CR not followed by LF was
+        // refused above.
+        let at = (index - get!(st.line_start)) as usize;
+        let lower = b | 0x20;
+        let mut still = 0;
+        if candidates & MAYBE_CONTENT_LENGTH != 0 && CONTENT_LENGTH.get(at) == Some(&lower) {
+            if at == CONTENT_LENGTH.len() - 1 {
+                if get!(st.cl_seen) != 0 {
+                    return stop(u64::from(l7_detail::FRAMING));
+                }
+                set!(st.cl_seen = 1);
+                set!(st.cl_from = index + 1);
+                set!(st.cl_phase = 0);
+            } else {
+                still |= MAYBE_CONTENT_LENGTH;
+            }
+        }
+        if candidates & MAYBE_TRANSFER_ENCODING != 0 && TRANSFER_ENCODING.get(at) == Some(&lower) {
+            if at == TRANSFER_ENCODING.len() - 1 {
+                // Chunked (or any other coded) request bodies: not followed.
+                return stop(u64::from(l7_detail::FRAMING));
+            }
+            still |= MAYBE_TRANSFER_ENCODING;
+        }
+        set!(st.name_match = still);
+    }
+    0
+}
