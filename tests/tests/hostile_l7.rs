@@ -147,3 +147,245 @@ async fn crafted_requests_never_reach_the_server() {
     assert!(counters.l7_denied >= 3, "{counters:?}");
     tokio::time::sleep(Duration::from_millis(100)).await;
 }
+
+/// An HTTP/1.1 server that keeps connections open, follows
+/// `Content-Length` bodies and pipelined requests exactly as RFC 9112 says,
+/// answers each request `200`, and appends every request line it receives
+/// to a log file: what the log lacks never reached the server.
+const RECORDING_SERVER: &str = r#"
+import socket, sys, threading
+port, log = int(sys.argv[1]), sys.argv[2]
+lock = threading.Lock()
+def serve(conn):
+    buf = b""
+    try:
+        while True:
+            while b"\r\n\r\n" not in buf:
+                data = conn.recv(65536)
+                if not data:
+                    return
+                buf += data
+            head, buf = buf.split(b"\r\n\r\n", 1)
+            lines = head.split(b"\r\n")
+            length = 0
+            for line in lines[1:]:
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value.strip())
+            while len(buf) < length:
+                data = conn.recv(65536)
+                if not data:
+                    return
+                buf += data
+            buf = buf[length:]
+            with lock, open(log, "a") as f:
+                f.write(lines[0].decode("latin-1") + "\n")
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    except OSError:
+        pass
+    finally:
+        conn.close()
+srv = socket.socket()
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("0.0.0.0", port))
+srv.listen(64)
+while True:
+    c, _ = srv.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+"#;
+
+/// Sends `parts` as separate segments (Nagle off, a pause between them;
+/// with `ip_options`, every packet carries IPv4 options) and reports every
+/// status code received until the connection closes or stays quiet.
+const PIPELINING_CLIENT: &str = r#"
+import re, socket, sys, time
+host, port, ip_options = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"
+parts = [p.encode('latin-1').decode('unicode_escape').encode('latin-1') for p in sys.argv[4:]]
+s = socket.socket()
+if ip_options:
+    s.setsockopt(socket.IPPROTO_IP, socket.IP_OPTIONS, b"\x01\x01\x01\x00")
+s.settimeout(3)
+s.connect((host, port))
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+for i, p in enumerate(parts):
+    if i:
+        time.sleep(0.3)
+    s.sendall(p)
+s.settimeout(1.5)
+data = b""
+try:
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+except (socket.timeout, ConnectionResetError):
+    pass
+codes = [c.decode() for c in re.findall(rb"HTTP/1\.[01] (\d{3})", data)]
+print("STATUS:" + ",".join(codes))
+"#;
+
+async fn send_all(client: &Pod, server: &Pod, ip_options: bool, parts: &[&str]) -> String {
+    let ip = server.ip.to_string();
+    let options = if ip_options { "1" } else { "0" };
+    let mut args = vec!["-c", PIPELINING_CLIENT, &ip, "52773", options];
+    args.extend_from_slice(parts);
+    let out = tokio::process::Command::from(client.command("python3", &args))
+        .output()
+        .await
+        .expect("python client");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Requests hidden behind allowed ones (pipelined, after a body, on a
+/// kept-alive connection) are each checked: the denied one never reaches
+/// the server, which logs every request line it parses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_request_on_a_connection_is_checked() {
+    if !privileged("hostile_l7_requests") {
+        return;
+    }
+    let mut lab = Lab::new().expect("lab");
+    let server = lab.add_pod("coruscanthealth").expect("pod");
+    let payer = lab.add_pod("payer").expect("pod");
+    let log = std::env::temp_dir().join(format!("holonet-requests-{}.log", std::process::id()));
+    let _ = std::fs::remove_file(&log);
+    let _remove_log = RemoveOnDrop(log.clone());
+    let _server = server
+        .spawn(
+            "recording http server",
+            "python3",
+            &["-c", RECORDING_SERVER, "52773", &log.to_string_lossy()],
+        )
+        .expect("server");
+    holonet_lab::wait_for_tcp_listener(&server.netns, 52773, Duration::from_secs(15))
+        .expect("server listening");
+    let (harness, _) = ProbeHarness::start_enforcing(
+        &[L7_POLICY],
+        &[
+            PodSpec {
+                pod: &server,
+                namespace: "galactic-fhir",
+                labels: "app: fhir",
+            },
+            PodSpec {
+                pod: &payer,
+                namespace: "galactic-fhir",
+                labels: "org: payer",
+            },
+        ],
+    );
+    let vader = "GET /intersystems/fhir/r5/Patient/DarthVader HTTP/1.1\\r\\nHost: x\\r\\n";
+    let anakin = "GET /intersystems/fhir/r5/Patient/Anakin HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n";
+    let body = "GET /intersystems/fhir/r5/Patient/Anakin";
+    let cases: Vec<(&str, bool, Vec<String>, &str)> = vec![
+        (
+            "two allowed requests pipelined in one segment",
+            false,
+            vec![format!("{vader}\\r\\n{vader}\\r\\n")],
+            "STATUS:200,200",
+        ),
+        (
+            "a denied request pipelined after an allowed one",
+            false,
+            vec![format!("{vader}\\r\\n{anakin}")],
+            "STATUS:403",
+        ),
+        (
+            "a denied request after an allowed one on a kept-alive connection",
+            false,
+            vec![format!("{vader}\\r\\n"), anakin.to_string()],
+            "STATUS:200,403",
+        ),
+        (
+            "a denied request after a Content-Length body, same segment",
+            false,
+            vec![format!(
+                "{vader}Content-Length: {}\\r\\n\\r\\n{body}{anakin}",
+                body.len()
+            )],
+            "STATUS:403",
+        ),
+        (
+            "a denied request after a Content-Length body, next segment",
+            false,
+            vec![
+                format!("{vader}Content-Length: {}\\r\\n\\r\\n{body}", body.len()),
+                anakin.to_string(),
+            ],
+            "STATUS:200,403",
+        ),
+        (
+            "a request line inside a body is only body",
+            false,
+            vec![format!(
+                "{vader}Content-Length: {}\\r\\n\\r\\n{body}",
+                body.len()
+            )],
+            "STATUS:200",
+        ),
+        (
+            "an allowed request with IP options",
+            true,
+            vec![format!("{vader}\\r\\n")],
+            "STATUS:200",
+        ),
+        (
+            "a denied request with IP options",
+            true,
+            vec![anakin.to_string()],
+            "STATUS:403",
+        ),
+        (
+            "a chunked body (not followed: fail closed)",
+            false,
+            vec![format!(
+                "{vader}Transfer-Encoding: chunked\\r\\n\\r\\n0\\r\\n\\r\\n"
+            )],
+            "STATUS:",
+        ),
+        (
+            "two Content-Length headers (fail closed)",
+            false,
+            vec![format!(
+                "{vader}Content-Length: 0\\r\\nContent-Length: 5\\r\\n\\r\\n"
+            )],
+            "STATUS:",
+        ),
+        (
+            "bare LF line ends hiding a second request (fail closed)",
+            false,
+            vec![format!(
+                "GET /intersystems/fhir/r5/Patient/DarthVader HTTP/1.1\\nHost: x\\n\\n{anakin}"
+            )],
+            "STATUS:",
+        ),
+    ];
+    for (what, ip_options, parts, expected) in &cases {
+        let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+        let got = send_all(&payer, &server, *ip_options, &parts).await;
+        assert_eq!(&got, expected, "{what}");
+    }
+    let seen = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        !seen.contains("Anakin"),
+        "a denied request reached the server:\n{seen}"
+    );
+    let allowed = seen.lines().filter(|l| l.contains("DarthVader")).count();
+    assert_eq!(
+        allowed, 6,
+        "allowed requests that reached the server:\n{seen}"
+    );
+    let counters = harness.probe.counters().expect("counters");
+    assert!(counters.l7_denied >= 5, "{counters:?}");
+    assert!(counters.l7_unparsable >= 3, "{counters:?}");
+}
+
+/// Removes a file when dropped, also when the test fails.
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
