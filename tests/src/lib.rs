@@ -234,6 +234,17 @@ impl ProbeHarness {
             node,
         )
         .expect("policies compile");
+        self.load_compiled(&compiled, pods);
+        compiled
+    }
+
+    /// Writes already compiled policies into the probe's maps (each pod's
+    /// endpoint on its veth).
+    pub fn load_compiled(
+        &mut self,
+        compiled: &holonet_agent::datapath::compile::CompiledDatapath,
+        pods: &[&holonet_lab::Pod],
+    ) {
         let ifindex: HashMap<String, u32> = self
             .probe
             .interfaces()
@@ -242,7 +253,7 @@ impl ProbeHarness {
             .collect();
         let unattached = self
             .probe
-            .load_policy(&compiled, |ep| {
+            .load_policy(compiled, |ep| {
                 let pod = pods.iter().find(|p| IpAddr::from(p.ip) == ep.ip)?;
                 ifindex.get(&pod.host_ifname).copied()
             })
@@ -251,7 +262,6 @@ impl ProbeHarness {
             unattached.is_empty(),
             "endpoints without an interface: {unattached:?}"
         );
-        compiled
     }
 }
 

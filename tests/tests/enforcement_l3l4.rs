@@ -371,3 +371,112 @@ async fn http_rules_allow_vader_and_answer_403_to_other_requests() {
     let counters = harness.probe.counters().expect("counters");
     assert!(counters.l7_denied >= 2, "{counters:?}");
 }
+
+/// Audit mode (`holonet agent --policy-mode audit`): the same decisions,
+/// nothing dropped. The payer's connection to port 8080 (L3/L4 deny) and its
+/// request for another patient (L7 deny) both reach the server, and their
+/// flows say AUDIT where enforcing would have said DROPPED.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_mode_reports_what_it_would_drop_and_drops_nothing() {
+    if !privileged("enforcement_audit") {
+        return;
+    }
+    let mut lab = Lab::new().expect("lab");
+    let server = lab.add_pod("fhir").expect("server pod");
+    let payer = lab.add_pod("payer").expect("payer pod");
+    let files = [
+        ("intersystems/fhir/r5/Patient/DarthVader", "vader\n"),
+        ("intersystems/fhir/r5/Patient/Anakin", "anakin\n"),
+    ];
+    let _fhir = HttpServer::start(&server, 52773, &files);
+    let _other = HttpServer::start(&server, 8080, &files);
+    let (mut harness, mut compiled) = ProbeHarness::start_enforcing(
+        &[L7_POLICY, POLICY],
+        &[
+            PodSpec {
+                pod: &server,
+                namespace: "galactic-fhir",
+                labels: "app: fhir",
+            },
+            PodSpec {
+                pod: &payer,
+                namespace: "galactic-fhir",
+                labels: "org: payer",
+            },
+        ],
+    );
+    compiled.audit_only();
+    harness.load_compiled(&compiled, &[&server, &payer]);
+
+    let get = |port: u16, patient: &str| {
+        let url = format!(
+            "http://{}:{port}/intersystems/fhir/r5/Patient/{patient}",
+            server.ip
+        );
+        let args = [
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "3",
+            &url,
+        ];
+        let cmd = payer.command("curl", &args);
+        async move {
+            let out = tokio::process::Command::from(cmd)
+                .output()
+                .await
+                .expect("curl");
+            String::from_utf8_lossy(&out.stdout).to_string()
+        }
+    };
+    assert_eq!(get(52773, "Anakin").await, "200", "L7 deny only audited");
+    assert_eq!(get(8080, "Anakin").await, "200", "L3/L4 deny only audited");
+    assert_eq!(get(52773, "DarthVader").await, "200");
+
+    let flows = harness
+        .flows_between(
+            payer.ip.into(),
+            server.ip.into(),
+            |f| f.iter().filter(|f| f.verdict == Verdict::Audit).count() >= 2,
+            Duration::from_secs(10),
+            Duration::from_millis(300),
+        )
+        .await;
+    assert!(
+        flows.iter().all(|f| f.verdict != Verdict::Dropped),
+        "nothing dropped in audit mode:\n{}",
+        render(&flows)
+    );
+    let audited_request = flows.iter().any(|f| {
+        f.verdict == Verdict::Audit
+            && matches!(&f.kind, FlowKind::HttpRequest(r) if r.path.ends_with("/Anakin"))
+    });
+    assert!(
+        audited_request,
+        "the L7 deny is reported:\n{}",
+        render(&flows)
+    );
+    let audited_syn = flows.iter().any(|f| {
+        f.verdict == Verdict::Audit
+            && f.destination.port() == 8080
+            && f.tcp_flags.contains(tcp_flags::SYN)
+            && f.drop_reason == 133
+    });
+    assert!(
+        audited_syn,
+        "the L3/L4 deny is reported with its reason:\n{}",
+        render(&flows)
+    );
+    let vader_audited = flows.iter().any(|f| {
+        f.verdict == Verdict::Audit
+            && matches!(&f.kind, FlowKind::HttpRequest(r) if r.path.ends_with("/DarthVader"))
+    });
+    assert!(
+        !vader_audited,
+        "allowed requests stay FORWARDED:\n{}",
+        render(&flows)
+    );
+}

@@ -17,11 +17,11 @@ use holonet_policy::{
 use probe_common::{
     l7::L7DfaTable,
     policy::{
-        ENDPOINT_FLAG_ENFORCE_EGRESS, ENDPOINT_FLAG_ENFORCE_INGRESS, EndpointValue, IDENTITY_ANY,
-        IDENTITY_CIDR_BASE, IPCACHE_ADDR_LEN, IPCACHE_FLAG_CIDR, IpcacheValue, L7_KIND_CONFLICT,
-        L7_KIND_DNS, L7_KIND_HTTP, L7_KIND_NONE, L7_KIND_VISIBILITY, POLICY_ACTION_ALLOW,
-        POLICY_ACTION_DENY, POLICY_KEY_FIXED_BITS, POLICY_KEY_LEN, PolicyValue, direction,
-        ipcache_v4_addr, ipcache_v4_prefix, policy_key,
+        ENDPOINT_FLAG_AUDIT, ENDPOINT_FLAG_ENFORCE_EGRESS, ENDPOINT_FLAG_ENFORCE_INGRESS,
+        EndpointValue, IDENTITY_ANY, IDENTITY_CIDR_BASE, IPCACHE_ADDR_LEN, IPCACHE_FLAG_CIDR,
+        IpcacheValue, L7_KIND_CONFLICT, L7_KIND_DNS, L7_KIND_HTTP, L7_KIND_NONE,
+        L7_KIND_VISIBILITY, POLICY_ACTION_ALLOW, POLICY_ACTION_DENY, POLICY_KEY_FIXED_BITS,
+        POLICY_KEY_LEN, PolicyValue, direction, ipcache_v4_addr, ipcache_v4_prefix, policy_key,
     },
 };
 
@@ -78,6 +78,17 @@ pub struct CompiledDatapath {
     /// Rules the datapath enforces more loosely than written, each said in
     /// plain words (the agent prints them as warnings).
     pub loosened: Vec<String>,
+}
+
+impl CompiledDatapath {
+    /// Puts every endpoint in audit mode: the datapath decides as usual,
+    /// reports what it would drop with verdict AUDIT, and drops nothing
+    /// (for trying a policy on live traffic before enforcing it).
+    pub fn audit_only(&mut self) {
+        for endpoint in &mut self.endpoints {
+            endpoint.value.flags |= ENDPOINT_FLAG_AUDIT;
+        }
+    }
 }
 
 /// The policy could not be turned into map records.

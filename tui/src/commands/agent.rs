@@ -108,6 +108,20 @@ pub(crate) struct AgentArgs {
     /// refused and the last good one stays in force.
     #[arg(long = "policies", value_name = "PATH", requires = "endpoints")]
     policies: Vec<PathBuf>,
+    /// `enforce`: drop what the policies deny. `audit`: decide exactly the
+    /// same, drop nothing, and report what would have been dropped with
+    /// verdict AUDIT (try a policy on live traffic first).
+    #[arg(long, value_enum, default_value_t = PolicyMode::Enforce, value_name = "MODE")]
+    policy_mode: PolicyMode,
+}
+
+/// What the datapath does with traffic the policies deny.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum PolicyMode {
+    /// Drop it (and answer HTTP 403 for requests denied by L7 rules).
+    Enforce,
+    /// Pass it, reported with verdict AUDIT.
+    Audit,
 }
 
 /// Modification times and sizes of every configuration file, to notice edits.
@@ -145,15 +159,23 @@ fn apply_policies(
     policies: &[PathBuf],
     endpoints_file: &std::path::Path,
     node_name: &str,
+    mode: PolicyMode,
 ) -> anyhow::Result<String> {
-    let config = holonet_agent::datapath::config::load(policies, endpoints_file, node_name)?;
+    let mut config = holonet_agent::datapath::config::load(policies, endpoints_file, node_name)?;
+    if mode == PolicyMode::Audit {
+        config.compiled.audit_only();
+    }
     for warning in &config.warnings {
         eprintln!("holonet agent: {warning}");
     }
     let unattached = probe.apply_config(&config)?;
     let enforced = config.compiled.endpoints.len() - unattached.len();
+    let verb = match mode {
+        PolicyMode::Enforce => "in force",
+        PolicyMode::Audit => "audited (nothing dropped)",
+    };
     let mut summary = format!(
-        "{} policy object(s) in force on {enforced} local endpoint(s)",
+        "{} policy object(s) {verb} on {enforced} local endpoint(s)",
         config.policies
     );
     if !unattached.is_empty() {
@@ -249,7 +271,7 @@ pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
         }
         let mut fingerprint = config_fingerprint(&config_paths);
         if let (false, Some(endpoints_file)) = (args.policies.is_empty(), &args.endpoints) {
-            let summary = apply_policies(&mut probe, &args.policies, endpoints_file, &node_name)
+            let summary = apply_policies(&mut probe, &args.policies, endpoints_file, &node_name, args.policy_mode)
                 .context("applying policies")?;
             eprintln!("holonet agent: {summary}");
         }
@@ -310,7 +332,7 @@ pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
                         let now = config_fingerprint(&config_paths);
                         if now != fingerprint {
                             fingerprint = now;
-                            match apply_policies(&mut probe, &args.policies, endpoints_file, &node_name) {
+                            match apply_policies(&mut probe, &args.policies, endpoints_file, &node_name, args.policy_mode) {
                                 Ok(summary) => eprintln!("holonet agent: configuration changed: {summary}"),
                                 Err(err) => eprintln!(
                                     "holonet agent: NEW CONFIGURATION REFUSED, the previous one stays in force:\n{err:#}"
