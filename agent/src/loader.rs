@@ -7,13 +7,18 @@
 //! otherwise. Errors name the program, the hook and, for verifier
 //! rejections, the tail of the verifier log.
 
-use std::{collections::HashMap, fmt, fs};
+use std::{
+    collections::HashMap,
+    fmt, fs,
+    path::{Path, PathBuf},
+};
 
 use aya::{
     Ebpf, EbpfLoader,
     maps::{MapData, PerCpuArray, RingBuf},
     programs::{
         LinkOrder, ProgramError, SchedClassifier, TcAttachType,
+        links::{FdLink, PinnedLink},
         tc::{self, NlOptions, TcAttachOptions},
     },
     util::KernelVersion,
@@ -130,6 +135,9 @@ pub enum ProbeError {
         #[source]
         source: std::io::Error,
     },
+    /// Pinning failed.
+    #[error(transparent)]
+    Pin(PinError),
     /// Attaching a loaded program failed.
     #[error("attaching program `{program}` to {iface} {hook} ({mode}) failed: {source}")]
     Attach {
@@ -148,6 +156,153 @@ pub enum ProbeError {
 }
 
 pub use crate::datapath::load::PolicyLoadError;
+
+/// Pinning the probe, or finding what an earlier agent pinned, failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{what} {}", path.display())]
+pub struct PinError {
+    /// What was being done.
+    pub what: &'static str,
+    /// The bpffs path involved.
+    pub path: PathBuf,
+    /// Why it failed.
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl PinError {
+    fn new(
+        what: &'static str,
+        path: &Path,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Self {
+            what,
+            path: path.to_path_buf(),
+            source: source.into(),
+        }
+    }
+}
+
+/// Where a persistent probe lives in bpffs: `root/<abi>/maps/<MAP>` and
+/// `root/<abi>/links/<ifindex>_<hook>_<agent>` (bpffs refuses dots in names),
+/// where `<abi>` names the probe
+/// object (a new build gets fresh maps, never ones laid out differently).
+#[derive(Debug)]
+struct Pins {
+    root: PathBuf,
+    dir: PathBuf,
+    /// This agent's suffix for link pins.
+    owner: String,
+    /// Links of an earlier agent on the interfaces this one attached to,
+    /// detached by [`TcProbe::retire_replaced`].
+    replaced: Vec<PathBuf>,
+}
+
+/// Where bpffs is mounted by convention.
+const BPFFS: &str = "/sys/fs/bpf";
+
+/// Mounts bpffs at /sys/fs/bpf when `root` lies there and nothing is
+/// mounted yet (as Cilium's agent does); pins elsewhere must already be on
+/// a bpffs.
+fn ensure_bpffs(root: &Path) -> Result<(), PinError> {
+    if !root.starts_with(BPFFS) {
+        return Ok(());
+    }
+    let mounts = fs::read_to_string("/proc/self/mounts")
+        .map_err(|e| PinError::new("reading", Path::new("/proc/self/mounts"), e))?;
+    let mounted = mounts.lines().any(|line| {
+        let mut fields = line.split_whitespace();
+        let (Some(_), Some(point), Some(kind)) = (fields.next(), fields.next(), fields.next())
+        else {
+            return false;
+        };
+        kind == "bpf" && point == BPFFS
+    });
+    if mounted {
+        return Ok(());
+    }
+    let status = std::process::Command::new("mount")
+        .args(["-t", "bpf", "bpf", BPFFS])
+        .status()
+        .map_err(|e| PinError::new("running mount -t bpf for", Path::new(BPFFS), e))?;
+    if !status.success() {
+        return Err(PinError::new(
+            "mounting bpffs at",
+            Path::new(BPFFS),
+            format!("mount -t bpf exited with {status}"),
+        ));
+    }
+    log::info!("mounted bpffs at {BPFFS}");
+    Ok(())
+}
+
+/// A short, stable name for the probe object's layout (FNV-1a of its bytes).
+fn probe_abi() -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in TC_PROBE_OBJECT {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{hash:016x}")
+}
+
+/// Short hook names used in link pin names.
+fn hook_pin_name(attach_type: TcAttachType) -> &'static str {
+    match attach_type {
+        TcAttachType::Ingress => "ingress",
+        TcAttachType::Egress => "egress",
+        TcAttachType::Custom(_) => "custom",
+    }
+}
+
+/// Detaches and removes everything pinned under `root` by any agent (every
+/// probe build). Returns the number of links detached.
+pub fn remove_pinned(root: &Path) -> Result<usize, PinError> {
+    let mut detached = 0;
+    let entries = match fs::read_dir(root) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(PinError::new("reading", root, e)),
+    };
+    for abi in entries.filter_map(Result::ok) {
+        let links = abi.path().join("links");
+        for link in fs::read_dir(&links)
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok)
+        {
+            let path = link.path();
+            match PinnedLink::from_pin(&path) {
+                Ok(pinned) => {
+                    let link = pinned
+                        .unpin()
+                        .map_err(|e| PinError::new("unpinning link", &path, e))?;
+                    drop(link);
+                    detached += 1;
+                }
+                Err(e) => {
+                    log::warn!("{}: not a pinned link ({e}); removing it", path.display());
+                    let _ = fs::remove_file(&path);
+                }
+            }
+        }
+        let maps = abi.path().join("maps");
+        for map in fs::read_dir(&maps)
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok)
+        {
+            fs::remove_file(map.path())
+                .map_err(|e| PinError::new("removing pinned map", &map.path(), e))?;
+        }
+        for dir in [&links, &maps, &abi.path()] {
+            let _ = fs::remove_dir(dir);
+        }
+    }
+    fs::remove_dir(root).map_err(|e| PinError::new("removing", root, e))?;
+    Ok(detached)
+}
 
 /// The two classifiers and where each goes.
 const PROGRAMS: [(&str, TcAttachType, &str); 2] = [
@@ -181,12 +336,14 @@ pub struct ProbeCounters {
     pub l7_denied: u64,
 }
 
-/// The loaded TC probe. Dropping it detaches every program it attached.
+/// The loaded TC probe. Dropping it detaches every program it attached,
+/// unless it was loaded with [`TcProbe::load_pinned`].
 pub struct TcProbe {
     ebpf: Ebpf,
     mode: TcMode,
     mode_reason: &'static str,
     interfaces: HashMap<u32, String>,
+    pins: Option<Pins>,
 }
 
 impl fmt::Debug for TcProbe {
@@ -213,10 +370,59 @@ fn probe_log_level() -> u8 {
 impl TcProbe {
     /// Loads the probe object and both classifiers into the kernel.
     pub fn load(mode: TcMode) -> Result<Self, ProbeError> {
+        Self::load_with(mode, None)
+    }
+
+    /// Loads the probe so that it outlives this process: its maps are pinned
+    /// under `root` (reused when an earlier agent with the same probe build
+    /// pinned them: connection tracking and policies carry over), and
+    /// [`TcProbe::attach`] pins its tcx links there and takes over from the
+    /// links an earlier agent left on the same interfaces. Needs tcx.
+    pub fn load_pinned(mode: TcMode, root: &Path) -> Result<Self, ProbeError> {
+        if mode.resolve().0 != TcMode::Tcx {
+            return Err(ProbeError::Pin(PinError::new(
+                "pinning needs tcx links (kernel 6.6 or later); the clsact mode cannot be pinned:",
+                root,
+                "use --no-pin",
+            )));
+        }
+        ensure_bpffs(root).map_err(ProbeError::Pin)?;
+        let dir = root.join(probe_abi());
+        for sub in ["maps", "links"] {
+            let path = dir.join(sub);
+            fs::create_dir_all(&path)
+                .map_err(|e| ProbeError::Pin(PinError::new("creating", &path, e)))?;
+        }
+        let owner = format!(
+            "{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0)
+        );
+        Self::load_with(
+            mode,
+            Some(Pins {
+                root: root.to_path_buf(),
+                dir,
+                owner,
+                replaced: Vec::new(),
+            }),
+        )
+    }
+
+    fn load_with(mode: TcMode, pins: Option<Pins>) -> Result<Self, ProbeError> {
         let (mode, mode_reason) = mode.resolve();
         let level = probe_log_level();
-        let mut ebpf = EbpfLoader::new()
-            .override_global("AYA_LOG_LEVEL", &level, false)
+        let mut loader = EbpfLoader::new();
+        loader.override_global("AYA_LOG_LEVEL", &level, false);
+        if let Some(pins) = &pins {
+            for name in names::DATAPATH_MAPS {
+                loader.map_pin_path(name, pins.dir.join("maps").join(name));
+            }
+        }
+        let mut ebpf = loader
             .load(TC_PROBE_OBJECT)
             .map_err(|source| ProbeError::Object {
                 object: names::TC_OBJECT,
@@ -255,7 +461,66 @@ impl TcProbe {
             mode,
             mode_reason,
             interfaces: HashMap::new(),
+            pins,
         })
+    }
+
+    /// Where this probe is pinned, if it is.
+    pub fn pin_dir(&self) -> Option<&Path> {
+        self.pins.as_ref().map(|p| p.dir.as_path())
+    }
+
+    /// Detaches the links an earlier agent left on the interfaces this one
+    /// attached to. Call it once this probe's maps hold the policies, so
+    /// enforcement has no gap while one agent takes over from another.
+    /// Returns how many links were detached.
+    pub fn retire_replaced(&mut self) -> Result<usize, ProbeError> {
+        let Some(pins) = &mut self.pins else {
+            return Ok(0);
+        };
+        let mut retired = 0;
+        for path in pins.replaced.drain(..) {
+            let pinned = match PinnedLink::from_pin(&path) {
+                Ok(pinned) => pinned,
+                Err(e) => {
+                    log::warn!("{}: not a pinned link any more ({e})", path.display());
+                    continue;
+                }
+            };
+            let link = pinned
+                .unpin()
+                .map_err(|e| ProbeError::Pin(PinError::new("unpinning link", &path, e)))?;
+            drop(link);
+            retired += 1;
+        }
+        // Directories of other probe builds whose links are all gone hold
+        // only maps nobody uses any more.
+        for abi in fs::read_dir(&pins.root)
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok)
+        {
+            let path = abi.path();
+            if path == pins.dir {
+                continue;
+            }
+            let links_left = fs::read_dir(path.join("links"))
+                .map(|mut d| d.next().is_some())
+                .unwrap_or(false);
+            if !links_left {
+                for map in fs::read_dir(path.join("maps"))
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Result::ok)
+                {
+                    let _ = fs::remove_file(map.path());
+                }
+                let _ = fs::remove_dir(path.join("maps"));
+                let _ = fs::remove_dir(path.join("links"));
+                let _ = fs::remove_dir(&path);
+            }
+        }
+        Ok(retired)
     }
 
     /// How the classifiers are attached, and why.
@@ -284,15 +549,49 @@ impl TcProbe {
                 TcMode::Tcx | TcMode::Auto => TcAttachOptions::TcxOrder(LinkOrder::default()),
             };
             let mode = self.mode;
-            classifier(&mut self.ebpf, program)?
+            let attach_err = |source| ProbeError::Attach {
+                program,
+                iface: iface.to_string(),
+                hook,
+                mode,
+                source: Box::new(source),
+            };
+            let classifier = classifier(&mut self.ebpf, program)?;
+            let link_id = classifier
                 .attach_with_options(iface, attach_type, options)
-                .map_err(|source| ProbeError::Attach {
-                    program,
-                    iface: iface.to_string(),
-                    hook,
-                    mode,
-                    source: Box::new(source),
+                .map_err(attach_err)?;
+            if let Some(pins) = &mut self.pins {
+                let prefix = format!("{ifindex}_{}_", hook_pin_name(attach_type));
+                // Links an earlier agent pinned for this interface and hook
+                // (any probe build): retired once this probe enforces.
+                for abi in fs::read_dir(&pins.root)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Result::ok)
+                {
+                    for link in fs::read_dir(abi.path().join("links"))
+                        .into_iter()
+                        .flatten()
+                        .filter_map(Result::ok)
+                    {
+                        if link.file_name().to_string_lossy().starts_with(&prefix) {
+                            pins.replaced.push(link.path());
+                        }
+                    }
+                }
+                let link = classifier.take_link(link_id).map_err(attach_err)?;
+                let path = pins
+                    .dir
+                    .join("links")
+                    .join(format!("{prefix}{}", pins.owner));
+                let fd_link = FdLink::try_from(link).map_err(|e| {
+                    ProbeError::Pin(PinError::new("pinning the tcx link at", &path, e))
                 })?;
+                // The pin keeps the link attached after this process ends.
+                fd_link.pin(&path).map_err(|e| {
+                    ProbeError::Pin(PinError::new("pinning the tcx link at", &path, e))
+                })?;
+            }
         }
         self.interfaces.insert(ifindex, iface.to_string());
         Ok(ifindex)

@@ -39,3 +39,23 @@ pub const TC_L7_PROGRAM: &str = "holonet_tc_l7";
 
 /// Program array (one slot) the classifiers tail-call the L7 program through.
 pub const L7_JUMP_MAP: &str = "L7_JUMP";
+
+/// Every map the programs use. A persistent agent pins them all
+/// (`holonet agent --pin-dir`), so that the programs of an agent that
+/// replaces another share every map, scratch space included, with the ones
+/// still attached while the switch happens.
+pub const DATAPATH_MAPS: &[&str] = &[
+    EVENTS_MAP,
+    COUNTERS_MAP,
+    IPCACHE_MAP,
+    ENDPOINTS_MAP,
+    POLICY_MAP,
+    CT_MAP,
+    L7_HTTP_MAP,
+    L7_JUMP_MAP,
+    "L7_BUF",
+    "L7_STATE",
+    "CT_SCRATCH",
+    "PACKET",
+    "HEAD_SCAN",
+];

@@ -60,11 +60,19 @@ CAP_NET_ADMIN and CAP_PERFMON). Stops cleanly on Ctrl-C, SIGTERM and SIGHUP.",
       holonet agent -i veth0 --print                       # also print flows on stdout\n  \
       holonet agent -i veth0 --export-file /var/log/holonet/flows.log\n  \
       holonet agent -i veth0 --endpoints policies/endpoints/galactic-fhir.yaml\n  \
+      holonet agent -i veth0 --endpoints eps.yaml --policies policies/   # enforce (pinned)\n  \
+      holonet agent -i veth0 --endpoints eps.yaml --policies policies/ --policy-mode audit\n  \
+      holonet agent --remove-pinned                        # detach what an agent left enforcing\n  \
       hubble observe --server localhost:4245 --last 20     # read them with the hubble CLI"
 )]
 pub(crate) struct AgentArgs {
     /// Interface to attach to (repeat for several).
-    #[arg(long = "iface", short = 'i', value_name = "NAME", required = true)]
+    #[arg(
+        long = "iface",
+        short = 'i',
+        value_name = "NAME",
+        required_unless_present = "remove_pinned"
+    )]
     ifaces: Vec<String>,
     /// How to attach the TC classifiers.
     #[arg(long, value_enum, default_value_t)]
@@ -113,7 +121,21 @@ pub(crate) struct AgentArgs {
     /// verdict AUDIT (try a policy on live traffic first).
     #[arg(long, value_enum, default_value_t = PolicyMode::Enforce, value_name = "MODE")]
     policy_mode: PolicyMode,
+    /// With --policies, the probe's maps and links are pinned here, so
+    /// enforcement goes on while the agent is stopped, restarted or
+    /// upgraded; the next agent takes over without a gap.
+    #[arg(long, default_value = DEFAULT_PIN_DIR, value_name = "DIR")]
+    pin_dir: PathBuf,
+    /// Do not pin: the probe is detached when the agent exits.
+    #[arg(long)]
+    no_pin: bool,
+    /// Detach and remove everything an agent pinned under --pin-dir, then exit.
+    #[arg(long, conflicts_with = "ifaces")]
+    remove_pinned: bool,
 }
+
+/// Where `holonet agent` pins an enforcing probe.
+const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/holonet";
 
 /// What the datapath does with traffic the policies deny.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -228,6 +250,16 @@ fn default_node_name() -> String {
 }
 
 pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
+    if args.remove_pinned {
+        let detached = holonet_agent::loader::remove_pinned(&args.pin_dir)
+            .context("removing the pinned probe")?;
+        eprintln!(
+            "holonet agent: detached {detached} pinned link(s) and removed {}",
+            args.pin_dir.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let pin = !args.no_pin && !args.policies.is_empty();
     let listen = Listen {
         tcp: optional(&args.listen_address)
             .map(|a| {
@@ -258,7 +290,12 @@ pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
             ));
         }
         let listeners = server::bind(&listen).await?;
-        let mut probe = TcProbe::load(args.tc_mode.into()).context("loading the TC probe")?;
+        let mut probe = if pin {
+            TcProbe::load_pinned(args.tc_mode.into(), &args.pin_dir)
+                .context("loading the TC probe (pinned; --no-pin runs without)")?
+        } else {
+            TcProbe::load(args.tc_mode.into()).context("loading the TC probe")?
+        };
         probe.forward_probe_logs();
         for iface in &args.ifaces {
             probe
@@ -274,6 +311,15 @@ pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
             let summary = apply_policies(&mut probe, &args.policies, endpoints_file, &node_name, args.policy_mode)
                 .context("applying policies")?;
             eprintln!("holonet agent: {summary}");
+        }
+        // Only now that this probe enforces, the links of an agent that ran
+        // before go: no gap in enforcement.
+        let retired = probe.retire_replaced().context("taking over from the previous agent")?;
+        if let Some(dir) = probe.pin_dir() {
+            eprintln!(
+                "holonet agent: probe pinned under {} (took over {retired} link(s) of a previous agent)",
+                dir.display()
+            );
         }
         let (mode, why) = probe.mode();
         let store = Arc::new(FlowStore::new(usize::try_from(args.ring_size).unwrap_or(DEFAULT_CAPACITY)));
@@ -374,6 +420,13 @@ pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
             counters.parse_errors,
             status.seen_flows
         );
+        if let Some(dir) = probe.pin_dir() {
+            eprintln!(
+                "holonet agent: the probe stays attached and enforcing (pinned under {}); \
+                 `holonet agent --remove-pinned` removes it",
+                dir.display()
+            );
+        }
         outcome.map(|()| ExitCode::SUCCESS)
     })
 }

@@ -1,0 +1,288 @@
+//! Enforcement outlives the agent: `holonet agent --policies` pins its maps
+//! and tcx links, so while the agent is killed with SIGKILL under load no
+//! denied request gets through and allowed ones keep working; a restarted
+//! agent takes the pinned links over, and `--remove-pinned` detaches them.
+//! Needs root (namespaces, BPF); outside CI a run without root says so
+//! loudly, under CI=true it fails.
+
+use std::{
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use holonet_lab::{Lab, Pod};
+
+const L7_POLICY: &str = include_str!("../../policies/galactic-fhir/20-l7-visibility-payer.yaml");
+const PORT: u16 = 52773;
+
+/// Kills the agent and removes what it pinned, also when the test fails.
+struct Cleanup {
+    agent: Option<Child>,
+    pin_dir: PathBuf,
+    work: PathBuf,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if let Some(mut agent) = self.agent.take() {
+            let _ = agent.kill();
+            let _ = agent.wait();
+        }
+        let _ = Command::new(env!("CARGO_BIN_EXE_holonet"))
+            .args(["agent", "--remove-pinned", "--pin-dir"])
+            .arg(&self.pin_dir)
+            .output();
+        let _ = std::fs::remove_dir_all(&self.work);
+    }
+}
+
+/// Starts the agent and waits until it enforces; returns it with the
+/// stderr lines it printed so far (the rest keeps being collected).
+fn start_agent(args: &[String]) -> (Child, Arc<Mutex<Vec<String>>>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_holonet"))
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting holonet agent");
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let stderr = child.stderr.take().expect("stderr");
+    let sink = Arc::clone(&lines);
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            sink.lock().expect("lines").push(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if lines
+            .lock()
+            .expect("lines")
+            .iter()
+            .any(|l| l.contains("probe pinned under"))
+        {
+            return (child, lines);
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "agent exited with {status}: {:?}",
+                lines.lock().expect("lines")
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "agent not enforcing within 60 s: {:?}",
+            lines.lock().expect("lines")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn status_of(client: &Pod, server: &Pod, patient: &str) -> String {
+    let url = format!(
+        "http://{}:{PORT}/intersystems/fhir/r5/Patient/{patient}",
+        server.ip
+    );
+    let out = client
+        .command(
+            "curl",
+            &[
+                "-sS",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--max-time",
+                "5",
+                &url,
+            ],
+        )
+        .output()
+        .expect("curl");
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+#[test]
+fn enforcement_survives_a_killed_agent_and_a_restart_takes_over() {
+    if !is_root() {
+        let why = "it needs root to create network namespaces and load BPF programs";
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("agent_restart cannot run under CI=true: {why}");
+        }
+        eprintln!("\n*** SKIPPED agent_restart: {why}. ***\n");
+        return;
+    }
+    let mut lab = Lab::new().expect("lab");
+    let server = lab.add_pod("coruscanthealth").expect("server pod");
+    let payer = lab.add_pod("payer").expect("payer pod");
+    let work = std::env::temp_dir().join(format!("holonet-restart-{}", std::process::id()));
+    let docroot = work.join("www/intersystems/fhir/r5/Patient");
+    std::fs::create_dir_all(&docroot).expect("docroot");
+    for patient in ["DarthVader", "Anakin"] {
+        std::fs::write(docroot.join(patient), patient).expect("patient");
+    }
+    let mut cleanup = Cleanup {
+        agent: None,
+        pin_dir: PathBuf::from(format!("/sys/fs/bpf/holonet-test-{}", std::process::id())),
+        work: work.clone(),
+    };
+    let www = work.join("www");
+    let _http = server
+        .spawn(
+            "http server",
+            "python3",
+            &[
+                "-m",
+                "http.server",
+                &PORT.to_string(),
+                "--directory",
+                &www.to_string_lossy(),
+            ],
+        )
+        .expect("http server");
+    holonet_lab::wait_for_tcp_listener(&server.netns, PORT, Duration::from_secs(15))
+        .expect("server listening");
+
+    let endpoints = work.join("endpoints.yaml");
+    std::fs::write(
+        &endpoints,
+        format!(
+            "cluster: default\nendpoints:\n  \
+             - {{name: coruscanthealth, namespace: galactic-fhir, labels: {{app: fhir}}, ip: {}, node: restart-node}}\n  \
+             - {{name: payer, namespace: galactic-fhir, labels: {{org: payer}}, ip: {}, node: restart-node}}\n",
+            server.ip, payer.ip
+        ),
+    )
+    .expect("endpoints file");
+    let policy = work.join("policy.yaml");
+    std::fs::write(&policy, L7_POLICY).expect("policy file");
+    let args: Vec<String> = [
+        "agent",
+        "-i",
+        &server.host_ifname,
+        "-i",
+        &payer.host_ifname,
+        "--endpoints",
+        &endpoints.to_string_lossy(),
+        "--policies",
+        &policy.to_string_lossy(),
+        "--node-name",
+        "restart-node",
+        "--listen-address",
+        "none",
+        "--unix-socket",
+        "none",
+        "--pin-dir",
+        &cleanup.pin_dir.to_string_lossy(),
+    ]
+    .iter()
+    .map(ToString::to_string)
+    .collect();
+
+    let (agent, _) = start_agent(&args);
+    cleanup.agent = Some(agent);
+    assert_eq!(status_of(&payer, &server, "DarthVader"), "200");
+    assert_eq!(status_of(&payer, &server, "Anakin"), "403");
+
+    // Load: the payer keeps asking for both patients while the agent is
+    // killed and restarted.
+    let stop = Arc::new(AtomicBool::new(false));
+    let results: Arc<Mutex<Vec<(&'static str, String)>>> = Arc::default();
+    let load = {
+        let (stop, results) = (Arc::clone(&stop), Arc::clone(&results));
+        let (payer, server) = (payer.clone(), server.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                for patient in ["DarthVader", "Anakin"] {
+                    let status = status_of(&payer, &server, patient);
+                    results.lock().expect("results").push((patient, status));
+                }
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_secs(1));
+    let mut killed = cleanup.agent.take().expect("agent");
+    killed.kill().expect("SIGKILL the agent");
+    killed.wait().expect("agent reaped");
+    let during_outage = results.lock().expect("results").len();
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        results.lock().expect("results").len() > during_outage + 4,
+        "requests kept being answered while no agent ran"
+    );
+
+    let (agent, lines) = start_agent(&args);
+    cleanup.agent = Some(agent);
+    let took_over = lines
+        .lock()
+        .expect("lines")
+        .iter()
+        .any(|l| l.contains("took over 4 link(s)"));
+    assert!(
+        took_over,
+        "the new agent replaces the 4 pinned links: {lines:?}"
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    stop.store(true, Ordering::Relaxed);
+    load.join().expect("load thread");
+
+    let results = results.lock().expect("results").clone();
+    let anakin_through: Vec<_> = results
+        .iter()
+        .filter(|(p, s)| *p == "Anakin" && s != "403")
+        .collect();
+    assert!(
+        anakin_through.is_empty(),
+        "denied requests not answered 403: {anakin_through:?}"
+    );
+    let vader_failed: Vec<_> = results
+        .iter()
+        .filter(|(p, s)| *p == "DarthVader" && s != "200")
+        .collect();
+    assert!(
+        vader_failed.is_empty(),
+        "allowed requests failed: {vader_failed:?}"
+    );
+
+    // A stopped agent leaves the probe enforcing; --remove-pinned ends it.
+    let mut agent = cleanup.agent.take().expect("agent");
+    let _ = Command::new("kill")
+        .args(["-TERM", &agent.id().to_string()])
+        .status();
+    let exit = agent.wait().expect("agent exits");
+    assert!(exit.success(), "SIGTERM is a clean stop: {exit}");
+    assert_eq!(
+        status_of(&payer, &server, "Anakin"),
+        "403",
+        "still enforced"
+    );
+    let removed = Command::new(env!("CARGO_BIN_EXE_holonet"))
+        .args(["agent", "--remove-pinned", "--pin-dir"])
+        .arg(&cleanup.pin_dir)
+        .output()
+        .expect("remove pinned");
+    assert!(removed.status.success(), "{removed:?}");
+    assert!(!Path::new(&cleanup.pin_dir).exists());
+    assert_eq!(
+        status_of(&payer, &server, "Anakin"),
+        "200",
+        "probe detached"
+    );
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|euid| euid == "0"))
+        })
+        .unwrap_or(false)
+}
