@@ -1,6 +1,7 @@
 //! `holonet demo --headless`: the whole galactic FHIR story with real pods,
 //! real HTTP and the policies of policies/galactic-fhir enforced in this
-//! kernel; the demo itself compares every step's outcome with the story and
+//! kernel, with the droids and the payer sending background traffic all
+//! along; the demo itself compares every step's outcome with the story and
 //! exits non-zero on a mismatch. Needs root (namespaces, BPF); outside CI a
 //! run without root says so loudly, under CI=true it fails.
 
@@ -38,6 +39,17 @@ fn the_seed_story_ends_as_the_blog_says() {
         stdout.contains("/intersystems/fhir/r5/Patient/Anakin)"),
         "{stdout}"
     );
+    // Every request of the story was checked, despite the background
+    // traffic of the droids and the payer, whose flows are printed too.
+    assert_eq!(stdout.matches("\n  ok   ").count(), 9, "{stdout}");
+    for droid in ["fx-6", "dd-13", "2-1b"] {
+        assert!(
+            stdout.contains(&format!("galactic-fhir/medicaldroid-{droid}:")),
+            "no flow of droid {droid}:\n{stdout}"
+        );
+    }
+    // Without a terminal there is no dashboard: nothing switched screens.
+    assert!(!stdout.contains("\x1b[?1049h"), "{stdout}");
 }
 
 fn nix_is_root() -> bool {

@@ -12,6 +12,7 @@ use super::{
     filter::{self, ActiveFilter},
     row,
     store::{Stats, Store, View},
+    story::Story,
     theme::Theme,
     view,
 };
@@ -185,6 +186,8 @@ pub(crate) enum Msg {
     Events(Vec<Event>),
     /// Source state.
     Source(SourceMsg),
+    /// Where the story told over the dashboard is (`holonet demo`).
+    Story(Story),
     /// SIGTERM, SIGHUP, SIGINT.
     Quit,
 }
@@ -198,6 +201,8 @@ pub(crate) enum Effect {
     Redraw,
     /// Tell the replay player.
     Replay(ReplayCmd),
+    /// Ask the story's driver for the next step now (`n` during the demo).
+    NextStep,
 }
 
 /// A one-line text editor (filter bar, command line).
@@ -442,6 +447,8 @@ pub(crate) struct App {
     pub(crate) options: Options,
     /// Replay speed requested.
     pub(crate) speed: Speed,
+    /// The story told over the dashboard, if any (`holonet demo`).
+    pub(crate) story: Option<Story>,
     /// Frame needs drawing.
     pub(crate) dirty: bool,
 }
@@ -477,6 +484,7 @@ impl App {
             notice: None,
             options,
             speed,
+            story: None,
             dirty: true,
         }
     }
@@ -722,6 +730,11 @@ impl App {
                 self.on_source(s);
                 None
             }
+            Msg::Story(s) => {
+                self.story = Some(s);
+                self.dirty = true;
+                None
+            }
             Msg::Quit => Some(Effect::Quit),
         }
     }
@@ -839,6 +852,7 @@ impl App {
             KeyCode::Char('2') => self.panels.drops = !self.panels.drops,
             KeyCode::Char('3') => self.panels.map = !self.panels.map,
             KeyCode::Char('4') => self.panels.status = !self.panels.status,
+            KeyCode::Char('n') if self.story.is_some() => return self.next_step(),
             KeyCode::Char('+') | KeyCode::Char('=') if self.is_replay() => {
                 return self.set_speed(self.speed.step(true));
             }
@@ -884,6 +898,21 @@ impl App {
             }
         }
         None
+    }
+
+    /// `n` or `:next` during the demo: the next step now, while there is one.
+    fn next_step(&mut self) -> Option<Effect> {
+        match &self.story {
+            Some(s) if s.can_advance() => Some(Effect::NextStep),
+            Some(_) => {
+                self.set_notice("the story is over; q quits and cleans up", false);
+                None
+            }
+            None => {
+                self.set_notice(":next works during `holonet demo`", true);
+                None
+            }
+        }
     }
 
     fn set_speed(&mut self, s: Speed) -> Option<Effect> {
@@ -960,6 +989,7 @@ impl App {
                 self.follow_newest();
                 None
             }
+            "next" => self.next_step(),
             "pause" | "play" | "resume" => {
                 let paused = match &self.source.replay {
                     Some(r) => r.paused,
