@@ -214,7 +214,7 @@ pub(crate) async fn run_embedded(
             log_path: log_path().display().to_string(),
             replay_speed: None,
         },
-        ActiveFilter::default(),
+        filter::parse("").unwrap_or_default(),
         Connection::Live(cfg.label),
     );
     event_loop(&mut app, rx, cfg.fps, |effect| {

@@ -193,6 +193,12 @@ impl Drop for TempDir {
 
 const VADER: &str = r#"{"resourceType":"Patient","id":"DarthVader","gender":"male","birthDate":"1977-05-25","name":[{"use":"official","family":"Vader","given":["Darth"]}]}"#;
 
+/// The Observer API's task and what stops it.
+type Api = (
+    tokio::sync::oneshot::Sender<()>,
+    JoinHandle<Result<(), server::ListenError>>,
+);
+
 /// Everything the demo runs on. Fields drop in order: the background
 /// traffic and the servers stop first, then the probe detaches, then the
 /// pods and the files go.
@@ -218,10 +224,7 @@ pub(super) struct Stage {
     /// Probe events to flows.
     pipeline: JoinHandle<Result<(), holonet_agent::events::ReadError>>,
     /// The Observer API on 127.0.0.1:4245, when the port was free.
-    api: Option<(
-        tokio::sync::oneshot::Sender<()>,
-        JoinHandle<Result<(), server::ListenError>>,
-    )>,
+    api: Option<Api>,
     /// The recorder (`--record`).
     recorder: Option<(PathBuf, JoinHandle<std::io::Result<()>>)>,
     _files: TempDir,
@@ -465,6 +468,7 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
                 step: Duration::from_secs_f64(args.step_seconds),
                 label,
             };
+            println!("[4/4] the story, over the dashboard");
             let told = interactive::play(&mut stage, pace).await;
             stage.finish().await;
             let told = told?;

@@ -147,8 +147,7 @@ pub(super) const STORY: [Step; 15] = [
         expect: Expect::Status("201"),
     },
     Step::Background {
-        caption: "the medical droids FX-6, DD-13 and 2-1B start polling Vader's record; \
-                  the payer's claims system keeps retrying its lookup",
+        caption: "the medical droids FX-6, DD-13 and 2-1B start polling Vader's record; the payer keeps retrying",
     },
     Step::Outage {
         caption: "Galactic IT outage: the identity provider is down, the SMART-enabled server wants tokens",
