@@ -660,11 +660,16 @@ fn the_demo_tells_the_story_over_the_dashboard_and_cleans_up() {
     );
     // The droids poll in the background: their flows reach the dashboard.
     s.keys(&["/"]);
-    s.wait_for("/ ");
+    s.wait_for("(Enter: apply, Esc: cancel)");
+    s.keys(&["C-u"]);
     s.type_text("app=medicaldroid");
     s.keys(&["Enter"]);
-    let droids = s.wait_long("medicaldroid", Duration::from_secs(20));
-    s.captures.push(("droid traffic".into(), droids));
+    let droids = s.wait_for("\nfilter: (source app=medicaldroid OR destination app=medicaldroid)");
+    s.captures.push(("droid traffic".into(), droids.clone()));
+    assert!(
+        rows_with(&droids, "medicaldroid-") > 3,
+        "the droids poll in the background:\n{droids}"
+    );
     // Quit in the middle of the story: the terminal comes back, the run's
     // summary follows, and nothing of the run is left.
     s.keys(&["q"]);

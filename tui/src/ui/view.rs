@@ -334,6 +334,15 @@ fn story_banner(app: &App, r: Rect, buf: &mut Buffer) {
             ("✗ ", t.error())
         };
         put(buf, r, 1, &format!("  {glyph}{}", o.text), style);
+    } else if matches!(story.phase, Phase::Over { .. }) {
+        // Where to go from here, for someone who just watched the story.
+        put(
+            buf,
+            r,
+            1,
+            "  explore: / filters (e.g. org=payer --verdict DROPPED) · Enter says why a flow was dropped · ? every key",
+            t.dim(),
+        );
     }
 }
 
