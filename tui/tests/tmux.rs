@@ -53,6 +53,24 @@ fn state_dir(socket: &str) -> PathBuf {
     std::env::temp_dir().join(format!("{socket}.state"))
 }
 
+/// Tests share the holonet binary; the README test runs `./scripts/demo`,
+/// whose `cargo build` may relink that binary, so it runs alone.
+static BINARY: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+/// Held while a test runs holonet.
+fn shared() -> std::sync::RwLockReadGuard<'static, ()> {
+    BINARY
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Held while the README's command may rebuild holonet.
+fn exclusive() -> std::sync::RwLockWriteGuard<'static, ()> {
+    BINARY
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// One tmux session on a private server socket.
 struct Session {
     socket: String,
@@ -249,6 +267,7 @@ fn assert_restored(s: &Session, after: &str, expect_exit: &str) {
 
 #[test]
 fn a_person_filters_pauses_inspects_and_quits() {
+    let _binary = shared();
     let test = "a_person_filters_pauses_inspects_and_quits";
     if !have_tmux(test) {
         return;
@@ -354,6 +373,7 @@ fn a_person_filters_pauses_inspects_and_quits() {
 
 #[test]
 fn sigterm_and_garbage_lines_leave_a_clean_terminal() {
+    let _binary = shared();
     let test = "sigterm_and_garbage_lines_leave_a_clean_terminal";
     if !have_tmux(test) {
         return;
@@ -395,6 +415,7 @@ fn sigterm_and_garbage_lines_leave_a_clean_terminal() {
 
 #[test]
 fn a_20x5_terminal_still_shows_the_keys() {
+    let _binary = shared();
     let test = "a_20x5_terminal_still_shows_the_keys";
     if !have_tmux(test) {
         return;
@@ -417,6 +438,7 @@ fn a_20x5_terminal_still_shows_the_keys() {
 
 #[test]
 fn bad_input_gives_clear_messages() {
+    let _binary = shared();
     let run = |args: &[&str]| {
         let out = Command::new(BIN).args(args).output().expect("run holonet");
         (
@@ -453,6 +475,7 @@ fn bad_input_gives_clear_messages() {
 
 #[test]
 fn the_terminal_going_away_ends_the_dashboard_quietly() {
+    let _binary = shared();
     let test = "the_terminal_going_away_ends_the_dashboard_quietly";
     if !have_tmux(test) {
         return;
@@ -483,6 +506,7 @@ fn the_terminal_going_away_ends_the_dashboard_quietly() {
 
 #[test]
 fn colours_follow_hubble_and_no_color_turns_them_off() {
+    let _binary = shared();
     let test = "colours_follow_hubble_and_no_color_turns_them_off";
     if !have_tmux(test) {
         return;
@@ -605,6 +629,7 @@ fn advance_until(s: &Session, needle: &str, timeout: Duration) -> String {
 
 #[test]
 fn the_demo_tells_the_story_over_the_dashboard_and_cleans_up() {
+    let _binary = shared();
     let test = "the_demo_tells_the_story_over_the_dashboard_and_cleans_up";
     if !have_tmux(test) || !have_root(test) {
         return;
@@ -692,6 +717,32 @@ fn the_demo_tells_the_story_over_the_dashboard_and_cleans_up() {
     s.save(test);
 }
 
+#[test]
+fn sigterm_during_the_demo_restores_the_terminal_and_removes_the_pods() {
+    let _binary = shared();
+    let test = "sigterm_during_the_demo_restores_the_terminal_and_removes_the_pods";
+    if !have_tmux(test) || !have_root(test) {
+        return;
+    }
+    let mut s = Session::start("demoterm", "demo", 100, 30);
+    s.wait_long(" step 1/15: ", Duration::from_secs(90));
+    let pid = demo_pid(&s);
+    // In the middle of a step, with background traffic in flight.
+    s.wait_long(" step 3/15: ", Duration::from_secs(30));
+    assert!(!namespaces_of(&pid).is_empty());
+    let ok = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .is_ok_and(|st| st.success());
+    assert!(ok, "kill -TERM {pid}");
+    assert_restored(&s, "SIGTERM during the demo", "0");
+    let after = s.history();
+    s.captures.push(("after SIGTERM".into(), after.clone()));
+    assert!(after.contains("cleaning up"), "{after}");
+    assert!(namespaces_of(&pid).is_empty(), "{:?}", namespaces_of(&pid));
+    s.save(test);
+}
+
 /// The README's first command, as a newcomer copies it.
 fn readme_main_command() -> String {
     let readme = Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md");
@@ -711,6 +762,7 @@ fn readme_main_command() -> String {
 
 #[test]
 fn the_readme_main_command_plays_the_whole_story_in_the_dashboard() {
+    let _binary = exclusive();
     let test = "the_readme_main_command_plays_the_whole_story_in_the_dashboard";
     let command = readme_main_command();
     // Changing the README's main command means changing this test too.

@@ -961,7 +961,11 @@ fn n_asks_for_the_next_step_while_there_is_one() {
         line(&buf, 1)
     );
     assert!(!line(&buf, 29).contains("next step"), "{}", line(&buf, 29));
-    assert!(line(&buf, 2).contains("explore: / filters"), "{}", line(&buf, 2));
+    assert!(
+        line(&buf, 2).contains("explore: / filters"),
+        "{}",
+        line(&buf, 2)
+    );
     // Without a story, n is not a key of the live dashboard and :next says why.
     let mut plain = app_with(100, true, "", false);
     assert_eq!(plain.update(key(KeyCode::Char('n'))), None);

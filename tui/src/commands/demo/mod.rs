@@ -239,7 +239,14 @@ async fn start_server(
     udp: bool,
     port: u16,
 ) -> anyhow::Result<ChildGuard> {
-    let exe = std::env::current_exe().context("finding the holonet binary")?;
+    // Our own executable by its /proc link: it stays valid even when a
+    // rebuild replaces the file while the demo runs.
+    let own = PathBuf::from(format!("/proc/{}/exe", std::process::id()));
+    let exe = if own.exists() {
+        own
+    } else {
+        std::env::current_exe().context("finding the holonet binary")?
+    };
     let child = pod
         .spawn(what, &exe.to_string_lossy(), args)
         .with_context(|| format!("starting the {what} in pod {}", pod.name))?;
