@@ -343,9 +343,9 @@ impl Stage {
         }
         let (mode, why) = probe.mode();
         let directory = endpoints::load(&endpoints_file, NODE)?;
+        // The directory never changes during the demo; the sender lives as
+        // long as the pipeline, which never sees a closed channel.
         let (endpoints_tx, endpoints_rx) = tokio::sync::watch::channel(Arc::new(directory));
-        // The directory never changes during the demo; keep the sender alive
-        // with the pipeline so it does not see a closed channel.
         let store = Arc::new(FlowStore::new(65_536));
         let reader = EventReader::new(probe.take_events()?)?;
         let pipeline = Pipeline::new(NODE, probe.interfaces().clone(), endpoints_rx);
