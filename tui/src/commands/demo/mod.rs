@@ -151,8 +151,31 @@ pub(crate) struct DnsServerArgs {
     pods: Vec<String>,
 }
 
+/// Ends this process soon after the demo that started it is gone: a demo
+/// killed outright (SIGKILL) cannot stop its servers, and the next run only
+/// finds their namespaces, not them. The servers are the demo's children,
+/// so losing the parent means being reparented.
+fn exit_with_parent() {
+    let parent = std::os::unix::process::parent_id();
+    let watch = move || {
+        loop {
+            std::thread::sleep(Duration::from_millis(250));
+            if std::os::unix::process::parent_id() != parent {
+                std::process::exit(0);
+            }
+        }
+    };
+    if let Err(e) = std::thread::Builder::new()
+        .name("parent-watch".to_owned())
+        .spawn(watch)
+    {
+        log::warn!("cannot watch the demo process: {e}");
+    }
+}
+
 /// Runs the demo's cluster DNS (inside the `kube-dns` pod).
 pub(crate) fn run_dns_server(args: DnsServerArgs) -> anyhow::Result<ExitCode> {
+    exit_with_parent();
     let mut pods = std::collections::HashMap::new();
     for entry in &args.pods {
         let (name, ip) = entry
@@ -171,6 +194,7 @@ pub(crate) fn run_dns_server(args: DnsServerArgs) -> anyhow::Result<ExitCode> {
 
 /// Runs the demo's FHIR server (inside the `coruscanthealth` pod).
 pub(crate) fn run_fhir_server(args: FhirServerArgs) -> anyhow::Result<ExitCode> {
+    exit_with_parent();
     let listener = std::net::TcpListener::bind(("0.0.0.0", args.port))
         .with_context(|| format!("listening on port {}", args.port))?;
     let tokens = match (args.require_token, args.require_token_file) {
@@ -189,6 +213,36 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// The prefix of each run's files directory (then the pid).
+const FILES_PREFIX: &str = "holonet-demo-";
+
+/// Removes the files directories (`holonet-demo-<pid>`) in `dir` of demo
+/// runs that no longer run, as a crashed or killed run leaves them; the
+/// lab removes their namespaces the same way. Returns what was removed.
+fn remove_stale_files(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut removed = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return removed;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(FILES_PREFIX))
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id()
+            && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+            && std::fs::remove_dir_all(entry.path()).is_ok()
+        {
+            removed.push(entry.path());
+        }
+    }
+    removed
 }
 
 const VADER: &str = r#"{"resourceType":"Patient","id":"DarthVader","gender":"male","birthDate":"1977-05-25","name":[{"use":"official","family":"Vader","given":["Darth"]}]}"#;
@@ -276,8 +330,14 @@ impl Stage {
                     .with_context(|| format!("creating pod `{name}`"))?,
             );
         }
+        for stale in remove_stale_files(&std::env::temp_dir()) {
+            log::info!(
+                "removed {}, left by a demo that no longer runs",
+                stale.display()
+            );
+        }
         let files =
-            TempDir(std::env::temp_dir().join(format!("holonet-demo-{}", std::process::id())));
+            TempDir(std::env::temp_dir().join(format!("{FILES_PREFIX}{}", std::process::id())));
         std::fs::create_dir_all(&files.0)?;
         let endpoints_file = files.0.join("endpoints.yaml");
         let mut yaml = String::from("cluster: default\nendpoints:\n");
@@ -610,4 +670,35 @@ async fn text(stage: &mut Stage, args: &DemoArgs) -> anyhow::Result<Vec<Checked>
     // after the summary.
     printer.abort();
     Ok(checked)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_of_runs_that_no_longer_run_are_removed() {
+        let dir = std::env::temp_dir().join(format!("holonet-demo-test-{}", std::process::id()));
+        let _cleanup = TempDir(dir.clone());
+        // pid_max is at most 2^22 on Linux: this pid never runs.
+        let dead = dir.join(format!("{FILES_PREFIX}999999999"));
+        let alive = dir.join(format!("{FILES_PREFIX}{}", std::process::id()));
+        let other = dir.join("holonet-demo-notapid");
+        for d in [&dead, &alive, &other] {
+            std::fs::create_dir_all(d.join("policies")).unwrap();
+        }
+        assert_eq!(remove_stale_files(&dir), vec![dead.clone()]);
+        assert!(!dead.exists());
+        assert!(alive.exists() && other.exists());
+        assert!(remove_stale_files(&dir.join("missing")).is_empty());
+    }
+
+    #[test]
+    fn step_seconds_are_bounded() {
+        assert_eq!(parse_step_seconds("6"), Ok(6.0));
+        assert_eq!(parse_step_seconds(" 0.5 "), Ok(0.5));
+        for bad in ["0", "-1", "NaN", "inf", "1e9", "six", ""] {
+            assert!(parse_step_seconds(bad).is_err(), "{bad}");
+        }
+    }
 }
