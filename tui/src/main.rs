@@ -45,7 +45,8 @@ struct Cli {
 enum Command {
     /// Load the probes on interfaces and print every flow they report.
     Agent(commands::agent::AgentArgs),
-    /// Run the demo: the galactic FHIR story in network namespaces, live flows.
+    /// Run the demo: the galactic FHIR incident, live in the dashboard.
+    #[command(long_about = commands::demo::LONG_ABOUT)]
     Demo(commands::demo::DemoArgs),
     /// The demo's FHIR server (started inside a pod by `holonet demo`).
     #[command(hide = true)]

@@ -58,10 +58,9 @@ const NODE: &str = "holonet-demo";
 /// Where the demo serves flows while it runs.
 const DEMO_LISTEN: &str = "127.0.0.1:4245";
 
-/// Arguments of `holonet demo`.
-#[derive(Debug, clap::Args)]
-#[command(
-    long_about = "Play the galactic FHIR story with real traffic: pods of namespace galactic-fhir \
+/// What `holonet demo --help` says first (also set on the subcommand in
+/// main, whose doc comment would otherwise replace it).
+pub(crate) const LONG_ABOUT: &str = "Play the galactic FHIR story with real traffic: pods of namespace galactic-fhir \
 (coruscanthealth, a FHIR R5 server on port 52773; grandmedicalfacility of org: empire; the \
 medical droids FX-6, DD-13 and 2-1B; the org: payer client) and kube-dns are network namespaces \
 routed through the host. holonet's TC probe on their host-side veths reports every connection, \
@@ -73,14 +72,19 @@ still flowing, until q. Into a pipe (or with --headless) flows print like `hubbl
 the run ends with expected versus observed outcomes. The flows are also served on \
 127.0.0.1:4245 while the demo runs.\n\n\
 Needs root. Everything created is removed on exit, on q, on Ctrl-C and on failure; a run \
-killed outright is cleaned up by the next one.",
+killed outright is cleaned up by the next one.";
+
+/// Arguments of `holonet demo`.
+#[derive(Debug, clap::Args)]
+#[command(
+    long_about = LONG_ABOUT,
     after_help = "Examples:\n  \
-      holonet demo                         # the dashboard, story captions on top (n: next step, q: quit)\n  \
-      holonet demo --step-seconds 3        # a quicker story\n  \
-      holonet demo | less                  # text: every flow, like hubble observe\n  \
-      holonet demo --keep-running | cat    # text, then keep everything up; in another terminal: holonet --server localhost:4245\n  \
-      holonet demo --record /tmp/incident.jsonl   # then: holonet --input-file /tmp/incident.jsonl\n  \
-      holonet demo --headless              # no dashboard, no pauses; exit status says whether the story held\n  \
+      holonet demo                       # the dashboard with the story's captions\n  \
+      holonet demo --step-seconds 3      # a quicker story (n: next step, q: quit)\n  \
+      holonet demo | less                # text: every flow, like hubble observe\n  \
+      holonet demo --keep-running | cat  # text, then keep it all up until Ctrl-C\n  \
+      holonet demo --record /tmp/incident.jsonl   # replay: holonet --input-file FILE\n  \
+      holonet demo --headless            # what CI runs: exit status says if the story held\n  \
       holonet demo --headless --tc-mode clsact"
 )]
 pub(crate) struct DemoArgs {
