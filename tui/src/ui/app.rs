@@ -4,11 +4,13 @@
 //! side effect to perform, if any. Nothing here touches the terminal, a
 //! socket or a file, so every behaviour is tested by feeding messages.
 
+use std::sync::Arc;
+
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEvent, MouseEventKind};
 use holonet_proto::{flow::Flow, wkt::Timestamp};
 
 use super::{
-    explain::PolicyContext,
+    explain::{PolicyContext, PolicyUpdate},
     filter::{self, ActiveFilter},
     row,
     store::{Stats, Store, View},
@@ -188,6 +190,9 @@ pub(crate) enum Msg {
     Source(SourceMsg),
     /// Where the story told over the dashboard is (`holonet demo`).
     Story(Story),
+    /// The policies to explain flows with from now on (`holonet demo`
+    /// sends the set it has applied so far after each step).
+    Policies(PolicyUpdate),
     /// SIGTERM, SIGHUP, SIGINT.
     Quit,
 }
@@ -396,8 +401,8 @@ pub(crate) struct Options {
     pub(crate) capacity: usize,
     /// Colours and styles.
     pub(crate) theme: Theme,
-    /// Policies for local explanations.
-    pub(crate) policy: Option<PolicyContext>,
+    /// Policies for local explanations (replaced by [`Msg::Policies`]).
+    pub(crate) policy: Option<Arc<PolicyContext>>,
     /// Where logs go.
     pub(crate) log_path: String,
     /// Initial replay speed (recordings only).
@@ -732,6 +737,11 @@ impl App {
             }
             Msg::Story(s) => {
                 self.story = Some(s);
+                self.dirty = true;
+                None
+            }
+            Msg::Policies(p) => {
+                self.options.policy = Some(p.0);
                 self.dirty = true;
                 None
             }

@@ -143,7 +143,7 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
         Options {
             capacity: cfg.capacity,
             theme: theme::Theme::from_env(&cfg.color),
-            policy: cfg.policy,
+            policy: cfg.policy.map(std::sync::Arc::new),
             log_path,
             replay_speed: Some(cfg.speed),
         },

@@ -805,7 +805,7 @@ fn snapshot_detail_explained_by_local_policies() {
     )
     .unwrap();
     let mut app = seed_app(true, "org=payer --verdict DROPPED --type l7");
-    app.options.policy = Some(ctx);
+    app.options.policy = Some(std::sync::Arc::new(ctx));
     app.update(key(KeyCode::Enter));
     let mut t = draw(&mut app, 110, 36);
     let text = format!("{}", t.backend());
@@ -821,13 +821,13 @@ fn snapshot_detail_explained_by_local_policies() {
     assert_ne!(format!("{}", t.backend()), text);
     // Relative paths (tests run in tui/) keep the snapshot machine-independent.
     let mut app = seed_app(true, "org=payer --verdict DROPPED --type l7");
-    app.options.policy = Some(
+    app.options.policy = Some(std::sync::Arc::new(
         PolicyContext::load(
             &[std::path::PathBuf::from("../policies/galactic-fhir")],
             std::path::Path::new("../policies/endpoints/galactic-fhir.yaml"),
         )
         .unwrap(),
-    );
+    ));
     app.update(key(KeyCode::Enter));
     insta::assert_snapshot!(
         "detail_with_policies_110x36",
@@ -999,4 +999,42 @@ fn the_story_banner_fits_any_terminal() {
             assert!(line(&buf, h - 1).starts_with("q"), "{w}x{h}");
         }
     }
+}
+
+#[test]
+fn the_demo_hands_over_the_policies_it_applied_for_explanations() {
+    let mut app = demo_app(Phase::Playing);
+    app.apply_filter(filter::parse("org=payer --verdict DROPPED --type l7").unwrap());
+    app.update(key(KeyCode::Enter));
+    let before = view::detail_lines(&app, app.selected_flow().unwrap().1, 110);
+    let text = |lines: &[ratatui::text::Line<'_>]| {
+        lines
+            .iter()
+            .map(|l| l.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert!(text(&before).contains("Not consulted"), "{}", text(&before));
+    let mut ctx = PolicyContext::load(
+        &[std::path::PathBuf::from("../policies/galactic-fhir")],
+        std::path::Path::new("../policies/endpoints/galactic-fhir.yaml"),
+    )
+    .unwrap();
+    ctx.origin = "the demo's policies as applied now (3 files)".to_owned();
+    let update = explain::PolicyUpdate(std::sync::Arc::new(ctx));
+    assert_eq!(update, update.clone());
+    assert_eq!(app.update(Msg::Policies(update)), None);
+    let after = text(&view::detail_lines(
+        &app,
+        app.selected_flow().unwrap().1,
+        110,
+    ));
+    assert!(
+        after.contains("the demo's policies as applied now (3 files)"),
+        "{after}"
+    );
+    assert!(
+        after.contains("Verdict by these policies: DROPPED"),
+        "{after}"
+    );
 }

@@ -922,7 +922,7 @@ pub(crate) fn detail_lines(app: &App, flow: &Flow, width: u16) -> Vec<Line<'stat
         "Why this verdict?"
     };
     out.push(Line::styled(why, t.title()));
-    for s in explain::explain(flow, app.options.policy.as_ref()) {
+    for s in explain::explain(flow, app.options.policy.as_deref()) {
         for l in wrap(&format!("  [{}]", s.source), width, 3) {
             out.push(Line::styled(l, t.dim()));
         }

@@ -20,11 +20,12 @@ use tokio::{
 
 use super::{
     NODE, Stage,
-    story::{Checked, Played, STORY},
+    story::{Checked, Played, STORY, Step},
 };
 use crate::ui::{
     self, Embedded,
     app::{AgentStatus, Msg, SourceMsg},
+    explain::{PolicyContext, PolicyUpdate},
     source::Batcher,
     story::{Outcome, Phase, Story},
 };
@@ -92,6 +93,7 @@ async fn tell(
     told: &mut Told,
 ) {
     let total = STORY.len();
+    explain_with_applied(stage, tx).await;
     for (i, step) in STORY.iter().enumerate() {
         let started = Instant::now();
         let mut story = Story {
@@ -135,6 +137,9 @@ async fn tell(
             }
         }
         told.steps = i + 1;
+        if matches!(step, Step::Apply { .. }) {
+            explain_with_applied(stage, tx).await;
+        }
         wait_for_next(tx, next, &mut story, started + every).await;
     }
     let ok = told.checked.iter().filter(|c| c.ok()).count();
@@ -150,6 +155,38 @@ async fn tell(
     };
     show(tx, &last).await;
     std::future::pending().await
+}
+
+/// Hands the dashboard the policies applied so far, so its detail pane
+/// explains drops the way the kernel decided them now (the same engine as
+/// `holonet policy trace`). A flow from an earlier step met fewer
+/// policies; the pane's attribution line says which set it used.
+async fn explain_with_applied(stage: &Stage, tx: &Sender<Msg>) {
+    let mut files: Vec<String> = std::fs::read_dir(&stage.policy_dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    match PolicyContext::load(
+        std::slice::from_ref(&stage.policy_dir),
+        &stage.endpoints_file,
+    ) {
+        Ok(mut ctx) => {
+            ctx.origin = if files.is_empty() {
+                "the demo's policies as applied now: none yet, everything is allowed".to_owned()
+            } else {
+                format!(
+                    "the demo's policies as applied now ({}); flows from earlier steps met fewer",
+                    files.join(", ")
+                )
+            };
+            let _ = tx.send(Msg::Policies(PolicyUpdate(Arc::new(ctx)))).await;
+        }
+        Err(e) => log::warn!("explaining flows with the demo's policies: {e:#}"),
+    }
 }
 
 /// Counts down to `deadline` in the banner, second by second, or returns
