@@ -26,7 +26,7 @@ use clap::{Parser, Subcommand};
     after_help = "Examples:\n  \
       holonet                           # the live dashboard (same as `holonet tui`)\n  \
       holonet --filter org=payer        # ... of flows where either side has org=payer\n  \
-      holonet demo                      # two namespaces, real curl, live flows\n  \
+      holonet demo                      # the galactic FHIR incident, live in the dashboard\n  \
       holonet status                    # which kernel hooks this machine offers\n  \
       holonet agent --iface veth1 --iface veth2\n  \
       holonet policy validate policies/\n\n\
@@ -45,7 +45,8 @@ struct Cli {
 enum Command {
     /// Load the probes on interfaces and print every flow they report.
     Agent(commands::agent::AgentArgs),
-    /// Run the demo: the galactic FHIR story in network namespaces, live flows.
+    /// Run the demo: the galactic FHIR incident, live in the dashboard.
+    #[command(long_about = commands::demo::LONG_ABOUT)]
     Demo(commands::demo::DemoArgs),
     /// The demo's FHIR server (started inside a pod by `holonet demo`).
     #[command(hide = true)]
@@ -71,7 +72,12 @@ fn main() -> ExitCode {
     let mut logger =
         env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"));
     logger.format_timestamp_millis();
-    if matches!(cli.command, None | Some(Command::Tui(_))) {
+    let dashboard = match &cli.command {
+        None | Some(Command::Tui(_)) => true,
+        Some(Command::Demo(args)) => args.opens_dashboard(),
+        _ => false,
+    };
+    if dashboard {
         // Never write over the dashboard: logs go to a file.
         let path = ui::log_path();
         match std::fs::OpenOptions::new()

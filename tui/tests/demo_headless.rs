@@ -1,6 +1,7 @@
 //! `holonet demo --headless`: the whole galactic FHIR story with real pods,
 //! real HTTP and the policies of policies/galactic-fhir enforced in this
-//! kernel; the demo itself compares every step's outcome with the story and
+//! kernel, with the droids and the payer sending background traffic all
+//! along; the demo itself compares every step's outcome with the story and
 //! exits non-zero on a mismatch. Needs root (namespaces, BPF); outside CI a
 //! run without root says so loudly, under CI=true it fails.
 
@@ -38,6 +39,17 @@ fn the_seed_story_ends_as_the_blog_says() {
         stdout.contains("/intersystems/fhir/r5/Patient/Anakin)"),
         "{stdout}"
     );
+    // Every request of the story was checked, despite the background
+    // traffic of the droids and the payer, whose flows are printed too.
+    assert_eq!(stdout.matches("\n  ok   ").count(), 9, "{stdout}");
+    for droid in ["fx-6", "dd-13", "2-1b"] {
+        assert!(
+            stdout.contains(&format!("galactic-fhir/medicaldroid-{droid}:")),
+            "no flow of droid {droid}:\n{stdout}"
+        );
+    }
+    // Without a terminal there is no dashboard: nothing switched screens.
+    assert!(!stdout.contains("\x1b[?1049h"), "{stdout}");
 }
 
 fn nix_is_root() -> bool {
@@ -49,4 +61,91 @@ fn nix_is_root() -> bool {
                 .and_then(|l| l.split_whitespace().nth(2).map(|euid| euid == "0"))
         })
         .unwrap_or(false)
+}
+
+/// The pids of `pid`'s children.
+fn children(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    for t in tasks.flatten() {
+        let text = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
+        out.extend(
+            text.split_whitespace()
+                .filter_map(|c| c.parse::<u32>().ok()),
+        );
+    }
+    out
+}
+
+/// Namespaces of the demo run `pid`.
+fn namespaces_of(pid: u32) -> Vec<String> {
+    let out = Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .expect("ip netns list");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| n.starts_with(&format!("hn-{pid}-")))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn a_run_killed_outright_is_cleaned_up_by_the_next_one() {
+    if !nix_is_root() {
+        let why = "it needs root to create network namespaces and load BPF programs";
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("demo_headless cannot run under CI=true: {why}");
+        }
+        eprintln!(
+            "\n*** SKIPPED a_run_killed_outright_is_cleaned_up_by_the_next_one: {why}. ***\n"
+        );
+        return;
+    }
+    let mut victim = Command::new(env!("CARGO_BIN_EXE_holonet"))
+        .args(["demo", "--headless"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("starting holonet demo");
+    let pid = victim.id();
+    // Wait until all seven pods exist and the servers run in them.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while namespaces_of(pid).len() < 7 || children(pid).len() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the demo did not set up its pods"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let servers = children(pid);
+    let files = std::env::temp_dir().join(format!("holonet-demo-{pid}"));
+    assert!(files.exists(), "{}", files.display());
+    victim.kill().expect("SIGKILL");
+    victim.wait().expect("reaping the demo");
+    // Its servers notice and leave; its namespaces and files stay behind...
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while servers
+        .iter()
+        .any(|p| std::path::Path::new(&format!("/proc/{p}")).exists())
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "servers {servers:?} outlived the demo"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(namespaces_of(pid).len(), 7);
+    // ...until the next run removes them before it starts.
+    let out = Command::new(env!("CARGO_BIN_EXE_holonet"))
+        .args(["demo", "--headless"])
+        .output()
+        .expect("running holonet demo");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "second run failed:\n{stdout}");
+    assert!(namespaces_of(pid).is_empty(), "{:?}", namespaces_of(pid));
+    assert!(!files.exists(), "{} left behind", files.display());
 }

@@ -4,9 +4,15 @@
 //! be back to normal (main screen, cooked mode with echo), also when the
 //! dashboard is killed with SIGTERM.
 //!
-//! tmux is required: under CI=true a missing tmux fails the test; outside
-//! CI the test is skipped loudly. The captures are written next to the
-//! test binary's temporary directory for inspection.
+//! `holonet demo` is driven the same way: the story over the dashboard,
+//! `n` to move on, `q` to leave, and afterwards no namespace of that run
+//! is left. The README's main-job command line is run exactly as the
+//! README shows it.
+//!
+//! tmux is required (and root for the demo): under CI=true a missing tmux
+//! or root fails the test; outside CI the test is skipped loudly. The
+//! captures are written next to the test binary's temporary directory for
+//! inspection.
 
 use std::{
     path::{Path, PathBuf},
@@ -47,6 +53,24 @@ fn state_dir(socket: &str) -> PathBuf {
     std::env::temp_dir().join(format!("{socket}.state"))
 }
 
+/// Tests share the holonet binary; the README test runs `./scripts/demo`,
+/// whose `cargo build` may relink that binary, so it runs alone.
+static BINARY: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+/// Held while a test runs holonet.
+fn shared() -> std::sync::RwLockReadGuard<'static, ()> {
+    BINARY
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Held while the README's command may rebuild holonet.
+fn exclusive() -> std::sync::RwLockWriteGuard<'static, ()> {
+    BINARY
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// One tmux session on a private server socket.
 struct Session {
     socket: String,
@@ -61,11 +85,17 @@ impl Session {
 
     /// Like `start`, with `VAR=value …` put before the command.
     fn start_env(test: &str, env: &str, args: &str, w: u16, h: u16) -> Self {
+        Self::start_shell(test, &format!("{env} {BIN} {args}"), w, h)
+    }
+
+    /// Runs a shell command line in the session (holonet's log goes to the
+    /// session's state directory).
+    fn start_shell(test: &str, command: &str, w: u16, h: u16) -> Self {
         let socket = format!("holonet-test-{}-{test}", std::process::id());
         let name = "t".to_owned();
         let log = state_dir(&socket);
         let script = format!(
-            "XDG_STATE_HOME={state} {env} {BIN} {args}; echo \"HOLONET_EXIT=$?\"; \
+            "export XDG_STATE_HOME={state}; {command}; echo \"HOLONET_EXIT=$?\"; \
              stty -a | tr '\\n' ' ' | sed 's/^/STTY: /'; echo; echo DONE; sleep 600",
             state = log.display(),
         );
@@ -151,7 +181,12 @@ impl Session {
 
     /// Waits until the pane shows `needle`; panics with the pane if not.
     fn wait_for(&self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(20);
+        self.wait_long(needle, Duration::from_secs(20))
+    }
+
+    /// Like `wait_for`, for up to `timeout`.
+    fn wait_long(&self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
         loop {
             let c = self.capture();
             if c.contains(needle) {
@@ -204,7 +239,8 @@ impl Drop for Session {
 
 /// The terminal after the dashboard left: exit status and cooked mode.
 fn assert_restored(s: &Session, after: &str, expect_exit: &str) {
-    s.wait_for("DONE");
+    // The demo removes its pods first, which takes a few seconds.
+    s.wait_long("DONE", Duration::from_secs(60));
     let c = s.history();
     assert!(
         c.contains(&format!("HOLONET_EXIT={expect_exit}")),
@@ -231,6 +267,7 @@ fn assert_restored(s: &Session, after: &str, expect_exit: &str) {
 
 #[test]
 fn a_person_filters_pauses_inspects_and_quits() {
+    let _binary = shared();
     let test = "a_person_filters_pauses_inspects_and_quits";
     if !have_tmux(test) {
         return;
@@ -336,6 +373,7 @@ fn a_person_filters_pauses_inspects_and_quits() {
 
 #[test]
 fn sigterm_and_garbage_lines_leave_a_clean_terminal() {
+    let _binary = shared();
     let test = "sigterm_and_garbage_lines_leave_a_clean_terminal";
     if !have_tmux(test) {
         return;
@@ -377,6 +415,7 @@ fn sigterm_and_garbage_lines_leave_a_clean_terminal() {
 
 #[test]
 fn a_20x5_terminal_still_shows_the_keys() {
+    let _binary = shared();
     let test = "a_20x5_terminal_still_shows_the_keys";
     if !have_tmux(test) {
         return;
@@ -399,6 +438,7 @@ fn a_20x5_terminal_still_shows_the_keys() {
 
 #[test]
 fn bad_input_gives_clear_messages() {
+    let _binary = shared();
     let run = |args: &[&str]| {
         let out = Command::new(BIN).args(args).output().expect("run holonet");
         (
@@ -435,6 +475,7 @@ fn bad_input_gives_clear_messages() {
 
 #[test]
 fn the_terminal_going_away_ends_the_dashboard_quietly() {
+    let _binary = shared();
     let test = "the_terminal_going_away_ends_the_dashboard_quietly";
     if !have_tmux(test) {
         return;
@@ -465,6 +506,7 @@ fn the_terminal_going_away_ends_the_dashboard_quietly() {
 
 #[test]
 fn colours_follow_hubble_and_no_color_turns_them_off() {
+    let _binary = shared();
     let test = "colours_follow_hubble_and_no_color_turns_them_off";
     if !have_tmux(test) {
         return;
@@ -501,4 +543,293 @@ fn colours_follow_hubble_and_no_color_turns_them_off() {
         escaped.contains("[7m") || escaped.contains(";7m"),
         "{escaped:?}"
     );
+}
+
+// ---- holonet demo over the dashboard ------------------------------------------
+
+/// Whether the demo can run here (root, for namespaces and BPF); panics
+/// under CI=true when it cannot.
+fn have_root(test: &str) -> bool {
+    let root = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|euid| euid == "0"))
+        })
+        .unwrap_or(false);
+    if root {
+        return true;
+    }
+    let why = "it needs root to create network namespaces and load BPF programs";
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{test} cannot run under CI=true: {why}");
+    }
+    eprintln!("\n*** SKIPPED {test}: {why}. ***\n");
+    false
+}
+
+/// Network namespaces the demo of process `pid` created (`hn-<pid>-…`).
+fn namespaces_of(pid: &str) -> Vec<String> {
+    let out = Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .expect("ip netns list");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| n.starts_with(&format!("hn-{pid}-")))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The pid of the `holonet demo` process in the session (the script may
+/// run it through `scripts/demo`, which execs it).
+fn demo_pid(s: &Session) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let pid = s.holonet_pid();
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        if args.len() > 1 && args[1] == b"demo" {
+            return pid;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no `holonet demo` process in the session: {:?}",
+            String::from_utf8_lossy(&cmdline)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// How many flow rows of the table on a captured pane contain `text`
+/// (rows start with the flow's time, `HH:MM:SS`, after the selection mark).
+fn rows_with(pane: &str, text: &str) -> usize {
+    pane.lines()
+        .filter(|l| {
+            let row = l.trim_start_matches('▶').trim_start();
+            let t = row.as_bytes();
+            t.len() > 8
+                && t[2] == b':'
+                && t[5] == b':'
+                && t[..8].iter().all(|b| b.is_ascii_digit() || *b == b':')
+        })
+        .filter(|l| l.contains(text))
+        .count()
+}
+
+/// Presses `n` until the pane shows `needle`.
+fn advance_until(s: &Session, needle: &str, timeout: Duration) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let c = s.capture();
+        if c.contains(needle) {
+            return c;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out pressing n until {needle:?}; the pane shows:\n{c}"
+        );
+        if c.contains("(n: now)") {
+            s.keys(&["n"]);
+        }
+        std::thread::sleep(Duration::from_millis(400));
+    }
+}
+
+#[test]
+fn the_demo_tells_the_story_over_the_dashboard_and_cleans_up() {
+    let _binary = shared();
+    let test = "the_demo_tells_the_story_over_the_dashboard_and_cleans_up";
+    if !have_tmux(test) || !have_root(test) {
+        return;
+    }
+    let mut s = Session::start("demo", "demo --step-seconds 5", 120, 36);
+    let first = s.wait_long(" step 1/15: ", Duration::from_secs(90));
+    assert!(
+        s.alternate_on(),
+        "the dashboard should be on the alternate screen"
+    );
+    assert!(first.contains("● LIVE holonet demo"), "{first}");
+    let pid = demo_pid(&s);
+    assert!(
+        !namespaces_of(&pid).is_empty(),
+        "the demo's pods exist while it runs"
+    );
+    // The timer moves the story on by itself...
+    let second = s.wait_long(" step 2/15: the medical droids", Duration::from_secs(20));
+    s.captures.push(("step 2 by the timer".into(), second));
+    // ...and n does not wait for it.
+    let dropped = advance_until(
+        &s,
+        " step 6/15: the care team tries again",
+        Duration::from_secs(60),
+    );
+    let dropped = if dropped.contains("no answer: dropped by holonet") {
+        dropped
+    } else {
+        s.wait_for("no answer: dropped by holonet")
+    };
+    s.captures
+        .push(("the deny-all drops the care team".into(), dropped.clone()));
+    assert!(
+        dropped.contains("  ✓ GET DarthVader from grandmedicalfacility"),
+        "{dropped}"
+    );
+    assert!(rows_with(&dropped, "DROPPED") > 0, "{dropped}");
+    let forwarded = advance_until(
+        &s,
+        " step 9/15: the care team reads",
+        Duration::from_secs(60),
+    );
+    let forwarded = if forwarded.contains("HTTP 200, as the story says") {
+        forwarded
+    } else {
+        s.wait_for("HTTP 200, as the story says")
+    };
+    let pane = s.keep("the empire allowed: FORWARDED requests on screen");
+    assert!(rows_with(&pane, "FORWARDED http-request") > 0, "{pane}");
+    assert!(
+        forwarded.contains("n next step"),
+        "the footer names the key: {forwarded}"
+    );
+    // The droids poll in the background: their flows reach the dashboard.
+    s.keys(&["/"]);
+    s.wait_for("(Enter: apply, Esc: cancel)");
+    s.keys(&["C-u"]);
+    s.type_text("app=medicaldroid");
+    s.keys(&["Enter"]);
+    let droids = s.wait_for("\nfilter: (source app=medicaldroid OR destination app=medicaldroid)");
+    s.captures.push(("droid traffic".into(), droids.clone()));
+    assert!(
+        rows_with(&droids, "medicaldroid-") > 3,
+        "the droids poll in the background:\n{droids}"
+    );
+    // Quit in the middle of the story: the terminal comes back, the run's
+    // summary follows, and nothing of the run is left.
+    s.keys(&["q"]);
+    assert_restored(&s, "q during the demo", "0");
+    let after = s.history();
+    s.captures.push(("after q".into(), after.clone()));
+    assert!(after.contains("expected versus observed:"), "{after}");
+    assert!(after.contains("stopped after step"), "{after}");
+    assert!(!after.contains("FAIL"), "{after}");
+    assert!(namespaces_of(&pid).is_empty(), "{:?}", namespaces_of(&pid));
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists() || {
+            // The shell reaped it; a zombie would still have a /proc entry.
+            std::fs::read_to_string(format!("/proc/{pid}/status")).is_err()
+        }
+    );
+    let log = state_dir(&s.socket).join("holonet/tui.log");
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(!text.contains("panic"), "{}:\n{text}", log.display());
+    s.save(test);
+}
+
+#[test]
+fn sigterm_during_the_demo_restores_the_terminal_and_removes_the_pods() {
+    let _binary = shared();
+    let test = "sigterm_during_the_demo_restores_the_terminal_and_removes_the_pods";
+    if !have_tmux(test) || !have_root(test) {
+        return;
+    }
+    let mut s = Session::start("demoterm", "demo", 100, 30);
+    s.wait_long(" step 1/15: ", Duration::from_secs(90));
+    let pid = demo_pid(&s);
+    // In the middle of a step, with background traffic in flight.
+    s.wait_long(" step 3/15: ", Duration::from_secs(30));
+    assert!(!namespaces_of(&pid).is_empty());
+    let ok = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .is_ok_and(|st| st.success());
+    assert!(ok, "kill -TERM {pid}");
+    assert_restored(&s, "SIGTERM during the demo", "0");
+    let after = s.history();
+    s.captures.push(("after SIGTERM".into(), after.clone()));
+    assert!(after.contains("cleaning up"), "{after}");
+    assert!(namespaces_of(&pid).is_empty(), "{:?}", namespaces_of(&pid));
+    s.save(test);
+}
+
+/// The README's first command, as a newcomer copies it.
+fn readme_main_command() -> String {
+    let readme = Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md");
+    let text = std::fs::read_to_string(&readme).expect("README.md");
+    let block = text
+        .split("```")
+        .nth(1)
+        .expect("README.md starts with a code block");
+    block
+        .lines()
+        .skip(1) // the fence's language tag
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .expect("a command in the README's first code block")
+        .to_owned()
+}
+
+#[test]
+fn the_readme_main_command_plays_the_whole_story_in_the_dashboard() {
+    let _binary = exclusive();
+    let test = "the_readme_main_command_plays_the_whole_story_in_the_dashboard";
+    let command = readme_main_command();
+    // Changing the README's main command means changing this test too.
+    assert_eq!(command, "./scripts/demo");
+    if !have_tmux(test) || !have_root(test) {
+        return;
+    }
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    // Exactly the README's line, run from the repository's root (it builds
+    // holonet first, so allow for a build).
+    let mut s = Session::start_shell(
+        "readme",
+        &format!("cd {} && {command}", repo.display()),
+        120,
+        36,
+    );
+    s.wait_long(" step 1/15: ", Duration::from_secs(900));
+    let pid = demo_pid(&s);
+    let over = advance_until(
+        &s,
+        "the story is over: 9/9 requests ended as the story says",
+        Duration::from_secs(180),
+    );
+    s.captures.push(("the story is over".into(), over.clone()));
+    assert!(
+        rows_with(&over, "DROPPED") + rows_with(&over, "FORWARDED") > 0,
+        "{over}"
+    );
+    // Background traffic keeps the dashboard live after the story.
+    let flows = |pane: &str| -> Option<u64> {
+        let header = pane.lines().next()?;
+        let part = header.split('│').find(|p| p.contains(" flows"))?;
+        let total = part.trim().trim_end_matches(" flows").split('/').nth(1)?;
+        total.replace(',', "").parse().ok()
+    };
+    let before = flows(&over).expect("flow count in the header");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let now = flows(&s.capture()).unwrap_or(0);
+        if now > before {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no new flows after the story ended:\n{}",
+            s.capture()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    s.keys(&["q"]);
+    assert_restored(&s, "q after the story", "0");
+    let after = s.history();
+    s.captures.push(("after q".into(), after.clone()));
+    assert!(after.contains("expected versus observed:"), "{after}");
+    assert_eq!(after.matches("  ok   ").count(), 9, "{after}");
+    assert!(!after.contains("FAIL"), "{after}");
+    assert!(namespaces_of(&pid).is_empty(), "{:?}", namespaces_of(&pid));
+    s.save(test);
 }

@@ -4,14 +4,17 @@
 //! side effect to perform, if any. Nothing here touches the terminal, a
 //! socket or a file, so every behaviour is tested by feeding messages.
 
+use std::sync::Arc;
+
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEvent, MouseEventKind};
 use holonet_proto::{flow::Flow, wkt::Timestamp};
 
 use super::{
-    explain::PolicyContext,
+    explain::{PolicyContext, PolicyUpdate},
     filter::{self, ActiveFilter},
     row,
     store::{Stats, Store, View},
+    story::Story,
     theme::Theme,
     view,
 };
@@ -185,6 +188,11 @@ pub(crate) enum Msg {
     Events(Vec<Event>),
     /// Source state.
     Source(SourceMsg),
+    /// Where the story told over the dashboard is (`holonet demo`).
+    Story(Story),
+    /// The policies to explain flows with from now on (`holonet demo`
+    /// sends the set it has applied so far after each step).
+    Policies(PolicyUpdate),
     /// SIGTERM, SIGHUP, SIGINT.
     Quit,
 }
@@ -198,6 +206,8 @@ pub(crate) enum Effect {
     Redraw,
     /// Tell the replay player.
     Replay(ReplayCmd),
+    /// Ask the story's driver for the next step now (`n` during the demo).
+    NextStep,
 }
 
 /// A one-line text editor (filter bar, command line).
@@ -391,8 +401,8 @@ pub(crate) struct Options {
     pub(crate) capacity: usize,
     /// Colours and styles.
     pub(crate) theme: Theme,
-    /// Policies for local explanations.
-    pub(crate) policy: Option<PolicyContext>,
+    /// Policies for local explanations (replaced by [`Msg::Policies`]).
+    pub(crate) policy: Option<Arc<PolicyContext>>,
     /// Where logs go.
     pub(crate) log_path: String,
     /// Initial replay speed (recordings only).
@@ -442,6 +452,8 @@ pub(crate) struct App {
     pub(crate) options: Options,
     /// Replay speed requested.
     pub(crate) speed: Speed,
+    /// The story told over the dashboard, if any (`holonet demo`).
+    pub(crate) story: Option<Story>,
     /// Frame needs drawing.
     pub(crate) dirty: bool,
 }
@@ -477,6 +489,7 @@ impl App {
             notice: None,
             options,
             speed,
+            story: None,
             dirty: true,
         }
     }
@@ -722,6 +735,16 @@ impl App {
                 self.on_source(s);
                 None
             }
+            Msg::Story(s) => {
+                self.story = Some(s);
+                self.dirty = true;
+                None
+            }
+            Msg::Policies(p) => {
+                self.options.policy = Some(p.0);
+                self.dirty = true;
+                None
+            }
             Msg::Quit => Some(Effect::Quit),
         }
     }
@@ -839,6 +862,7 @@ impl App {
             KeyCode::Char('2') => self.panels.drops = !self.panels.drops,
             KeyCode::Char('3') => self.panels.map = !self.panels.map,
             KeyCode::Char('4') => self.panels.status = !self.panels.status,
+            KeyCode::Char('n') if self.story.is_some() => return self.next_step(),
             KeyCode::Char('+') | KeyCode::Char('=') if self.is_replay() => {
                 return self.set_speed(self.speed.step(true));
             }
@@ -884,6 +908,21 @@ impl App {
             }
         }
         None
+    }
+
+    /// `n` or `:next` during the demo: the next step now, while there is one.
+    fn next_step(&mut self) -> Option<Effect> {
+        match &self.story {
+            Some(s) if s.can_advance() => Some(Effect::NextStep),
+            Some(_) => {
+                self.set_notice("the story is over; q quits and cleans up", false);
+                None
+            }
+            None => {
+                self.set_notice(":next works during `holonet demo`", true);
+                None
+            }
+        }
     }
 
     fn set_speed(&mut self, s: Speed) -> Option<Effect> {
@@ -960,6 +999,7 @@ impl App {
                 self.follow_newest();
                 None
             }
+            "next" => self.next_step(),
             "pause" | "play" | "resume" => {
                 let paused = match &self.source.replay {
                     Some(r) => r.paused,

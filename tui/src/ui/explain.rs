@@ -78,6 +78,18 @@ impl PolicyContext {
     }
 }
 
+/// A policy context handed to a running dashboard (`holonet demo` sends a
+/// new one each time it applies a policy), shared rather than copied;
+/// two updates are equal when they carry the same context.
+#[derive(Debug, Clone)]
+pub(crate) struct PolicyUpdate(pub(crate) Arc<PolicyContext>);
+
+impl PartialEq for PolicyUpdate {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
 /// An explanation section: where it comes from, then its lines.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Section {

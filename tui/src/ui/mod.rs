@@ -8,6 +8,9 @@
 //! - [`row`]: how a flow reads in the table; [`theme`]: colours and styles;
 //! - [`explain`]: why a flow was dropped, from each source that can know;
 //! - [`source`]: producers (live gRPC stream, recording player);
+//! - [`story`]: the caption banner of a story told over the dashboard
+//!   (`holonet demo`, whose driver feeds flows and captions through
+//!   [`run_embedded`]);
 //! - [`terminal`]: the terminal guard; [`run`] is the event loop.
 //!
 //! Producers and the crossterm event stream send messages through bounded
@@ -20,6 +23,7 @@ pub(crate) mod filter;
 pub(crate) mod row;
 pub(crate) mod source;
 pub(crate) mod store;
+pub(crate) mod story;
 pub(crate) mod terminal;
 pub(crate) mod theme;
 pub(crate) mod view;
@@ -126,7 +130,7 @@ fn io_end(e: io::Error, what: &str) -> anyhow::Result<()> {
 }
 
 async fn run_async(cfg: Config) -> anyhow::Result<()> {
-    let (tx, mut rx) = mpsc::channel::<Msg>(64);
+    let (tx, rx) = mpsc::channel::<Msg>(64);
     let (replay_tx, replay_rx) = std::sync::mpsc::channel::<ReplayCmd>();
     let connection = match &cfg.input {
         Input::Server { address, .. } => {
@@ -139,7 +143,7 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
         Options {
             capacity: cfg.capacity,
             theme: theme::Theme::from_env(&cfg.color),
-            policy: cfg.policy,
+            policy: cfg.policy.map(std::sync::Arc::new),
             log_path,
             replay_speed: Some(cfg.speed),
         },
@@ -168,7 +172,68 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
         }
     }
     drop(tx);
+    event_loop(&mut app, rx, cfg.fps, |effect| {
+        if let Effect::Replay(c) = effect {
+            let _ = replay_tx.send(c);
+        }
+    })
+    .await
+}
 
+/// A dashboard whose flows and story come from its owner rather than a
+/// server or a recording: `holonet demo` feeds it from its own flow store.
+#[derive(Debug)]
+pub(crate) struct Embedded {
+    /// What the header says the flows come from.
+    pub(crate) label: String,
+    /// Flows kept in memory.
+    pub(crate) capacity: usize,
+    /// Frames per second at most.
+    pub(crate) fps: u32,
+    /// `--color`.
+    pub(crate) color: String,
+}
+
+/// Runs a dashboard fed through `rx` (flows, source status, the story's
+/// captions) until the user quits; each `n` (next step) is sent on
+/// `next_step`. The terminal is restored on every way out, SIGTERM, SIGHUP
+/// and SIGINT included, which quit like `q` does so the owner can clean up.
+pub(crate) async fn run_embedded(
+    cfg: Embedded,
+    rx: mpsc::Receiver<Msg>,
+    next_step: mpsc::UnboundedSender<()>,
+) -> anyhow::Result<()> {
+    if !io::stdout().is_terminal() {
+        bail!("the dashboard needs a terminal on stdout");
+    }
+    let mut app = App::new(
+        Options {
+            capacity: cfg.capacity,
+            theme: theme::Theme::from_env(&cfg.color),
+            policy: None,
+            log_path: log_path().display().to_string(),
+            replay_speed: None,
+        },
+        filter::parse("").unwrap_or_default(),
+        Connection::Live(cfg.label),
+    );
+    event_loop(&mut app, rx, cfg.fps, |effect| {
+        if effect == Effect::NextStep {
+            let _ = next_step.send(());
+        }
+    })
+    .await
+}
+
+/// Owns the terminal and applies messages (keys, signals, what `rx`
+/// brings) to `app` until it quits; effects other than quitting and
+/// redrawing go to `on_effect`.
+async fn event_loop(
+    app: &mut App,
+    mut rx: mpsc::Receiver<Msg>,
+    fps: u32,
+    mut on_effect: impl FnMut(Effect),
+) -> anyhow::Result<()> {
     let mut sigterm = tokio::signal::unix::signal(SignalKind::terminate())?;
     let mut sighup = tokio::signal::unix::signal(SignalKind::hangup())?;
     let mut sigint = tokio::signal::unix::signal(SignalKind::interrupt())?;
@@ -180,7 +245,7 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
     let size = terminal.size()?;
     app.update(Msg::Resize(size.width, size.height));
     let mut events = EventStream::new();
-    let frame = Duration::from_micros(1_000_000 / u64::from(cfg.fps.clamp(1, 120)));
+    let frame = Duration::from_micros(1_000_000 / u64::from(fps.clamp(1, 120)));
     let mut ticker = tokio::time::interval(frame);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let result: anyhow::Result<()> = loop {
@@ -200,7 +265,7 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
             _ = ticker.tick() => {
                 if app.dirty {
                     app.dirty = false;
-                    if let Err(e) = terminal.draw(|f| f.render_widget(view::Dashboard(&app), f.area())) {
+                    if let Err(e) = terminal.draw(|f| f.render_widget(view::Dashboard(app), f.area())) {
                         break io_end(e, "drawing");
                     }
                 }
@@ -220,15 +285,13 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
                 }
                 app.dirty = true;
             }
-            Some(Effect::Replay(c)) => {
-                let _ = replay_tx.send(c);
-            }
+            Some(other) => on_effect(other),
             None => {}
         }
         if key && app.dirty {
             // A key press shows in the very next frame.
             app.dirty = false;
-            if let Err(e) = terminal.draw(|f| f.render_widget(view::Dashboard(&app), f.area())) {
+            if let Err(e) = terminal.draw(|f| f.render_widget(view::Dashboard(app), f.area())) {
                 break io_end(e, "drawing");
             }
         }

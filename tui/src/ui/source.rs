@@ -122,9 +122,11 @@ fn chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-/// Batches events towards the UI without ever blocking on it.
+/// Batches events towards the UI without ever blocking on it: the live
+/// stream uses it, and so does `holonet demo`, which feeds the dashboard
+/// from its own flow store.
 #[derive(Debug)]
-struct Batcher {
+pub(crate) struct Batcher {
     tx: Sender<Msg>,
     pending: Vec<Event>,
     dropped: u64,
@@ -132,13 +134,26 @@ struct Batcher {
 }
 
 impl Batcher {
-    fn new(tx: Sender<Msg>) -> Self {
+    /// A batcher sending on `tx`.
+    pub(crate) fn new(tx: Sender<Msg>) -> Self {
         Self {
             tx,
             pending: Vec::with_capacity(BATCH),
             dropped: 0,
             since: Instant::now(),
         }
+    }
+
+    /// Queues a Hubble response (flows, lost events, node status).
+    pub(crate) fn push_response(&mut self, resp: GetFlowsResponse) {
+        if let Some(ev) = to_event(resp) {
+            self.push(ev);
+        }
+    }
+
+    /// Whether events are still waiting for room in the channel.
+    pub(crate) fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
     }
 
     fn push(&mut self, ev: Event) {
@@ -158,7 +173,7 @@ impl Batcher {
     }
 
     /// Tries to hand the batch over; returns false when the UI is gone.
-    fn flush(&mut self) -> bool {
+    pub(crate) fn flush(&mut self) -> bool {
         if self.dropped > 0 && self.pending.len() < BACKLOG {
             self.pending.push(Event::Lost {
                 source: "holonet-tui: display could not keep up".to_owned(),

@@ -24,6 +24,7 @@ use super::{
     },
     explain::{self, PolicyContext},
     filter::{self, ActiveFilter},
+    story::{Outcome, Phase, Story},
     theme::Theme,
     view,
 };
@@ -804,7 +805,7 @@ fn snapshot_detail_explained_by_local_policies() {
     )
     .unwrap();
     let mut app = seed_app(true, "org=payer --verdict DROPPED --type l7");
-    app.options.policy = Some(ctx);
+    app.options.policy = Some(std::sync::Arc::new(ctx));
     app.update(key(KeyCode::Enter));
     let mut t = draw(&mut app, 110, 36);
     let text = format!("{}", t.backend());
@@ -820,13 +821,13 @@ fn snapshot_detail_explained_by_local_policies() {
     assert_ne!(format!("{}", t.backend()), text);
     // Relative paths (tests run in tui/) keep the snapshot machine-independent.
     let mut app = seed_app(true, "org=payer --verdict DROPPED --type l7");
-    app.options.policy = Some(
+    app.options.policy = Some(std::sync::Arc::new(
         PolicyContext::load(
             &[std::path::PathBuf::from("../policies/galactic-fhir")],
             std::path::Path::new("../policies/endpoints/galactic-fhir.yaml"),
         )
         .unwrap(),
-    );
+    ));
     app.update(key(KeyCode::Enter));
     insta::assert_snapshot!(
         "detail_with_policies_110x36",
@@ -868,4 +869,172 @@ fn a_missing_agent_is_said_plainly() {
     app.update(Msg::Source(SourceMsg::Connected("unix:///x".into())));
     app.update(Msg::Source(SourceMsg::Disconnected("eof".into())));
     assert!(app.notice.unwrap().text.starts_with("stream lost: eof"));
+}
+
+// ---- the demo's story over the dashboard ------------------------------------
+
+/// A live dashboard with the seed's flows and the story at step 5.
+fn demo_app(phase: Phase) -> App {
+    let mut app = app_with(100_000, true, "", false);
+    app.update(Msg::Events(
+        seed_flows()
+            .into_iter()
+            .map(|f| Event::Flow(Box::new(f)))
+            .collect(),
+    ));
+    app.update(Msg::Story(Story {
+        step: 5,
+        total: 15,
+        caption: "deny all traffic cluster-wide, except DNS".to_owned(),
+        outcome: Some(Outcome {
+            text: "1 policy object(s) enforced in the kernel".to_owned(),
+            as_expected: true,
+        }),
+        phase,
+    }));
+    app
+}
+
+#[test]
+fn the_story_banner_shows_the_caption_the_timer_and_the_outcome() {
+    let mut app = demo_app(Phase::Waiting { seconds: 4 });
+    let buf = buffer(&mut app, 100, 30);
+    let banner = line(&buf, 1);
+    assert!(
+        banner.starts_with(" step 5/15: deny all traffic cluster-wide, except DNS"),
+        "{banner}"
+    );
+    assert!(
+        banner.trim_end().ends_with("next in 4s (n: now)"),
+        "{banner}"
+    );
+    assert!(
+        buf[(1, 1)].modifier.contains(Modifier::REVERSED),
+        "the banner reads as a banner without colour"
+    );
+    assert!(
+        line(&buf, 2).contains("✓ 1 policy object(s) enforced in the kernel"),
+        "{}",
+        line(&buf, 2)
+    );
+    assert!(line(&buf, 3).starts_with("filter: "), "{}", line(&buf, 3));
+    let footer = line(&buf, 29);
+    assert!(footer.starts_with("q quit  n next step"), "{footer}");
+    // The table still has its rows under the banner.
+    assert!(!find(&buf, "DROPPED").is_empty());
+    // A story that ended differently from the script says so in red.
+    app.update(Msg::Story(Story {
+        outcome: Some(Outcome {
+            text: "GET DarthVader from payer: HTTP 200, but the story says dropped".to_owned(),
+            as_expected: false,
+        }),
+        ..app.story.clone().unwrap()
+    }));
+    let buf = buffer(&mut app, 100, 30);
+    let (x, y) = find(&buf, "✗ GET DarthVader")[0];
+    assert_eq!(y, 2);
+    assert_eq!(buf[(x, y)].fg, Color::Red);
+}
+
+#[test]
+fn n_asks_for_the_next_step_while_there_is_one() {
+    let mut app = demo_app(Phase::Playing);
+    assert_eq!(app.update(key(KeyCode::Char('n'))), Some(Effect::NextStep));
+    app.update(key(KeyCode::Char(':')));
+    type_text(&mut app, "next");
+    assert_eq!(app.update(key(KeyCode::Enter)), Some(Effect::NextStep));
+    app.update(Msg::Story(Story {
+        phase: Phase::Over {
+            ok: 10,
+            requests: 10,
+        },
+        outcome: None,
+        ..app.story.clone().unwrap()
+    }));
+    assert_eq!(app.update(key(KeyCode::Char('n'))), None);
+    let notice = app.notice.clone().unwrap();
+    assert!(notice.text.contains("story is over"), "{notice:?}");
+    let buf = buffer(&mut app, 120, 30);
+    assert!(
+        line(&buf, 1).contains("the story is over: 10/10 requests ended as the story says"),
+        "{}",
+        line(&buf, 1)
+    );
+    assert!(!line(&buf, 29).contains("next step"), "{}", line(&buf, 29));
+    assert!(
+        line(&buf, 2).contains("explore: / filters"),
+        "{}",
+        line(&buf, 2)
+    );
+    // Without a story, n is not a key of the live dashboard and :next says why.
+    let mut plain = app_with(100, true, "", false);
+    assert_eq!(plain.update(key(KeyCode::Char('n'))), None);
+    plain.update(key(KeyCode::Char(':')));
+    type_text(&mut plain, "next");
+    assert_eq!(plain.update(key(KeyCode::Enter)), None);
+    assert!(plain.notice.clone().unwrap().error);
+}
+
+#[test]
+fn the_help_lists_the_demo_keys_only_during_the_demo() {
+    let app = demo_app(Phase::Playing);
+    let help = view::help_lines(&app).join("\n");
+    assert!(help.contains("n, :next      next step now"), "{help}");
+    let plain = app_with(100, true, "", false);
+    assert!(!view::help_lines(&plain).join("\n").contains(":next"));
+}
+
+#[test]
+fn the_story_banner_fits_any_terminal() {
+    for (w, h) in [(1, 1), (20, 3), (20, 5), (40, 12), (80, 24), (200, 60)] {
+        let mut app = demo_app(Phase::Failed(
+            "applying 10-l7-visibility.yaml: no interface".into(),
+        ));
+        let buf = buffer(&mut app, w, h);
+        if h >= 5 {
+            assert!(line(&buf, 1).contains("✗"), "{w}x{h}: {}", line(&buf, 1));
+        }
+        // The footer keeps the last line.
+        if h >= 2 {
+            assert!(line(&buf, h - 1).starts_with("q"), "{w}x{h}");
+        }
+    }
+}
+
+#[test]
+fn the_demo_hands_over_the_policies_it_applied_for_explanations() {
+    let mut app = demo_app(Phase::Playing);
+    app.apply_filter(filter::parse("org=payer --verdict DROPPED --type l7").unwrap());
+    app.update(key(KeyCode::Enter));
+    let before = view::detail_lines(&app, app.selected_flow().unwrap().1, 110);
+    let text = |lines: &[ratatui::text::Line<'_>]| {
+        lines
+            .iter()
+            .map(|l| l.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert!(text(&before).contains("Not consulted"), "{}", text(&before));
+    let mut ctx = PolicyContext::load(
+        &[std::path::PathBuf::from("../policies/galactic-fhir")],
+        std::path::Path::new("../policies/endpoints/galactic-fhir.yaml"),
+    )
+    .unwrap();
+    ctx.origin = "the demo's policies as applied now (3 files)".to_owned();
+    let update = explain::PolicyUpdate(std::sync::Arc::new(ctx));
+    assert_eq!(update, update.clone());
+    assert_eq!(app.update(Msg::Policies(update)), None);
+    let after = text(&view::detail_lines(
+        &app,
+        app.selected_flow().unwrap().1,
+        110,
+    ));
+    assert!(
+        after.contains("the demo's policies as applied now (3 files)"),
+        "{after}"
+    );
+    assert!(
+        after.contains("Verdict by these policies: DROPPED"),
+        "{after}"
+    );
 }

@@ -20,6 +20,7 @@ use super::{
     app::{App, Connection, Mode},
     explain,
     row::{self, Side, fit},
+    story::Phase,
     theme::Theme,
 };
 
@@ -28,6 +29,8 @@ use super::{
 pub(crate) struct Areas {
     /// Status header.
     pub(crate) header: Rect,
+    /// The story banner (`holonet demo`): caption, then the step's outcome.
+    pub(crate) story: Rect,
     /// Active filter line.
     pub(crate) filter: Rect,
     /// Panels that are on, with their areas.
@@ -87,6 +90,18 @@ pub(crate) fn layout(app: &App, area: Rect) -> Areas {
     if area.height >= 2 {
         a.header = Rect::new(area.x, y, area.width, 1);
         y += 1;
+    }
+    if app.story.is_some() {
+        // The caption is what the demo is about: it goes before the panels
+        // and the filter line, and keeps its outcome line when there is room.
+        let room = bottom.saturating_sub(y);
+        let h = match room {
+            r if r >= 12 => 2,
+            r if r >= 3 => 1,
+            _ => 0,
+        };
+        a.story = Rect::new(area.x, y, area.width, h);
+        y += h;
     }
     let input_h = match &app.mode {
         Mode::Filter(_) => 2,
@@ -161,6 +176,7 @@ pub(crate) fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let areas = layout(app, area);
     let t = app.options.theme;
     header(app, areas.header, buf);
+    story_banner(app, areas.story, buf);
     filter_line(app, areas.filter, buf);
     for (k, r) in &areas.panels {
         match k {
@@ -271,6 +287,63 @@ fn header(app: &App, r: Rect, buf: &mut Buffer) {
         if lost > 0 { t.error() } else { Style::new() },
     ));
     put_line(buf, r, 0, &Line::from(spans));
+}
+
+/// The story's caption (reversed, so it reads as a banner without colour)
+/// with the timer hint on the right, and the step's outcome below it.
+fn story_banner(app: &App, r: Rect, buf: &mut Buffer) {
+    let Some(story) = &app.story else { return };
+    if r.height == 0 || r.width == 0 {
+        return;
+    }
+    let t = app.options.theme;
+    let failed = matches!(story.phase, Phase::Failed(_));
+    let banner = if failed {
+        t.error().add_modifier(Modifier::REVERSED)
+    } else {
+        t.title().add_modifier(Modifier::REVERSED)
+    };
+    buf.set_style(Rect::new(r.x, r.y, r.width, 1), banner);
+    let width = usize::from(r.width);
+    let hint = story.hint().map(|h| format!(" {h} "));
+    let hint_len = hint.as_ref().map_or(0, |h| h.chars().count());
+    // The hint only shows when the caption keeps most of the line.
+    let (hint, room) = if hint_len + 20 <= width {
+        (hint, width - hint_len)
+    } else {
+        (None, width)
+    };
+    put(
+        buf,
+        r,
+        0,
+        &fit(&format!(" {}", story.headline()), room),
+        banner,
+    );
+    if let Some(h) = hint {
+        let x = r.x + u16::try_from(room).unwrap_or(0);
+        buf.set_stringn(x, r.y, &h, hint_len, banner);
+    }
+    if r.height < 2 {
+        return;
+    }
+    if let Some(o) = &story.outcome {
+        let (glyph, style) = if o.as_expected {
+            ("✓ ", t.ok())
+        } else {
+            ("✗ ", t.error())
+        };
+        put(buf, r, 1, &format!("  {glyph}{}", o.text), style);
+    } else if matches!(story.phase, Phase::Over { .. }) {
+        // Where to go from here, for someone who just watched the story.
+        put(
+            buf,
+            r,
+            1,
+            "  explore: / filters (e.g. org=payer --verdict DROPPED) · Enter says why a flow was dropped · ? every key",
+            t.dim(),
+        );
+    }
 }
 
 fn filter_line(app: &App, r: Rect, buf: &mut Buffer) {
@@ -849,7 +922,7 @@ pub(crate) fn detail_lines(app: &App, flow: &Flow, width: u16) -> Vec<Line<'stat
         "Why this verdict?"
     };
     out.push(Line::styled(why, t.title()));
-    for s in explain::explain(flow, app.options.policy.as_ref()) {
+    for s in explain::explain(flow, app.options.policy.as_deref()) {
         for l in wrap(&format!("  [{}]", s.source), width, 3) {
             out.push(Line::styled(l, t.dim()));
         }
@@ -1003,8 +1076,11 @@ pub(crate) fn footer_keys(app: &App) -> Vec<(&'static str, &'static str)> {
             ("q", "quit"),
         ],
         Mode::Table => {
-            let mut v = vec![
-                ("q", "quit"),
+            let mut v = vec![("q", "quit")];
+            if app.story.as_ref().is_some_and(|s| s.can_advance()) {
+                v.push(("n", "next step"));
+            }
+            v.extend([
                 (
                     "␣",
                     if app.is_replay() {
@@ -1016,7 +1092,7 @@ pub(crate) fn footer_keys(app: &App) -> Vec<(&'static str, &'static str)> {
                 ("/", "filter"),
                 ("↵", "detail"),
                 ("?", "help"),
-            ];
+            ]);
             if app.is_replay() {
                 v.push(("+/-", "speed"));
                 v.push(("[ ]", "seek"));
@@ -1076,6 +1152,18 @@ pub(crate) fn help_lines(app: &App) -> Vec<String> {
         "Commands: :filter ARGS  :clear  :pause  :play  :speed X  :seek T  :panel NAME  :q"
             .to_owned(),
     ];
+    if app.story.is_some() {
+        v.splice(
+            9..9,
+            [
+                "Demo (holonet demo)".to_owned(),
+                "  n, :next      next step now (steps also advance on a timer, --step-seconds)"
+                    .to_owned(),
+                "  q             quit: stops the traffic, removes the pods, detaches the probe"
+                    .to_owned(),
+            ],
+        );
+    }
     v.push(format!("Logs: {}", app.options.log_path));
     v
 }
