@@ -334,6 +334,13 @@ pub struct ProbeCounters {
     pub l7_unparsable: u64,
     /// HTTP requests denied by L7 rules.
     pub l7_denied: u64,
+    /// HTTP requests checked against L7 rules and allowed.
+    pub l7_allowed: u64,
+    /// IP fragments dropped on enforcing endpoints.
+    pub fragments_dropped: u64,
+    /// Repeated drops of one stream not reported as events (one event per
+    /// stream every 5 s).
+    pub drops_aggregated: u64,
 }
 
 /// The loaded TC probe. Dropping it detaches every program it attached,
@@ -694,6 +701,9 @@ impl TcProbe {
             parse_errors: sum(counter::PARSE_ERRORS),
             l7_unparsable: sum(counter::L7_UNPARSABLE),
             l7_denied: sum(counter::L7_DENIED),
+            l7_allowed: sum(counter::L7_ALLOWED),
+            fragments_dropped: sum(counter::FRAGMENTS_DROPPED),
+            drops_aggregated: sum(counter::DROPS_AGGREGATED),
         })
     }
 }

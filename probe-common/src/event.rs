@@ -138,8 +138,11 @@ pub mod counter {
     pub const L7_ALLOWED: u32 = 6;
     /// IP fragments dropped on enforcing endpoints.
     pub const FRAGMENTS_DROPPED: u32 = 7;
+    /// Drops not reported as events because the same stream (interface,
+    /// hook, 5-tuple) was reported less than 5 s before (SYN retries).
+    pub const DROPS_AGGREGATED: u32 = 8;
     /// Number of slots.
-    pub const COUNT: u32 = 8;
+    pub const COUNT: u32 = 9;
 }
 
 /// One record of the `EVENTS` ring buffer.

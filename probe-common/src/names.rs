@@ -58,4 +58,6 @@ pub const DATAPATH_MAPS: &[&str] = &[
     "CT_SCRATCH",
     "PACKET",
     "HEAD_SCAN",
+    "DROPS_SEEN",
+    "DROP_SCRATCH",
 ];

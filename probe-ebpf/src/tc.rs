@@ -115,6 +115,34 @@ struct L7State {
     allowed_off: [u32; MAX_REQUESTS_PER_SEGMENT],
 }
 
+/// What identifies a stream of repeated drops: where (interface, hook)
+/// and which packets (the 5-tuple).
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct DropKey {
+    saddr: [u8; 16],
+    daddr: [u8; 16],
+    ifindex: u32,
+    sport: u16,
+    dport: u16,
+    proto: u8,
+    hook: u8,
+    _pad: [u8; 2],
+}
+
+/// Drops are reported once per [`DROP_REPORT_INTERVAL_NS`] per [`DropKey`]:
+/// a client retrying a denied SYN is one DROPPED flow, not one per retry
+/// (the others are counted in `DROPS_AGGREGATED`).
+const DROP_REPORT_INTERVAL_NS: u64 = 5_000_000_000;
+
+/// When each stream of drops was last reported.
+#[map(name = "DROPS_SEEN")]
+static DROPS_SEEN: LruHashMap<DropKey, u64> = LruHashMap::with_max_entries(16_384, 0);
+
+/// Per-CPU scratch space for the drop key.
+#[map(name = "DROP_SCRATCH")]
+static DROP_SCRATCH: PerCpuArray<DropKey> = PerCpuArray::with_max_entries(1, 0);
+
 /// Per-CPU slot of the packet's parsed headers (see `headers::parse_into`).
 #[map(name = "PACKET")]
 static PACKET: PerCpuArray<L4Packet> = PerCpuArray::with_max_entries(1, 0);
@@ -604,7 +632,11 @@ fn process(ctx: &TcContext, at_hook: u8) -> i32 {
     }
     let is_tcp = pkt.proto == IPPROTO_TCP;
     if decision.dropped {
-        emit(ctx, at_hook, pkt, kind::TCP_FLAGS, &decision);
+        if drop_reported_recently(ctx, at_hook, pkt) {
+            count(counter::DROPS_AGGREGATED);
+        } else {
+            emit(ctx, at_hook, pkt, kind::TCP_FLAGS, &decision);
+        }
         return drop_verdict(&decision);
     }
     let head = payload_head(ctx, pkt);
@@ -656,6 +688,43 @@ fn process(ctx: &TcContext, at_hook: u8) -> i32 {
         emit(ctx, at_hook, pkt, kind::HTTP_RESPONSE, &decision);
     }
     TC_ACT_PIPE
+}
+
+/// Was a drop of this packet's stream reported less than
+/// [`DROP_REPORT_INTERVAL_NS`] ago? If not, this one will be: remember when.
+#[inline(never)]
+#[expect(
+    clippy::needless_borrows_for_generic_args,
+    reason = "pass the per-CPU scratch slot itself, not a copy on the 512-byte stack"
+)]
+fn drop_reported_recently(ctx: &TcContext, at_hook: u8, pkt: &L4Packet) -> bool {
+    let Some(key) = DROP_SCRATCH.get_ptr_mut(0) else {
+        return false;
+    };
+    // SAFETY: a per-CPU array slot, exclusively ours for this program run.
+    let key = unsafe { &mut *key };
+    key.saddr = pkt.saddr;
+    key.daddr = pkt.daddr;
+    // SAFETY: reading the ifindex field of the context's sk_buff.
+    key.ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    key.sport = pkt.sport;
+    key.dport = pkt.dport;
+    key.proto = pkt.proto;
+    key.hook = at_hook;
+    key._pad = [0; 2];
+    // SAFETY: a helper without arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    if let Some(last) = DROPS_SEEN.get_ptr_mut(&*key) {
+        // SAFETY: a pointer into the map's value, valid for this run.
+        let last = unsafe { &mut *last };
+        if now.wrapping_sub(*last) < DROP_REPORT_INTERVAL_NS {
+            return true;
+        }
+        *last = now;
+        return false;
+    }
+    let _ = DROPS_SEEN.insert(&*key, &now, 0);
+    false
 }
 
 /// The first eight payload bytes (zeros when the payload is shorter than a

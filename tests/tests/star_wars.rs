@@ -92,6 +92,19 @@ async fn tiefighter_lands_cannot_touch_the_exhaust_port_and_the_xwing_is_dropped
         "{}",
         render(&xwing_flows)
     );
+    // The SYN and its retries within curl's 2 s are one DROPPED flow.
+    let drops = xwing_flows
+        .iter()
+        .filter(|f| f.verdict == Verdict::Dropped)
+        .count();
+    assert_eq!(
+        drops,
+        1,
+        "repeated drops aggregated:\n{}",
+        render(&xwing_flows)
+    );
+    let counters = harness.probe.counters().expect("counters");
+    assert!(counters.drops_aggregated >= 1, "{counters:?}");
     let tie_flows = harness
         .flows_between(
             tiefighter.ip.into(),
