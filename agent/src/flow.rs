@@ -181,6 +181,9 @@ pub fn l7_detail_text(detail: u8) -> Option<&'static str> {
         }
         d::AFTER_DENY => "data after a denied HTTP request",
         d::MALFORMED => "malformed headers",
+        d::DNS_UNREADABLE => {
+            "not one plain DNS query the probe can read, or DNS over TCP (DNS policy fails closed)"
+        }
         _ => return None,
     })
 }

@@ -438,31 +438,42 @@ impl TcProbe {
         for (program, _, hook) in PROGRAMS {
             load_classifier(&mut ebpf, program, hook)?;
         }
-        // The L7 half is a separate program (the verifier checks it on its
-        // own), entered by tail call; without it L7-enforced connections
+        // The L7 halves are separate programs (the verifier checks each on
+        // its own), entered by tail call; without them L7-enforced flows
         // fail closed.
-        let l7_hook = "tc (L7 checks, tail call)";
-        let program = names::TC_L7_PROGRAM;
-        let fd = load_classifier(&mut ebpf, program, l7_hook)?
-            .fd()
-            .map_err(|source| ProbeError::Load {
-                program,
-                hook: l7_hook,
-                source: Box::new(source),
-            })?
-            .try_clone()
-            .map_err(|e| ProbeError::Load {
-                program,
-                hook: l7_hook,
-                source: Box::new(ProgramError::IOError(e)),
-            })?;
-        let map = names::L7_JUMP_MAP;
-        let mut jump = aya::maps::ProgramArray::try_from(
-            ebpf.map_mut(map).ok_or(ProbeError::MissingMap { map })?,
-        )
-        .map_err(|_| ProbeError::MissingMap { map })?;
-        jump.set(0, &fd, 0)
+        for (program, slot, hook) in [
+            (
+                names::TC_L7_PROGRAM,
+                names::L7_JUMP_HTTP,
+                "tc (HTTP checks, tail call)",
+            ),
+            (
+                names::TC_DNS_PROGRAM,
+                names::L7_JUMP_DNS,
+                "tc (DNS checks, tail call)",
+            ),
+        ] {
+            let fd = load_classifier(&mut ebpf, program, hook)?
+                .fd()
+                .map_err(|source| ProbeError::Load {
+                    program,
+                    hook,
+                    source: Box::new(source),
+                })?
+                .try_clone()
+                .map_err(|e| ProbeError::Load {
+                    program,
+                    hook,
+                    source: Box::new(ProgramError::IOError(e)),
+                })?;
+            let map = names::L7_JUMP_MAP;
+            let mut jump = aya::maps::ProgramArray::try_from(
+                ebpf.map_mut(map).ok_or(ProbeError::MissingMap { map })?,
+            )
             .map_err(|_| ProbeError::MissingMap { map })?;
+            jump.set(slot, &fd, 0)
+                .map_err(|_| ProbeError::MissingMap { map })?;
+        }
         Ok(Self {
             ebpf,
             mode,

@@ -22,8 +22,8 @@ use regex_automata::util::start;
 use regex_automata::{Anchored, MatchKind};
 use regex_syntax::hir::{Class, ClassBytes, ClassBytesRange, Hir, Repetition};
 
-use crate::http::HttpRule;
 use crate::re2::{self, DFA_SIZE_LIMIT, Part};
+use crate::{dns::DnsRule, http::HttpRule};
 
 /// Why a rule set could not be compiled into a kernel table.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -156,11 +156,21 @@ pub fn compile_request_line_with(
     if rules.is_empty() {
         return Ok(table);
     }
-    let mut hirs = rules
+    let hirs = rules
         .iter()
         .enumerate()
         .map(|(i, r)| rule_hir(r, i))
         .collect::<Result<Vec<_>, _>>()?;
+    table_from_hirs(table, hirs, merged)
+}
+
+/// Builds the kernel table for `hirs` (one pattern per rule, or all merged
+/// into one) into `table`, whose header fields are set.
+fn table_from_hirs(
+    mut table: Box<L7DfaTable>,
+    mut hirs: Vec<Hir>,
+    merged: bool,
+) -> Result<Box<L7DfaTable>, L7CompileError> {
     if merged {
         hirs = vec![Hir::alternation(hirs)];
         table.flags = L7_DFA_FLAG_MERGED;
@@ -278,6 +288,95 @@ pub fn compile_request_line_with(
     table.num_classes = merged as u16;
     table.start_state = if dead_start { L7_DFA_DEAD_STATE } else { 1 };
     Ok(table)
+}
+
+/// The DNS characters a `*` of a `matchPattern` stands for, lower case (the
+/// kernel lower-cases names before the walk).
+fn dns_label_chars() -> Hir {
+    Hir::class(Class::Bytes(ClassBytes::new([
+        ClassBytesRange::new(b'-', b'-'),
+        ClassBytesRange::new(b'0', b'9'),
+        ClassBytesRange::new(b'_', b'_'),
+        ClassBytesRange::new(b'a', b'z'),
+    ])))
+}
+
+/// The pattern of one DNS rule over a normalised name (lower case, with the
+/// trailing dot): `matchName` literally, `matchPattern` with each `*` as any
+/// run of DNS characters within a label, and `*` alone as any name.
+fn dns_rule_hir(rule: &DnsRule) -> Hir {
+    let mut alternatives = Vec::new();
+    if let Some(name) = &rule.match_name {
+        alternatives.push(Hir::literal(name.as_bytes()));
+    }
+    if let Some(pattern) = &rule.match_pattern {
+        if pattern == "*." {
+            let any = Hir::class(Class::Bytes(ClassBytes::new([ClassBytesRange::new(
+                0, 255,
+            )])));
+            alternatives.push(Hir::repetition(Repetition {
+                min: 0,
+                max: None,
+                greedy: true,
+                sub: Box::new(any),
+            }));
+        } else {
+            let mut parts = Vec::new();
+            for piece in pattern.split_inclusive('*') {
+                let literal = piece.strip_suffix('*');
+                parts.push(Hir::literal(literal.unwrap_or(piece).as_bytes()));
+                if literal.is_some() {
+                    parts.push(Hir::repetition(Repetition {
+                        min: 0,
+                        max: None,
+                        greedy: true,
+                        sub: Box::new(dns_label_chars()),
+                    }));
+                }
+            }
+            alternatives.push(Hir::concat(parts));
+        }
+    }
+    Hir::alternation(alternatives)
+}
+
+/// Compiles a set of Cilium DNS rules (`matchName` / `matchPattern`) into a
+/// kernel table over the query name as the kernel spells it: lower case,
+/// labels joined by dots, with the trailing dot (`www.cilium.io.`). An
+/// accepting state names the lowest-numbered matching rule, as for HTTP.
+pub fn compile_dns_rules(rules: &[DnsRule]) -> Result<Box<L7DfaTable>, L7CompileError> {
+    if rules.len() > 65534 {
+        return Err(L7CompileError::TooManyRules(rules.len()));
+    }
+    let build = |merged: bool| {
+        let mut table = Box::new(L7DfaTable::zeroed());
+        table.magic = L7_DFA_MAGIC;
+        table.version = L7_DFA_VERSION;
+        table.num_rules = rules.len() as u16;
+        table.num_states = 1;
+        table.num_classes = 1;
+        if rules.is_empty() {
+            return Ok(table);
+        }
+        table_from_hirs(table, rules.iter().map(dns_rule_hir).collect(), merged)
+    };
+    match build(false) {
+        Err(L7CompileError::TooManyStates { .. } | L7CompileError::TooManyClasses { .. })
+            if rules.len() > 1 =>
+        {
+            build(true)
+        }
+        other => other,
+    }
+}
+
+/// Walks a DNS table over a normalised query name (lower case, trailing
+/// dot): the matching rule's index, as the kernel decides it.
+pub fn walk_dns(table: &L7DfaTable, name: &str) -> Option<usize> {
+    match table.walk(name.as_bytes()) {
+        0 => None,
+        n => Some(usize::from(n) - 1),
+    }
 }
 
 /// Compiles a set of Cilium HTTP rules: rules that constrain host or headers
@@ -418,5 +517,67 @@ mod tests {
         let e =
             compile_request_line(&[rl(Some("GET"), Some("/ok")), rl(Some("("), None)]).unwrap_err();
         assert!(matches!(e, L7CompileError::Regex { rule: 1, .. }), "{e:?}");
+    }
+}
+
+#[cfg(test)]
+mod dns_table_tests {
+    use super::*;
+    use crate::{
+        dns::{DnsRule, normalize},
+        model::Origin,
+    };
+
+    fn rule(name: Option<&str>, pattern: Option<&str>) -> DnsRule {
+        DnsRule {
+            origin: Origin::default(),
+            match_name: name.map(normalize),
+            match_pattern: pattern.map(normalize),
+        }
+    }
+
+    /// The kernel table decides exactly as `DnsRule::matches` does.
+    #[test]
+    fn dns_tables_agree_with_the_rule_semantics() {
+        let rules = [
+            rule(
+                Some("coruscanthealth.galactic-fhir.svc.cluster.local"),
+                None,
+            ),
+            rule(None, Some("*.cilium.io")),
+            rule(None, Some("api-*.example.com")),
+        ];
+        let table = compile_dns_rules(&rules).expect("compiles");
+        let names = [
+            "coruscanthealth.galactic-fhir.svc.cluster.local.",
+            "coruscanthealth.galactic-fhir.svc.cluster.local.evil.",
+            "www.cilium.io.",
+            "cilium.io.",
+            "a.b.cilium.io.",
+            "api-1.example.com.",
+            "api-.example.com.",
+            "apix.example.com.",
+            "api-1.sub.example.com.",
+            "",
+            ".",
+        ];
+        for name in names {
+            let expected = rules.iter().position(|r| r.matches(name));
+            assert_eq!(walk_dns(&table, name), expected, "{name:?}");
+        }
+    }
+
+    #[test]
+    fn star_alone_matches_every_name() {
+        let table = compile_dns_rules(&[rule(None, Some("*"))]).expect("compiles");
+        for name in ["a.", "kube-dns.kube-system.svc.cluster.local.", "x.y.z."] {
+            assert_eq!(walk_dns(&table, name), Some(0), "{name}");
+        }
+    }
+
+    #[test]
+    fn no_rules_match_nothing() {
+        let table = compile_dns_rules(&[]).expect("compiles");
+        assert_eq!(walk_dns(&table, "a."), None);
     }
 }

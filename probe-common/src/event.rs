@@ -78,6 +78,10 @@ pub mod l7_detail {
     pub const AFTER_DENY: u8 = 6;
     /// The packet's headers could not be parsed (truncated or malformed).
     pub const MALFORMED: u8 = 7;
+    /// A datagram to a DNS-enforced port that is not one DNS query the probe
+    /// can read (a response, several questions, compression, odd characters
+    /// in a label, a name longer than the probe reads), or DNS over TCP.
+    pub const DNS_UNREADABLE: u8 = 8;
 }
 
 /// The datapath's decision; the value of [`FlowEvent::verdict`].

@@ -37,8 +37,21 @@ pub const L7_HTTP_MAP: &str = "L7_HTTP";
 /// Classifier holding the L7 checks, reached by tail call through [`L7_JUMP_MAP`].
 pub const TC_L7_PROGRAM: &str = "holonet_tc_l7";
 
-/// Program array (one slot) the classifiers tail-call the L7 program through.
+/// Program array the classifiers tail-call the L7 programs through
+/// (slots [`L7_JUMP_HTTP`] and [`L7_JUMP_DNS`]).
 pub const L7_JUMP_MAP: &str = "L7_JUMP";
+
+/// `L7_JUMP` slot of [`TC_L7_PROGRAM`].
+pub const L7_JUMP_HTTP: u32 = 0;
+
+/// `L7_JUMP` slot of [`TC_DNS_PROGRAM`].
+pub const L7_JUMP_DNS: u32 = 1;
+
+/// Classifier holding the DNS checks, reached by tail call through [`L7_JUMP_MAP`].
+pub const TC_DNS_PROGRAM: &str = "holonet_tc_dns";
+
+/// Array: DNS rule-set index → [`crate::l7::L7DfaTable`] over query names.
+pub const L7_DNS_MAP: &str = "L7_DNS";
 
 /// Every map the programs use. A persistent agent pins them all
 /// (`holonet agent --pin-dir`), so that the programs of an agent that
@@ -52,6 +65,7 @@ pub const DATAPATH_MAPS: &[&str] = &[
     POLICY_MAP,
     CT_MAP,
     L7_HTTP_MAP,
+    L7_DNS_MAP,
     L7_JUMP_MAP,
     "L7_BUF",
     "L7_STATE",

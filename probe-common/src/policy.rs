@@ -222,6 +222,9 @@ pub const CT_FLAG_L7_GAVE_UP: u8 = 4;
 /// Number of HTTP tables the `L7_HTTP` array holds.
 pub const L7_HTTP_TABLES: u32 = 64;
 
+/// Number of DNS tables the `L7_DNS` array holds.
+pub const L7_DNS_TABLES: u32 = 64;
+
 #[cfg(feature = "user")]
 // SAFETY: plain `repr(C)` integers with no implicit padding (sizes asserted above).
 unsafe impl aya::Pod for CtKey {}

@@ -163,7 +163,7 @@ pub(crate) fn answer_forbidden(ctx: &TcContext, pkt: &L4Packet, at_hook: u8) -> 
 /// `bpf_redirect` flags: towards the client (`to_client`) or the server,
 /// seen from the hook the request was caught at.
 #[inline(always)]
-fn redirect_flags(at_hook: u8, to_client: bool) -> u64 {
+pub(crate) fn redirect_flags(at_hook: u8, to_client: bool) -> u64 {
     const BPF_F_INGRESS: u64 = 1;
     // At TC ingress the client is behind this veth; at TC egress the server is.
     let client_behind_veth = at_hook == hook::TC_INGRESS;

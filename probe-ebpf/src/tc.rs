@@ -20,6 +20,7 @@
 #![no_main]
 
 mod answer;
+mod dns;
 mod headers;
 mod http;
 
@@ -36,6 +37,7 @@ use aya_ebpf::{
 use aya_log_ebpf::debug;
 use headers::{IPPROTO_TCP, L4Packet};
 use http::HEAD_WINDOW;
+use probe_common::names::{L7_JUMP_DNS, L7_JUMP_HTTP};
 use probe_common::{
     event::{
         EVENTS_RING_BYTES, FlowEvent, PAYLOAD_CAPACITY, counter, drop_reason, family, hook, kind,
@@ -46,8 +48,9 @@ use probe_common::{
         CT_FLAG_L7_DENIED, CT_FLAG_L7_GAVE_UP, CT_FLAG_L7_SYNCED, CtKey, CtValue,
         ENDPOINT_FLAG_AUDIT, ENDPOINT_FLAG_ENFORCE_EGRESS, ENDPOINT_FLAG_ENFORCE_INGRESS,
         EndpointValue, IDENTITY_ANY, IDENTITY_WORLD, IPCACHE_ADDR_LEN, IPCACHE_FLAG_CIDR,
-        IpcacheValue, L7_HTTP_TABLES, L7_KIND_CONFLICT, L7_KIND_HTTP, POLICY_ACTION_DENY,
-        POLICY_KEY_FIXED_BITS, POLICY_KEY_LEN, PolicyValue, direction, policy_key,
+        IpcacheValue, L7_DNS_TABLES, L7_HTTP_TABLES, L7_KIND_CONFLICT, L7_KIND_DNS, L7_KIND_HTTP,
+        POLICY_ACTION_DENY, POLICY_KEY_FIXED_BITS, POLICY_KEY_LEN, PolicyValue, direction,
+        policy_key,
     },
 };
 
@@ -81,7 +84,11 @@ static L7_BUF: PerCpuArray<[u8; HEAD_WINDOW]> = PerCpuArray::with_max_entries(1,
 /// request-line walk apart from the L3/L4 path (together they exceed the
 /// verifier's complexity limit).
 #[map(name = "L7_JUMP")]
-static L7_JUMP: ProgramArray = ProgramArray::with_max_entries(1, 0);
+static L7_JUMP: ProgramArray = ProgramArray::with_max_entries(2, 0);
+
+/// DNS tables: query names each DNS rule set allows.
+#[map(name = "L7_DNS")]
+static L7_DNS: Array<L7DfaTable> = Array::with_max_entries(L7_DNS_TABLES, 0);
 
 /// Requests one segment may carry (pipelined) before the probe gives up
 /// on it (fail closed); each takes one round of the L7 program.
@@ -641,23 +648,27 @@ fn process(ctx: &TcContext, at_hook: u8) -> i32 {
     }
     let head = payload_head(ctx, pkt);
     let request = is_tcp && http::is_method(&head);
+    if decision.forward && pkt.payload_len > 0 && decision.l7_kind == L7_KIND_DNS {
+        if is_tcp {
+            // DNS over TCP on a DNS-enforced port is not read: fail closed.
+            count(counter::L7_UNPARSABLE);
+            decision.dropped = true;
+            decision.drop_reason = drop_reason::INVALID_PACKET;
+            decision.detail = l7_detail::DNS_UNREADABLE;
+            emit(ctx, at_hook, pkt, kind::TCP_FLAGS, &decision);
+            return drop_verdict(&decision);
+        }
+        enter_l7(ctx, at_hook, &decision, L7_JUMP_DNS);
+        // No DNS program to jump to: fail closed.
+        count(counter::L7_UNPARSABLE);
+        decision.dropped = true;
+        decision.drop_reason = drop_reason::INVALID_PACKET;
+        emit(ctx, at_hook, pkt, kind::DNS, &decision);
+        return drop_verdict(&decision);
+    }
     if is_tcp && decision.forward && pkt.payload_len > 0 {
         if decision.l7_kind == L7_KIND_HTTP {
-            if let Some(state) = L7_STATE.get_ptr_mut(0) {
-                // SAFETY: a per-CPU slot, exclusively ours until the
-                // tail-called program (same CPU, same run) reads it.
-                unsafe {
-                    (*state).hook = at_hook;
-                    (*state).l7_table = decision.l7_table;
-                    (*state).match_type = decision.match_type;
-                    (*state).allowed = 0;
-                    (*state).audit = u8::from(decision.audit);
-                    (*state).local_identity = decision.local_identity;
-                    (*state).peer_identity = decision.peer_identity;
-                    (*state).request_off = FIRST_ROUND;
-                    L7_JUMP.tail_call(ctx, 0);
-                }
-            }
+            enter_l7(ctx, at_hook, &decision, L7_JUMP_HTTP);
             // No L7 program to jump to: fail closed.
             count(counter::L7_UNPARSABLE);
             decision.dropped = true;
@@ -725,6 +736,105 @@ fn drop_reported_recently(ctx: &TcContext, at_hook: u8, pkt: &L4Packet) -> bool 
     }
     let _ = DROPS_SEEN.insert(&*key, &now, 0);
     false
+}
+
+/// Hands `decision` to the L7 program in `slot` of `L7_JUMP` and jumps
+/// there; returns only when the jump fails.
+#[inline(always)]
+fn enter_l7(ctx: &TcContext, at_hook: u8, decision: &Decision, slot: u32) {
+    if let Some(state) = L7_STATE.get_ptr_mut(0) {
+        // SAFETY: a per-CPU slot, exclusively ours until the tail-called
+        // program (same CPU, same run) reads it.
+        unsafe {
+            (*state).hook = at_hook;
+            (*state).l7_table = decision.l7_table;
+            (*state).match_type = decision.match_type;
+            (*state).allowed = 0;
+            (*state).audit = u8::from(decision.audit);
+            (*state).local_identity = decision.local_identity;
+            (*state).peer_identity = decision.peer_identity;
+            (*state).request_off = FIRST_ROUND;
+            L7_JUMP.tail_call(ctx, slot);
+        }
+    }
+}
+
+/// The DNS half of the datapath, entered by tail call for a datagram of a
+/// DNS-enforced flow travelling in the direction it was opened (a query):
+/// its name is checked against the DNS table; a denied query is answered
+/// `REFUSED`; one the probe cannot read is dropped (fail closed).
+#[classifier]
+fn holonet_tc_dns(ctx: TcContext) -> i32 {
+    let Some(state) = L7_STATE.get(0) else {
+        return TC_ACT_SHOT;
+    };
+    let state = *state;
+    let Seen::L4(pkt) = parse_packet(&ctx) else {
+        return TC_ACT_SHOT;
+    };
+    let mut decision = Decision::pass();
+    decision.match_type = state.match_type;
+    decision.local_identity = state.local_identity;
+    decision.peer_identity = state.peer_identity;
+    decision.audit = state.audit != 0;
+    match check_dns(&ctx, pkt, state.l7_table) {
+        dns::QUERY_ALLOWED => {
+            emit(&ctx, state.hook, pkt, kind::DNS, &decision);
+            TC_ACT_PIPE
+        }
+        dns::QUERY_DENIED => {
+            count(counter::L7_DENIED);
+            decision.dropped = true;
+            emit(&ctx, state.hook, pkt, kind::DNS, &decision);
+            if decision.audit {
+                return TC_ACT_PIPE;
+            }
+            dns::answer_refused(&ctx, pkt, state.hook)
+        }
+        _ => {
+            count(counter::L7_UNPARSABLE);
+            decision.dropped = true;
+            decision.drop_reason = drop_reason::INVALID_PACKET;
+            decision.detail = l7_detail::DNS_UNREADABLE;
+            emit(&ctx, state.hook, pkt, kind::DNS, &decision);
+            drop_verdict(&decision)
+        }
+    }
+}
+
+/// Copies the datagram and judges its query against DNS table `table`.
+#[inline(never)]
+fn check_dns(ctx: &TcContext, pkt: &L4Packet, table: u8) -> u8 {
+    let Some(buf) = L7_BUF.get_ptr_mut(0) else {
+        return dns::QUERY_UNREADABLE;
+    };
+    if pkt.payload_len == 0 {
+        return dns::QUERY_UNREADABLE;
+    }
+    let wanted = if pkt.payload_len < HEAD_WINDOW {
+        pkt.payload_len
+    } else {
+        HEAD_WINDOW
+    };
+    // The verifier needs the length proven to lie in 1..=HEAD_WINDOW.
+    let len = ((wanted - 1) & (HEAD_WINDOW - 1)) + 1;
+    // SAFETY: `buf` is a per-CPU array slot of HEAD_WINDOW bytes,
+    // exclusively ours for this run; `len` is at most that size.
+    let loaded = unsafe {
+        bpf_skb_load_bytes(
+            ctx.skb.skb as *const __sk_buff as *const _,
+            pkt.payload_offset as u32,
+            (*buf).as_mut_ptr().cast(),
+            len as u32,
+        )
+    };
+    if loaded != 0 {
+        return dns::QUERY_UNREADABLE;
+    }
+    let Some(table) = L7_DNS.get(u32::from(table)) else {
+        return dns::QUERY_DENIED;
+    };
+    dns::walk_query(table, buf, len)
 }
 
 /// The first eight payload bytes (zeros when the payload is shorter than a

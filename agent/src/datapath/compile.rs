@@ -11,7 +11,7 @@ use std::{collections::BTreeMap, net::IpAddr};
 use holonet_policy::{
     cidr::Prefix,
     endpoints::Cluster,
-    l7::{L7CompileError, compile_http_rules},
+    l7::{L7CompileError, compile_dns_rules, compile_http_rules},
     resolve::{DirectionPolicy, EntryVerdict, L7Decision, MapEntry, MatchType, PeerKey, Resolved},
 };
 use probe_common::{
@@ -70,9 +70,9 @@ pub struct CompiledDatapath {
     pub policy: Vec<PolicyRecord>,
     /// HTTP tables, indexed by `PolicyValue::l7_table` for `L7_KIND_HTTP`.
     pub http_tables: Vec<Box<L7DfaTable>>,
-    /// DNS rule sets (as `matchName`/`matchPattern` text), indexed by
-    /// `l7_table` for `L7_KIND_DNS`.
-    pub dns_rule_sets: Vec<Vec<String>>,
+    /// DNS tables (query names the rule sets allow), indexed by
+    /// `PolicyValue::l7_table` for `L7_KIND_DNS`.
+    pub dns_tables: Vec<Box<L7DfaTable>>,
     /// CIDR identities handed out, by prefix.
     pub cidr_identities: BTreeMap<Prefix, u32>,
     /// Rules the datapath enforces more loosely than written, each said in
@@ -94,8 +94,8 @@ impl CompiledDatapath {
 /// The policy could not be turned into map records.
 #[derive(Debug, thiserror::Error)]
 pub enum CompileError {
-    /// An HTTP rule set does not fit the kernel table.
-    #[error("HTTP rules of {pod} ({direction}) cannot be compiled for the kernel: {source}")]
+    /// An HTTP or DNS rule set does not fit the kernel table.
+    #[error("L7 rules of {pod} ({direction}) cannot be compiled for the kernel: {source}")]
     L7 {
         /// The endpoint.
         pod: String,
@@ -311,31 +311,19 @@ fn compile_direction(
                         (L7_KIND_HTTP, index)
                     }
                     L7Decision::Dns(rules) => {
-                        if rules
-                            .iter()
-                            .any(|r| r.match_pattern.as_deref() != Some("*."))
-                        {
-                            let note = format!(
-                                "DNS rules naming specific names ({}) are enforced as allowing the whole port: \
-                                 the datapath does not parse DNS yet",
-                                rules
-                                    .iter()
-                                    .map(|r| r.origin.to_string())
-                                    .collect::<Vec<_>>()
-                                    .join(", ")
-                            );
-                            if !out.loosened.contains(&note) {
-                                out.loosened.push(note);
-                            }
-                        }
                         let mut text: Vec<String> =
                             rules.iter().map(|r| format!("{r:?}")).collect();
                         text.sort();
-                        let next = out.dns_rule_sets.len() as u32;
-                        let index = *dns_index.entry(text.clone()).or_insert_with(|| {
-                            out.dns_rule_sets.push(text);
-                            next
-                        });
+                        let index = match dns_index.get(&text) {
+                            Some(i) => *i,
+                            None => {
+                                let table = compile_dns_rules(&rules)?;
+                                let i = out.dns_tables.len() as u32;
+                                out.dns_tables.push(table);
+                                dns_index.insert(text, i);
+                                i
+                            }
+                        };
                         (L7_KIND_DNS, index)
                     }
                 };
@@ -434,15 +422,24 @@ mod tests {
     }
 
     #[test]
-    fn dns_rules_naming_names_are_reported_as_loosened() {
+    fn dns_rules_naming_names_become_kernel_tables() {
         let eps = "cluster: default\nendpoints:\n  - {name: a, namespace: ns, labels: {app: a}, ip: 10.0.0.1, node: n}\n  - {name: dns, namespace: kube-system, labels: {k8s-app: kube-dns}, ip: 10.0.0.2, node: n}\n";
         let policy = "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: p, namespace: ns}\nspec:\n  endpointSelector: {matchLabels: {app: a}}\n  egress:\n  - toEndpoints: [{matchLabels: {k8s:io.kubernetes.pod.namespace: kube-system}}]\n    toPorts:\n    - ports: [{port: '53', protocol: UDP}]\n      rules:\n        dns: [{matchName: coruscanthealth.galactic-fhir.svc.cluster.local}]\n";
         let cluster = parse_endpoints(&SourceFile::new("eps.yaml", eps)).expect("endpoints");
         let parsed = parse_policies(&[SourceFile::new("p.yaml", policy)]);
         assert!(parsed.rejected.is_empty(), "{:?}", parsed.rejected);
         let c = compile(&resolve(&parsed.policies, Arc::new(cluster)), "n").expect("compiles");
-        assert_eq!(c.loosened.len(), 1, "{:?}", c.loosened);
-        assert!(c.loosened[0].contains("p.yaml"), "{:?}", c.loosened);
+        assert!(c.loosened.is_empty(), "{:?}", c.loosened);
+        assert_eq!(c.dns_tables.len(), 1);
+        let table = &c.dns_tables[0];
+        assert_eq!(
+            holonet_policy::l7::walk_dns(table, "coruscanthealth.galactic-fhir.svc.cluster.local."),
+            Some(0)
+        );
+        assert_eq!(
+            holonet_policy::l7::walk_dns(table, "evil.example.com."),
+            None
+        );
     }
 
     #[test]

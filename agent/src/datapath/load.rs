@@ -13,7 +13,8 @@ use probe_common::{
     l7::L7DfaTable,
     names,
     policy::{
-        EndpointValue, IPCACHE_ADDR_LEN, IpcacheValue, L7_HTTP_TABLES, POLICY_KEY_LEN, PolicyValue,
+        EndpointValue, IPCACHE_ADDR_LEN, IpcacheValue, L7_DNS_TABLES, L7_HTTP_TABLES,
+        POLICY_KEY_LEN, PolicyValue,
     },
 };
 
@@ -54,6 +55,14 @@ pub enum PolicyLoadError {
         /// How many were needed.
         needed: usize,
     },
+    /// More distinct DNS rule sets than the kernel's table array holds.
+    #[error(
+        "the policies need {needed} distinct DNS rule sets on this node; the datapath holds {L7_DNS_TABLES}"
+    )]
+    TooManyDnsTables {
+        /// How many were needed.
+        needed: usize,
+    },
 }
 
 fn open_err(map: &'static str) -> impl Fn(MapError) -> PolicyLoadError {
@@ -82,6 +91,11 @@ pub fn apply(
             needed: compiled.http_tables.len(),
         });
     }
+    if compiled.dns_tables.len() > L7_DNS_TABLES as usize {
+        return Err(PolicyLoadError::TooManyDnsTables {
+            needed: compiled.dns_tables.len(),
+        });
+    }
     {
         // Tables first: a policy entry must never point at a table that is
         // not there yet.
@@ -90,6 +104,15 @@ pub fn apply(
             Array::try_from(ebpf.map_mut(map).ok_or(PolicyLoadError::Missing { map })?)
                 .map_err(open_err(map))?;
         for (index, table) in compiled.http_tables.iter().enumerate() {
+            tables
+                .set(index as u32, **table, 0)
+                .map_err(write_err(map))?;
+        }
+        let map = names::L7_DNS_MAP;
+        let mut tables: Array<_, L7DfaTable> =
+            Array::try_from(ebpf.map_mut(map).ok_or(PolicyLoadError::Missing { map })?)
+                .map_err(open_err(map))?;
+        for (index, table) in compiled.dns_tables.iter().enumerate() {
             tables
                 .set(index as u32, **table, 0)
                 .map_err(write_err(map))?;
