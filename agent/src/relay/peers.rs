@@ -239,6 +239,9 @@ impl Peer {
 /// "invalid peer certificate: UnknownIssuer"), else the status message.
 pub fn status_reason(status: &tonic::Status) -> String {
     let cause = root_cause(status);
+    if cause.contains("deadline has elapsed") || cause.contains("timed out") {
+        return format!("no connection within {CONNECT_TIMEOUT:?}");
+    }
     if cause.is_empty() || cause == status.to_string() {
         if status.message().is_empty() {
             format!("{:?}", status.code())
