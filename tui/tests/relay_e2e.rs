@@ -88,6 +88,8 @@ fn start_agent(node: &Pod, name: &str, logs: &LogDir, round: u32) -> ChildGuard 
             "--allow-remote",
             "--unix-socket",
             "none",
+            "--metrics-listen",
+            "127.0.0.1:9965",
         ],
     );
     cmd.stdin(Stdio::null())
@@ -348,6 +350,23 @@ async fn three_agents_behind_a_relay_one_killed_and_restarted() {
         }
     }
     assert_eq!(order, ["n1-0", "n2-0", "n3-0", "n1-1", "n2-1", "n3-1"]);
+
+    // Each agent's metrics, scraped with curl inside its namespace.
+    let scrape = nodes[0]
+        .command(
+            "curl",
+            &["-sS", "--max-time", "5", "http://127.0.0.1:9965/metrics"],
+        )
+        .output()
+        .expect("curl metrics");
+    let text = String::from_utf8_lossy(&scrape.stdout);
+    let l7_forwarded = text
+        .lines()
+        .find_map(|l| l.strip_prefix("holonet_flows_total{verdict=\"FORWARDED\",type=\"L7\"} "))
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no L7 flow count in:\n{text}"));
+    assert!(l7_forwarded >= 2, "two requests from node-1:\n{text}");
+    assert!(text.contains("holonet_flow_store_flows "), "{text}");
 
     // The same through `holonet observe`, with node names printed.
     let out = Command::new(BIN)
