@@ -9,12 +9,17 @@
 use std::{
     fs::File,
     io::{self, BufRead, BufReader, BufWriter, IsTerminal, Write},
+    path::PathBuf,
     process::ExitCode,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use anyhow::{Context, anyhow, bail};
 use clap::ArgAction;
+use holonet_agent::{
+    relay::peers::status_reason,
+    tls::{ClientTlsFiles, root_cause},
+};
 use holonet_flows::{
     flags::{FilterArgs, FilterFlag, FilterToken, raw_filter_json},
     printer::{self, OutputFormat, PrintOptions, Printer},
@@ -26,6 +31,7 @@ use holonet_proto::{
     observer::{GetFlowsRequest, GetFlowsResponse, observer_client::ObserverClient},
     wkt::Timestamp,
 };
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 /// Writes a line to stderr, ignoring failures (`eprintln!` would panic
 /// when stderr is closed).
@@ -127,6 +133,38 @@ pub(crate) struct ObserveArgs {
         help_heading = "Source"
     )]
     timeout: String,
+    /// Connect with TLS (implied by a tls:// --server address).
+    #[arg(long, help_heading = "Source")]
+    tls: bool,
+    /// PEM CA certificates the server's certificate must chain to
+    /// (comma-separated or repeated) [default: the system's CAs].
+    #[arg(
+        long,
+        value_name = "FILE",
+        value_delimiter = ',',
+        help_heading = "Source"
+    )]
+    tls_ca_cert_files: Vec<PathBuf>,
+    /// PEM client certificate, for servers that require mutual TLS.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls_client_key_file",
+        help_heading = "Source"
+    )]
+    tls_client_cert_file: Option<PathBuf>,
+    /// The client certificate's PEM private key.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls_client_cert_file",
+        help_heading = "Source"
+    )]
+    tls_client_key_file: Option<PathBuf>,
+    /// Name the server's certificate must carry, when it is not the host
+    /// in --server (e.g. a certificate for a DNS name, reached by IP).
+    #[arg(long, value_name = "NAME", help_heading = "Source")]
+    tls_server_name: Option<String>,
 
     /// The filter flags (boxed: they are many, and clap keeps them all).
     #[command(flatten)]
@@ -321,6 +359,10 @@ const VALUE_LONGS: &[&str] = &[
     "input-file",
     "server",
     "timeout",
+    "tls-ca-cert-files",
+    "tls-client-cert-file",
+    "tls-client-key-file",
+    "tls-server-name",
 ];
 const VALUE_SHORTS: &[char] = &['o'];
 
@@ -555,9 +597,15 @@ pub(crate) fn run(args: ObserveArgs) -> anyhow::Result<ExitCode> {
                 .enable_all()
                 .build()
                 .context("starting the async runtime")?;
-            runtime.block_on(stream_from_server(
-                args.server.as_deref(),
+            let (server, tls) = client_tls(&args)?;
+            let target = Target {
+                server,
+                tls,
+                client_cert: args.tls_client_cert_file.is_some(),
                 timeout,
+            };
+            runtime.block_on(stream_from_server(
+                target,
                 request,
                 &mut printer,
                 &opts,
@@ -624,18 +672,114 @@ fn server_candidates(server: Option<&str>) -> anyhow::Result<Vec<String>> {
     crate::ui::source::server_candidates(server).map_err(anyhow::Error::msg)
 }
 
-async fn stream_from_server<W: Write>(
-    server: Option<&str>,
+/// The server address without a `tls://` prefix, and the TLS settings when
+/// `--tls` or that prefix asks for TLS.
+fn client_tls(args: &ObserveArgs) -> anyhow::Result<(Option<String>, Option<ClientTlsConfig>)> {
+    let (server, prefixed) = match args.server.as_deref() {
+        Some(s) => match s.strip_prefix("tls://") {
+            Some(rest) => (Some(rest.to_string()), true),
+            None => (Some(s.to_string()), false),
+        },
+        None => (None, false),
+    };
+    let wants_tls = args.tls || prefixed;
+    let tls_flags_given = !args.tls_ca_cert_files.is_empty()
+        || args.tls_client_cert_file.is_some()
+        || args.tls_server_name.is_some();
+    if !wants_tls {
+        if tls_flags_given {
+            bail!("--tls-* options need --tls (or a tls:// --server address)");
+        }
+        return Ok((server, None));
+    }
+    let files = ClientTlsFiles {
+        ca_files: args.tls_ca_cert_files.clone(),
+        cert: args.tls_client_cert_file.clone(),
+        key: args.tls_client_key_file.clone(),
+        server_name: args.tls_server_name.clone(),
+    };
+    Ok((server, Some(files.load()?)))
+}
+
+/// Connects over TLS to every candidate in turn (TCP only).
+async fn connect_tls(
+    candidates: &[String],
+    tls: ClientTlsConfig,
     timeout: Duration,
+    errors: &mut Vec<String>,
+) -> Option<ObserverClient<Channel>> {
+    for uri in candidates {
+        let Some(rest) = uri.strip_prefix("http://") else {
+            errors.push(format!("{uri}: TLS works over TCP only, not a unix socket"));
+            continue;
+        };
+        let https = format!("https://{rest}");
+        let endpoint =
+            match Endpoint::from_shared(https.clone()).and_then(|e| e.tls_config(tls.clone())) {
+                Ok(e) => e.connect_timeout(timeout),
+                Err(e) => {
+                    errors.push(format!("{https}: {}", root_cause(&e)));
+                    continue;
+                }
+            };
+        match tokio::time::timeout(timeout, endpoint.connect()).await {
+            Ok(Ok(channel)) => return Some(ObserverClient::new(channel)),
+            Ok(Err(e)) => errors.push(format!("{https}: {}", tls_hint(&root_cause(&e)))),
+            Err(_) => errors.push(format!("{https}: no connection after {timeout:?}")),
+        }
+    }
+    None
+}
+
+/// Adds what to check to a certificate error.
+fn tls_hint(cause: &str) -> String {
+    if cause.contains("UnknownIssuer") || cause.contains("certificate") {
+        format!(
+            "{cause} (check that --tls-ca-cert-files holds the CA that signed the server's \
+             certificate, and --tls-server-name the name in it)"
+        )
+    } else {
+        cause.to_string()
+    }
+}
+
+/// Where and how to connect.
+struct Target {
+    /// `--server` without a `tls://` prefix.
+    server: Option<String>,
+    /// TLS settings, when asked for.
+    tls: Option<ClientTlsConfig>,
+    /// Whether a client certificate was given (for the hint on refusals).
+    client_cert: bool,
+    /// Connection timeout.
+    timeout: Duration,
+}
+
+async fn stream_from_server<W: Write>(
+    target: Target,
     request: GetFlowsRequest,
     printer: &mut Printer<W>,
     opts: &PrintOptions,
     debug: bool,
 ) -> Result<(), Stop> {
-    let candidates = server_candidates(server)?;
+    let Target {
+        server,
+        tls,
+        client_cert,
+        timeout,
+    } = target;
+    let candidates = server_candidates(server.as_deref())?;
     let mut client = None;
     let mut errors = Vec::new();
-    for uri in &candidates {
+    let used_tls = tls.is_some();
+    let plain: &[String] = match tls {
+        Some(tls) => {
+            client = connect_tls(&candidates, tls, timeout, &mut errors).await;
+            &[]
+        }
+        None => &candidates,
+    };
+    for uri in plain {
         match tokio::time::timeout(timeout, ObserverClient::connect(uri.clone())).await {
             Ok(Ok(c)) => {
                 client = Some(c);
@@ -652,7 +796,18 @@ async fn stream_from_server<W: Write>(
     let mut stream = client
         .get_flows(request)
         .await
-        .map_err(|s| anyhow!("GetFlows: {}: {}", s.code(), s.message()))?
+        .map_err(|s| {
+            let reason = tls_hint(&status_reason(&s));
+            let hint = match (used_tls, client_cert) {
+                (false, _) => " (if the server speaks TLS, pass --tls or use a tls:// address)",
+                (true, false) => {
+                    " (if the server requires mutual TLS, pass --tls-client-cert-file and \
+                     --tls-client-key-file)"
+                }
+                (true, true) => "",
+            };
+            anyhow!("GetFlows: {}: {reason}{hint}", s.code())
+        })?
         .into_inner();
     loop {
         let next = tokio::select! {
