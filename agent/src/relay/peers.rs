@@ -87,10 +87,11 @@ pub fn normalize_addr(addr: &str) -> Result<String, PeerAddrError> {
     if bare.is_empty() || bare.contains('/') {
         return Err(err("expected host:port"));
     }
-    let has_port = bare
-        .rsplit_once(':')
-        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
-        && !(bare.starts_with('[') && bare.ends_with(']'));
+    let has_port = bare.rsplit_once(':').is_some_and(|(host, port)| {
+        let host_ok = !host.is_empty()
+            && (!host.contains(':') || (host.starts_with('[') && host.ends_with(']')));
+        host_ok && port.parse::<u16>().is_ok()
+    });
     if has_port {
         Ok(bare.to_string())
     } else if bare.contains(':') && !bare.starts_with('[') {
