@@ -6,6 +6,9 @@
 //! node unavailable; after a restart it reconnects and a follower started
 //! before the outage receives the restarted node's new flows.
 //!
+//! The agents serve mutual TLS and the relay dials them with a client
+//! certificate (`--peer-tls*`), as Hubble Relay does.
+//!
 //! Real processes (not in-process agents) because "killed" must mean the
 //! kernel closing the agent's sockets and detaching its probe. Needs root;
 //! outside CI a run without root says so loudly, under CI=true it fails.
@@ -19,7 +22,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use holonet_lab::{ChildGuard, Lab, Pod, wait_for_tcp_listener};
+use holonet_lab::{ChildGuard, Lab, Pki, Pod, wait_for_tcp_listener};
 use holonet_proto::{
     flow::{Flow, FlowFilter, layer7},
     observer::{
@@ -70,8 +73,9 @@ impl Drop for LogDir {
     }
 }
 
-/// Starts `holonet agent` inside `node`'s namespace, serving on its address.
-fn start_agent(node: &Pod, name: &str, logs: &LogDir, round: u32) -> ChildGuard {
+/// Starts `holonet agent` inside `node`'s namespace, serving mutual TLS on
+/// its address (as Hubble agents do towards Relay).
+fn start_agent(node: &Pod, name: &str, logs: &LogDir, pki: &Pki, round: u32) -> ChildGuard {
     let log_name = format!("{name}-{round}.log");
     let (_, log) = logs.file(&log_name);
     let listen = format!("{}:{AGENT_PORT}", node.ip);
@@ -90,6 +94,12 @@ fn start_agent(node: &Pod, name: &str, logs: &LogDir, round: u32) -> ChildGuard 
             "none",
             "--metrics-listen",
             "127.0.0.1:9965",
+            "--tls-cert-file",
+            &pki.path("server.pem").to_string_lossy(),
+            "--tls-key-file",
+            &pki.path("server.key").to_string_lossy(),
+            "--tls-client-ca-files",
+            &pki.path("ca.pem").to_string_lossy(),
         ],
     );
     cmd.stdin(Stdio::null())
@@ -176,6 +186,7 @@ async fn three_agents_behind_a_relay_one_killed_and_restarted() {
         return;
     }
     let logs = LogDir::new();
+    let pki = Pki::new("relay-e2e").expect("certificates");
     let mut lab = Lab::new().expect("lab");
     let nodes: Vec<Pod> = (1..=3)
         .map(|i| lab.add_pod(&format!("node-{i}")).expect("node"))
@@ -224,7 +235,7 @@ async fn three_agents_behind_a_relay_one_killed_and_restarted() {
     let mut agents: Vec<ChildGuard> = nodes
         .iter()
         .zip(names)
-        .map(|(n, name)| start_agent(n, name, &logs, 0))
+        .map(|(n, name)| start_agent(n, name, &logs, &pki, 0))
         .collect();
 
     let relay_port = free_port();
@@ -241,6 +252,13 @@ async fn three_agents_behind_a_relay_one_killed_and_restarted() {
     for n in &nodes {
         relay_cmd.args(["--peer", &format!("{}:{AGENT_PORT}", n.ip)]);
     }
+    // The agents' certificate names localhost, not their pod addresses.
+    let p = |name: &str| pki.path(name).to_string_lossy().into_owned();
+    relay_cmd
+        .args(["--peer-tls", "--peer-tls-ca-cert-files", &p("ca.pem")])
+        .args(["--peer-tls-client-cert-file", &p("client.pem")])
+        .args(["--peer-tls-client-key-file", &p("client.key")])
+        .args(["--peer-tls-server-name", "localhost"]);
     relay_cmd
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -465,7 +483,7 @@ async fn three_agents_behind_a_relay_one_killed_and_restarted() {
     );
 
     // Restart it; the follower gets its flows again, and the others' too.
-    agents[1] = start_agent(&nodes[1], "node-2", &logs, 1);
+    agents[1] = start_agent(&nodes[1], "node-2", &logs, &pki, 1);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let mut live = Vec::new();
     let mut retry = tokio::time::Instant::now();
