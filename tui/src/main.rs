@@ -57,6 +57,7 @@ enum Command {
     /// Print flows from an agent or a recording, like `hubble observe`.
     Observe(commands::observe::ObserveArgs),
     /// Serve one Observer API merging the flows of several agents.
+    #[command(long_about = commands::relay::LONG_ABOUT)]
     Relay(commands::relay::RelayArgs),
     /// Show which kernel hooks holonet can use here, and why not.
     Status(commands::status::StatusArgs),

@@ -19,26 +19,27 @@ use holonet_flows::timespec;
 
 use super::agent::shutdown_signal;
 
-/// Arguments of `holonet relay`.
-#[derive(Debug, clap::Args)]
-#[command(
-    long_about = "Serve one Hubble Observer API in front of several holonet agents (or Hubble \
+/// The long help of `holonet relay` (set on the subcommand in main.rs: a
+/// doc comment there would otherwise replace it).
+pub(crate) const LONG_ABOUT: &str = "Serve one Hubble Observer API in front of several holonet agents (or Hubble \
 agents): GetFlows asks every peer with the same request (filters, --last/--first, --since, \
 --until, field mask) and merges the answers in time order, stamping each flow's node name \
 where a peer left it empty. Without --follow the merge is exact; with --follow each flow is \
 held for --sort-window so slower peers' older flows can overtake it.\n\n\
 A peer that is down does not stop the relay: it is reported in the log, in ServerStatus \
-(`holonet status`-style clients print \"Unavailable Nodes\"), in GetNodes and as a node \
+(`hubble status` prints \"Unavailable Nodes\"), in GetNodes and as a node \
 status event in GetFlows streams, and retried with backoff; following streams receive its \
 flows again once it is back, including those it recorded while the relay could not reach it.\n\n\
-Note: `--last N` is per peer, as with Hubble Relay: three peers give up to 3N flows.",
-    after_help = "Examples:\n  \
+Note: `--last N` is per peer, as with Hubble Relay: three peers give up to 3N flows.";
+
+/// Arguments of `holonet relay`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  \
       holonet relay --peer 10.0.0.2:4245 --peer 10.0.0.3:4245 --listen-address 127.0.0.1:4246\n  \
       holonet observe --server 127.0.0.1:4246 --last 20 --print-node-name\n  \
       holonet relay --peer node-a --peer node-b --peer-tls --peer-tls-ca-cert-files ca.pem \\\n      \
       --peer-tls-client-cert-file relay.pem --peer-tls-client-key-file relay-key.pem\n  \
-      hubble status --server 127.0.0.1:4246          # Connected Nodes: 2/2"
-)]
+      hubble status --server 127.0.0.1:4246          # Connected Nodes: 2/2")]
 pub(crate) struct RelayArgs {
     /// An agent to relay: host:port, or host (port 4245). Repeat for several.
     #[arg(long = "peer", value_name = "ADDR", required = true)]
@@ -47,7 +48,7 @@ pub(crate) struct RelayArgs {
     /// than the local agent's (127.0.0.1:4245 by default).
     #[arg(long, default_value = "127.0.0.1:4246", value_name = "ADDR")]
     listen_address: String,
-    /// Unix socket the relay also serves on (default: none).
+    /// Unix socket the relay also serves on.
     #[arg(long, default_value = "none", value_name = "PATH")]
     unix_socket: String,
     /// Allow --listen-address outside loopback (flows reveal who talks to whom).
