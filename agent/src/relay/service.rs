@@ -265,12 +265,25 @@ fn mask_keeps_node_name(req: &GetFlowsRequest) -> bool {
 /// Non-follow: every reachable peer answers the same request; the answers
 /// are merged in exact time order ([`KWayMerge`]), then the stream ends.
 async fn history(peers: Arc<PeerSet>, req: GetFlowsRequest, options: RelayOptions, out: Out) {
+    // Peers the relay has not tried yet (it just started) get a moment,
+    // all at once.
+    let mut settling = JoinSet::new();
+    for (i, peer) in peers.peers().iter().enumerate() {
+        let peer = Arc::clone(peer);
+        settling.spawn(async move { (i, peer.settled(CONNECT_TIMEOUT).await) });
+    }
+    let mut states = Vec::with_capacity(peers.peers().len());
+    while let Some(Ok(settled)) = settling.join_next().await {
+        states.push(settled);
+    }
+    states.sort_by_key(|(i, _)| *i);
     let mut up = Vec::new();
     let mut down = Vec::new();
-    for peer in peers.peers() {
-        match peer.settled(CONNECT_TIMEOUT).await {
+    for (i, state) in states {
+        let peer = &peers.peers()[i];
+        match state {
             PeerState::Unavailable { reason } => {
-                down.push((peer.name(), peer.unavailable_message(&reason)))
+                down.push((peer.name(), peer.unavailable_message(&reason)));
             }
             // A peer still connecting is asked anyway: the call says soon
             // enough whether it answers.
@@ -456,7 +469,12 @@ async fn pump_follow(
                 () = tx.closed() => return,
             }
         }
-        let request = if first {
+        // The client's own request until one reached the peer, if it asked
+        // for history (that history holds the newest flows anyway); else
+        // everything since the last flow received or since the client
+        // started following: a peer that failed even the first request must
+        // not lose the flows it saw before it answered.
+        let request = if first && req.number > 0 {
             req.clone()
         } else {
             let from = last_seen.map_or(start, |t| t + 1);
