@@ -250,6 +250,40 @@ mod tests {
         assert!(pending <= 3, "{pending}");
     }
 
+    proptest::proptest! {
+        /// Whatever the sources, the merge is their sorted union, and each
+        /// source's own order is kept for equal keys.
+        #[test]
+        fn k_way_merge_is_the_sorted_union(
+            mut sources in proptest::collection::vec(
+                proptest::collection::vec(-50i128..50, 0..20), 0..6)
+        ) {
+            for s in &mut sources {
+                s.sort_unstable();
+            }
+            let mut expected: Vec<i128> = sources.iter().flatten().copied().collect();
+            expected.sort_unstable();
+            let (out, pending) = merge_all(sources.clone());
+            proptest::prop_assert_eq!(out, expected);
+            proptest::prop_assert!(pending <= sources.len());
+        }
+
+        /// Items held long enough come out sorted, however they arrived.
+        #[test]
+        fn a_full_window_sorts(keys in proptest::collection::vec(-1000i128..1000, 0..50)) {
+            let t0 = Instant::now();
+            let mut w = ReorderWindow::new(Duration::from_millis(10), keys.len() + 1);
+            for (i, k) in keys.iter().enumerate() {
+                w.push(*k, *k, t0 + Duration::from_micros(i as u64));
+            }
+            let later = t0 + Duration::from_secs(1);
+            let out: Vec<i128> = std::iter::from_fn(|| w.pop_ready(later)).collect();
+            let mut sorted = keys.clone();
+            sorted.sort_unstable();
+            proptest::prop_assert_eq!(out, sorted);
+        }
+    }
+
     #[test]
     fn k_way_merge_handles_empty_and_uneven_sources() {
         assert_eq!(merge_all(vec![]).0, Vec::<i128>::new());
