@@ -6,4 +6,5 @@ pub(crate) mod observe;
 pub(crate) mod policy;
 pub(crate) mod relay;
 pub(crate) mod status;
+pub(crate) mod tls;
 pub(crate) mod tui;

@@ -9,17 +9,13 @@
 use std::{
     fs::File,
     io::{self, BufRead, BufReader, BufWriter, IsTerminal, Write},
-    path::PathBuf,
     process::ExitCode,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use anyhow::{Context, anyhow, bail};
 use clap::ArgAction;
-use holonet_agent::{
-    relay::peers::status_reason,
-    tls::{ClientTlsFiles, root_cause},
-};
+use holonet_agent::relay::peers::status_reason;
 use holonet_flows::{
     flags::{FilterArgs, FilterFlag, FilterToken, raw_filter_json},
     printer::{self, OutputFormat, PrintOptions, Printer},
@@ -31,7 +27,9 @@ use holonet_proto::{
     observer::{GetFlowsRequest, GetFlowsResponse, observer_client::ObserverClient},
     wkt::Timestamp,
 };
-use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::ClientTlsConfig;
+
+use super::tls::{ClientTlsArgs, connect_tls, tls_hint};
 
 /// Writes a line to stderr, ignoring failures (`eprintln!` would panic
 /// when stderr is closed).
@@ -121,7 +119,8 @@ pub(crate) struct ObserveArgs {
     /// Read flows from a recording (jsonpb lines) instead of an agent; `-` is stdin.
     #[arg(long, value_name = "FILE", help_heading = "Source")]
     input_file: Option<String>,
-    /// Observer API address: unix://PATH, host:port or http://host:port
+    /// Observer API address: unix://PATH, host:port, http://host:port or
+    /// tls://host:port
     /// [default: unix:///run/holonet/hubble.sock, falling back to localhost:4245].
     #[arg(long, value_name = "ADDR", help_heading = "Source")]
     server: Option<String>,
@@ -133,38 +132,9 @@ pub(crate) struct ObserveArgs {
         help_heading = "Source"
     )]
     timeout: String,
-    /// Connect with TLS (implied by a tls:// --server address).
-    #[arg(long, help_heading = "Source")]
-    tls: bool,
-    /// PEM CA certificates the server's certificate must chain to
-    /// (comma-separated or repeated) [default: the system's CAs].
-    #[arg(
-        long,
-        value_name = "FILE",
-        value_delimiter = ',',
-        help_heading = "Source"
-    )]
-    tls_ca_cert_files: Vec<PathBuf>,
-    /// PEM client certificate, for servers that require mutual TLS.
-    #[arg(
-        long,
-        value_name = "FILE",
-        requires = "tls_client_key_file",
-        help_heading = "Source"
-    )]
-    tls_client_cert_file: Option<PathBuf>,
-    /// The client certificate's PEM private key.
-    #[arg(
-        long,
-        value_name = "FILE",
-        requires = "tls_client_cert_file",
-        help_heading = "Source"
-    )]
-    tls_client_key_file: Option<PathBuf>,
-    /// Name the server's certificate must carry, when it is not the host
-    /// in --server (e.g. a certificate for a DNS name, reached by IP).
-    #[arg(long, value_name = "NAME", help_heading = "Source")]
-    tls_server_name: Option<String>,
+    /// TLS to the server (the flags of `hubble observe`).
+    #[command(flatten)]
+    tls: ClientTlsArgs,
 
     /// The filter flags (boxed: they are many, and clap keeps them all).
     #[command(flatten)]
@@ -597,11 +567,11 @@ pub(crate) fn run(args: ObserveArgs) -> anyhow::Result<ExitCode> {
                 .enable_all()
                 .build()
                 .context("starting the async runtime")?;
-            let (server, tls) = client_tls(&args)?;
+            let (server, tls) = args.tls.config(args.server.as_deref())?;
             let target = Target {
                 server,
                 tls,
-                client_cert: args.tls_client_cert_file.is_some(),
+                client_cert: args.tls.client_cert(),
                 timeout,
             };
             runtime.block_on(stream_from_server(
@@ -670,77 +640,6 @@ fn replay_file<W: Write>(
 /// dashboard, so both accept the same addresses).
 fn server_candidates(server: Option<&str>) -> anyhow::Result<Vec<String>> {
     crate::ui::source::server_candidates(server).map_err(anyhow::Error::msg)
-}
-
-/// The server address without a `tls://` prefix, and the TLS settings when
-/// `--tls` or that prefix asks for TLS.
-fn client_tls(args: &ObserveArgs) -> anyhow::Result<(Option<String>, Option<ClientTlsConfig>)> {
-    let (server, prefixed) = match args.server.as_deref() {
-        Some(s) => match s.strip_prefix("tls://") {
-            Some(rest) => (Some(rest.to_string()), true),
-            None => (Some(s.to_string()), false),
-        },
-        None => (None, false),
-    };
-    let wants_tls = args.tls || prefixed;
-    let tls_flags_given = !args.tls_ca_cert_files.is_empty()
-        || args.tls_client_cert_file.is_some()
-        || args.tls_server_name.is_some();
-    if !wants_tls {
-        if tls_flags_given {
-            bail!("--tls-* options need --tls (or a tls:// --server address)");
-        }
-        return Ok((server, None));
-    }
-    let files = ClientTlsFiles {
-        ca_files: args.tls_ca_cert_files.clone(),
-        cert: args.tls_client_cert_file.clone(),
-        key: args.tls_client_key_file.clone(),
-        server_name: args.tls_server_name.clone(),
-    };
-    Ok((server, Some(files.load()?)))
-}
-
-/// Connects over TLS to every candidate in turn (TCP only).
-async fn connect_tls(
-    candidates: &[String],
-    tls: ClientTlsConfig,
-    timeout: Duration,
-    errors: &mut Vec<String>,
-) -> Option<ObserverClient<Channel>> {
-    for uri in candidates {
-        let Some(rest) = uri.strip_prefix("http://") else {
-            errors.push(format!("{uri}: TLS works over TCP only, not a unix socket"));
-            continue;
-        };
-        let https = format!("https://{rest}");
-        let endpoint =
-            match Endpoint::from_shared(https.clone()).and_then(|e| e.tls_config(tls.clone())) {
-                Ok(e) => e.connect_timeout(timeout),
-                Err(e) => {
-                    errors.push(format!("{https}: {}", root_cause(&e)));
-                    continue;
-                }
-            };
-        match tokio::time::timeout(timeout, endpoint.connect()).await {
-            Ok(Ok(channel)) => return Some(ObserverClient::new(channel)),
-            Ok(Err(e)) => errors.push(format!("{https}: {}", tls_hint(&root_cause(&e)))),
-            Err(_) => errors.push(format!("{https}: no connection after {timeout:?}")),
-        }
-    }
-    None
-}
-
-/// Adds what to check to a certificate error.
-fn tls_hint(cause: &str) -> String {
-    if cause.contains("UnknownIssuer") || cause.contains("certificate") {
-        format!(
-            "{cause} (check that --tls-ca-cert-files holds the CA that signed the server's \
-             certificate, and --tls-server-name the name in it)"
-        )
-    } else {
-        cause.to_string()
-    }
 }
 
 /// Where and how to connect.
