@@ -430,3 +430,101 @@ async fn a_peer_down_is_reported_and_its_flows_return_when_it_comes_back() {
         .into_inner();
     assert_eq!(status.num_connected_nodes.map(|v| v.value), Some(2));
 }
+
+/// A peer that is healthy but refuses GetFlows (like an agent that does not
+/// support a filter): not a node that is down.
+#[derive(Clone)]
+struct Refusing;
+
+#[tonic::async_trait]
+impl holonet_proto::observer::observer_server::Observer for Refusing {
+    type GetFlowsStream = std::pin::Pin<
+        Box<dyn tokio_stream::Stream<Item = Result<GetFlowsResponse, tonic::Status>> + Send>,
+    >;
+
+    async fn get_flows(
+        &self,
+        _: tonic::Request<GetFlowsRequest>,
+    ) -> Result<tonic::Response<Self::GetFlowsStream>, tonic::Status> {
+        Err(tonic::Status::unimplemented("no flows here"))
+    }
+
+    async fn get_nodes(
+        &self,
+        _: tonic::Request<GetNodesRequest>,
+    ) -> Result<tonic::Response<holonet_proto::observer::GetNodesResponse>, tonic::Status> {
+        Ok(tonic::Response::new(
+            holonet_proto::observer::GetNodesResponse {
+                nodes: vec![holonet_proto::observer::Node {
+                    name: "refuser".into(),
+                    ..Default::default()
+                }],
+            },
+        ))
+    }
+
+    async fn get_namespaces(
+        &self,
+        _: tonic::Request<holonet_proto::observer::GetNamespacesRequest>,
+    ) -> Result<tonic::Response<holonet_proto::observer::GetNamespacesResponse>, tonic::Status>
+    {
+        Ok(tonic::Response::new(Default::default()))
+    }
+
+    async fn server_status(
+        &self,
+        _: tonic::Request<ServerStatusRequest>,
+    ) -> Result<tonic::Response<holonet_proto::observer::ServerStatusResponse>, tonic::Status> {
+        Ok(tonic::Response::new(Default::default()))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_refusing_a_request_is_an_error_event_not_a_node_down() {
+    let good = Agent::start("node-a", loopback()).await;
+    good.store
+        .push_batch([flow("node-a", 1, Verdict::Forwarded)]);
+    let listeners = server::bind(&Listen {
+        tcp: Some(loopback()),
+        unix: None,
+        allow_remote: false,
+    })
+    .await
+    .expect("bind");
+    let refuser_addr = listeners.tcp_addr().expect("tcp");
+    tokio::spawn(server::serve(listeners, Refusing, std::future::pending()));
+    let peers = [refuser_addr.to_string(), good.addr.to_string()];
+    let mut relay = relay(&peers, RelayOptions::default()).await;
+
+    let got = collect(
+        &mut relay.client,
+        GetFlowsRequest {
+            number: 10,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(summaries(&got), ["node-a 1"]);
+    let events = node_events(&got);
+    let refusal = events
+        .iter()
+        .find(|e| e.0 == NodeState::NodeError)
+        .unwrap_or_else(|| panic!("a NODE_ERROR event: {events:?}"));
+    assert_eq!(refusal.1, ["refuser"]);
+    assert!(
+        refusal.2.contains("refused the request") && refusal.2.contains("no flows here"),
+        "{}",
+        refusal.2
+    );
+    let status = relay
+        .client
+        .server_status(ServerStatusRequest {})
+        .await
+        .expect("status")
+        .into_inner();
+    assert_eq!(
+        status.num_connected_nodes.map(|v| v.value),
+        Some(2),
+        "a refusal is not an outage"
+    );
+}

@@ -342,6 +342,36 @@ async fn history(peers: Arc<PeerSet>, req: GetFlowsRequest, options: RelayOption
     }
 }
 
+/// Whether a status from a peer means the peer (or the way to it) failed,
+/// as opposed to the peer refusing this request (a filter it does not
+/// support, a method it does not have), which says nothing about its
+/// health.
+fn is_transport_failure(status: &Status) -> bool {
+    matches!(
+        status.code(),
+        tonic::Code::Unavailable
+            | tonic::Code::Unknown
+            | tonic::Code::DeadlineExceeded
+            | tonic::Code::Cancelled
+            | tonic::Code::Aborted
+            | tonic::Code::Internal
+    )
+}
+
+/// A NODE_ERROR event for a peer that refused a request.
+fn refused(peer: &Peer, status: &Status) -> GetFlowsResponse {
+    node_status(
+        NodeState::NodeError,
+        vec![peer.name()],
+        format!(
+            "relay: peer {} refused the request: {:?}: {}",
+            peer.addr(),
+            status.code(),
+            status.message()
+        ),
+    )
+}
+
 /// Streams one peer's answer to a non-follow request into `tx`; a failure
 /// becomes a NODE_ERROR event naming the peer and the cause.
 async fn pump_once(
@@ -350,19 +380,24 @@ async fn pump_once(
     keep_name: bool,
     tx: mpsc::Sender<PeerMsg>,
 ) {
-    let fail = |reason: String| {
-        let event = node_status(
-            NodeState::NodeError,
-            vec![peer.name()],
-            peer.unavailable_message(&reason),
-        );
-        peer.report_failure(reason);
-        PeerMsg::Status(event)
+    let fail = |status: &Status| {
+        let reason = status_reason(status);
+        if is_transport_failure(status) {
+            let event = node_status(
+                NodeState::NodeError,
+                vec![peer.name()],
+                peer.unavailable_message(&reason),
+            );
+            peer.report_failure(reason);
+            PeerMsg::Status(event)
+        } else {
+            PeerMsg::Status(refused(&peer, status))
+        }
     };
     let mut stream = match peer.client().get_flows(req).await {
         Ok(answer) => answer.into_inner(),
         Err(status) => {
-            let _ = tx.send(fail(status_reason(&status))).await;
+            let _ = tx.send(fail(&status)).await;
             return;
         }
     };
@@ -377,7 +412,7 @@ async fn pump_once(
             }
             Ok(None) => return,
             Err(status) => {
-                let _ = tx.send(fail(status_reason(&status))).await;
+                let _ = tx.send(fail(&status)).await;
                 return;
             }
         }
@@ -488,9 +523,15 @@ async fn pump_follow(
         };
         let mut stream = match peer.client().get_flows(request).await {
             Ok(answer) => answer.into_inner(),
-            Err(status) => {
+            Err(status) if is_transport_failure(&status) => {
                 peer.report_failure(status_reason(&status));
                 continue;
+            }
+            Err(status) => {
+                // The peer answers but will not serve this request:
+                // retrying would get the same answer.
+                let _ = tx.send(PeerMsg::Status(refused(&peer, &status))).await;
+                return;
             }
         };
         first = false;
