@@ -11,6 +11,8 @@
 //! - [`clock`]: kernel monotonic time to wall-clock time.
 //! - [`capabilities`]: which hook types this kernel offers, and why not.
 //! - [`observer`]: Hubble flows, the flow store, the gRPC API, recording.
+//! - [`relay`]: one Observer API merging several agents.
+//! - [`tls`]: TLS and mutual TLS from PEM files for servers and clients.
 
 pub mod capabilities;
 pub mod clock;
@@ -21,3 +23,5 @@ pub mod flow;
 pub mod latency;
 pub mod loader;
 pub mod observer;
+pub mod relay;
+pub mod tls;

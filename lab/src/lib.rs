@@ -15,10 +15,12 @@ mod command;
 pub mod dns;
 pub mod fhir;
 mod lab;
+mod pki;
 mod process;
 
 pub use command::{CommandError, run_command};
 pub use lab::{Lab, LabError, Pod, remove_stale};
+pub use pki::Pki;
 pub use process::{ChildGuard, wait_for_tcp_listener, wait_for_udp_socket};
 
 /// Whether this process runs as root, which creating namespaces and loading

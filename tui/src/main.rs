@@ -29,6 +29,7 @@ use clap::{Parser, Subcommand};
       holonet demo                      # the galactic FHIR incident, live in the dashboard\n  \
       holonet status                    # which kernel hooks this machine offers\n  \
       holonet agent --iface veth1 --iface veth2\n  \
+      holonet relay --peer 10.0.0.2:4245 --peer 10.0.0.3:4245\n  \
       holonet policy validate policies/\n\n\
       Environment: RUST_LOG=debug for more detail (logs go to stderr; the dashboard\n\
       logs to $XDG_STATE_HOME/holonet/tui.log or /tmp/holonet-tui-<uid>.log)."
@@ -56,6 +57,9 @@ enum Command {
     DemoDnsServer(commands::demo::DnsServerArgs),
     /// Print flows from an agent or a recording, like `hubble observe`.
     Observe(commands::observe::ObserveArgs),
+    /// Serve one Observer API merging the flows of several agents.
+    #[command(long_about = commands::relay::LONG_ABOUT)]
+    Relay(commands::relay::RelayArgs),
     /// Show which kernel hooks holonet can use here, and why not.
     Status(commands::status::StatusArgs),
     /// The live incident dashboard (the default without a subcommand).
@@ -72,6 +76,10 @@ fn main() -> ExitCode {
     let mut logger =
         env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"));
     logger.format_timestamp_millis();
+    if matches!(cli.command, Some(Command::Relay(_))) && std::env::var_os("RUST_LOG").is_none() {
+        // Peers coming and going is what a relay's operator watches for.
+        logger.filter_module("holonet_agent::relay", log::LevelFilter::Info);
+    }
     let dashboard = match &cli.command {
         None | Some(Command::Tui(_)) => true,
         Some(Command::Demo(args)) => args.opens_dashboard(),
@@ -102,6 +110,7 @@ fn main() -> ExitCode {
         Some(Command::DemoFhirServer(args)) => commands::demo::run_fhir_server(args),
         Some(Command::DemoDnsServer(args)) => commands::demo::run_dns_server(args),
         Some(Command::Observe(args)) => commands::observe::run(args),
+        Some(Command::Relay(args)) => commands::relay::run(args),
         Some(Command::Status(args)) => commands::status::run(args),
         Some(Command::Policy { cmd }) => commands::policy::run(cmd),
     };

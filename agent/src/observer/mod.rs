@@ -3,13 +3,15 @@
 //!
 //! ```text
 //! EventReader ─► pipeline (decode, enrich, convert) ─► FlowStore ─┬─► GetFlows streams
-//!                                                                 └─► exporter (JSON lines)
+//!                                                                 ├─► exporter (JSON lines)
+//!                                                                 └─► metrics (Prometheus text)
 //! ```
 
 pub mod convert;
 pub mod endpoints;
 pub mod export;
 pub mod mask;
+pub mod metrics;
 pub mod pipeline;
 pub mod query;
 pub mod server;

@@ -10,12 +10,10 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use holonet_proto::observer::observer_server::ObserverServer;
+use holonet_proto::observer::observer_server::{Observer, ObserverServer};
 use tokio::net::{TcpListener, UnixListener};
 use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
-use tonic::transport::Server;
-
-use super::service::ObserverService;
+use tonic::transport::{Server, ServerTlsConfig};
 
 /// The health-check service name the `hubble` CLI asks for.
 pub const HEALTH_SERVICE: &str = "hubble.server.Observer";
@@ -72,14 +70,38 @@ pub enum ListenError {
     Serve(#[from] tonic::transport::Error),
 }
 
+/// Refuses `addr` when it is reachable from other machines and the operator
+/// did not say so explicitly: every listener holonet opens (gRPC, metrics)
+/// follows this one rule.
+pub fn check_local(addr: SocketAddr, allow_remote: bool) -> Result<(), ListenError> {
+    if !addr.ip().is_loopback() && !allow_remote {
+        return Err(ListenError::NotLoopback { addr });
+    }
+    Ok(())
+}
+
 /// Bound listeners, ready to serve.
 #[derive(Debug)]
 pub struct BoundListeners {
     tcp: Option<(SocketAddr, TcpListener)>,
     unix: Option<(PathBuf, UnixListener)>,
+    tls: Option<ServerTlsConfig>,
 }
 
 impl BoundListeners {
+    /// Serves TLS (mutual TLS if the config names client CAs) on the TCP
+    /// listener. The unix socket stays plain: file permissions guard it,
+    /// and local tools should not need certificates.
+    pub fn with_tls(mut self, tls: ServerTlsConfig) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// Whether the TCP listener will speak TLS.
+    pub fn tls_enabled(&self) -> bool {
+        self.tls.is_some()
+    }
+
     /// The TCP address actually bound (useful with port 0).
     pub fn tcp_addr(&self) -> Option<SocketAddr> {
         self.tcp.as_ref().map(|(a, _)| *a)
@@ -95,9 +117,7 @@ impl BoundListeners {
 pub async fn bind(listen: &Listen) -> Result<BoundListeners, ListenError> {
     let tcp = match listen.tcp {
         Some(addr) => {
-            if !addr.ip().is_loopback() && !listen.allow_remote {
-                return Err(ListenError::NotLoopback { addr });
-            }
+            check_local(addr, listen.allow_remote)?;
             let listener = TcpListener::bind(addr)
                 .await
                 .map_err(|source| ListenError::Tcp { addr, source })?;
@@ -128,14 +148,20 @@ pub async fn bind(listen: &Listen) -> Result<BoundListeners, ListenError> {
         }
         None => None,
     };
-    Ok(BoundListeners { tcp, unix })
+    Ok(BoundListeners {
+        tcp,
+        unix,
+        tls: None,
+    })
 }
 
 /// Serves the Observer and health services on every bound listener until
-/// `shutdown` resolves.
-pub async fn serve(
+/// `shutdown` resolves. Generic over the Observer implementation so the
+/// agent (its own flow store) and the relay (merged peers) share one
+/// listener setup, health service and shutdown path.
+pub async fn serve<S: Observer + Clone>(
     listeners: BoundListeners,
-    service: ObserverService,
+    service: S,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ListenError> {
     let (reporter, health) = tonic_health::server::health_reporter();
@@ -155,7 +181,11 @@ pub async fn serve(
     };
     let mut tasks = tokio::task::JoinSet::new();
     if let Some((_, listener)) = listeners.tcp {
-        let router = Server::builder()
+        let mut builder = Server::builder();
+        if let Some(tls) = listeners.tls.clone() {
+            builder = builder.tls_config(tls)?;
+        }
+        let router = builder
             .add_service(health.clone())
             .add_service(ObserverServer::new(service.clone()));
         let stop = stopped(stop_rx.clone());

@@ -16,11 +16,13 @@ use holonet_agent::{
     observer::{
         endpoints::{self, EndpointDirectory},
         export::{self, ExportConfig},
+        metrics::{self, SharedMetrics},
         pipeline::{Pipeline, kernel_lost},
         server::{self, DEFAULT_TCP, DEFAULT_UNIX_SOCKET, Listen},
         service::ObserverService,
         store::{DEFAULT_CAPACITY, FlowStore},
     },
+    tls::ServerTlsFiles,
 };
 
 /// How to attach the TC classifiers.
@@ -63,6 +65,9 @@ CAP_NET_ADMIN and CAP_PERFMON). Stops cleanly on Ctrl-C, SIGTERM and SIGHUP.",
       holonet agent -i veth0 --endpoints eps.yaml --policies policies/   # enforce (pinned)\n  \
       holonet agent -i veth0 --endpoints eps.yaml --policies policies/ --policy-mode audit\n  \
       holonet agent --remove-pinned                        # detach what an agent left enforcing\n  \
+      holonet agent -i veth0 --metrics-listen 127.0.0.1:9965   # then: curl 127.0.0.1:9965/metrics\n  \
+      holonet agent -i veth0 --listen-address 0.0.0.0:4245 --allow-remote \\\n      \
+      --tls-cert-file node.pem --tls-key-file node-key.pem --tls-client-ca-files ca.pem\n  \
       hubble observe --server localhost:4245 --last 20     # read them with the hubble CLI"
 )]
 pub(crate) struct AgentArgs {
@@ -90,9 +95,35 @@ pub(crate) struct AgentArgs {
     /// Unix socket of the gRPC API ("none" to disable).
     #[arg(long, default_value = DEFAULT_UNIX_SOCKET, value_name = "PATH")]
     unix_socket: String,
-    /// Allow --listen-address outside loopback (flows reveal who talks to whom).
+    /// Allow --listen-address and --metrics-listen outside loopback (flows
+    /// and counts reveal who talks to whom).
     #[arg(long)]
     allow_remote: bool,
+    /// Serve Prometheus metrics (GET /metrics) on this address, e.g.
+    /// 127.0.0.1:9965 (default: off).
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<SocketAddr>,
+    /// Serve the gRPC API over TLS on --listen-address with this PEM
+    /// certificate (with --tls-key-file; the unix socket stays plain).
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls_key_file",
+        help_heading = "TLS"
+    )]
+    tls_cert_file: Option<PathBuf>,
+    /// The certificate's PEM private key.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls_cert_file",
+        help_heading = "TLS"
+    )]
+    tls_key_file: Option<PathBuf>,
+    /// Require client certificates signed by these PEM CAs (mutual TLS).
+    #[arg(long, value_name = "FILE", num_args = 1.., requires = "tls_cert_file",
+          help_heading = "TLS")]
+    tls_client_ca_files: Vec<PathBuf>,
     /// Record flows to this file, one Hubble GetFlowsResponse per line.
     #[arg(long, value_name = "PATH")]
     export_file: Option<PathBuf>,
@@ -289,7 +320,19 @@ pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
                 Duration::from_secs(2),
             ));
         }
-        let listeners = server::bind(&listen).await?;
+        let mut listeners = server::bind(&listen).await?;
+        if let (Some(cert), Some(key)) = (&args.tls_cert_file, &args.tls_key_file) {
+            let files = ServerTlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_cas: args.tls_client_ca_files.clone(),
+            };
+            listeners = listeners.with_tls(files.load().context("agent: TLS")?);
+        }
+        let metrics_listener = match args.metrics_listen {
+            Some(addr) => Some(metrics::bind(addr, args.allow_remote).await?),
+            None => None,
+        };
         let mut probe = if pin {
             TcProbe::load_pinned(args.tc_mode.into(), &args.pin_dir)
                 .context("loading the TC probe (pinned; --no-pin runs without)")?
@@ -325,7 +368,7 @@ pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
         let store = Arc::new(FlowStore::new(usize::try_from(args.ring_size).unwrap_or(DEFAULT_CAPACITY)));
         let mut serving = Vec::new();
         if let Some(addr) = listeners.tcp_addr() {
-            serving.push(addr.to_string());
+            serving.push(if listeners.tls_enabled() { format!("tls://{addr}") } else { addr.to_string() });
         }
         if let Some(path) = listeners.unix_path() {
             serving.push(format!("unix://{}", path.display()));
@@ -354,6 +397,17 @@ pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
             };
             tokio::spawn(export::run(Arc::clone(&store), config, node_name.clone()))
         });
+        let (metrics_stop_tx, metrics_stop_rx) = tokio::sync::oneshot::channel::<()>();
+        if let Some(listener) = metrics_listener {
+            let shared = SharedMetrics::default();
+            tokio::spawn(metrics::follow(Arc::clone(&store), Arc::clone(&shared)));
+            if let Ok(addr) = listener.local_addr() {
+                eprintln!("holonet agent: metrics on http://{addr}/metrics");
+            }
+            tokio::spawn(metrics::serve(listener, Arc::clone(&store), shared, async move {
+                let _ = metrics_stop_rx.await;
+            }));
+        }
         let service = ObserverService::new(Arc::clone(&store), node_name.clone());
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let server_task = tokio::spawn(server::serve(listeners, service, async move {
@@ -400,6 +454,7 @@ pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
         pipeline_task.abort();
         store.close();
         let _ = stop_tx.send(());
+        let _ = metrics_stop_tx.send(());
         if let Ok(Err(err)) = server_task.await {
             eprintln!("holonet agent: {err}");
         }

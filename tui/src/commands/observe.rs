@@ -15,6 +15,7 @@ use std::{
 
 use anyhow::{Context, anyhow, bail};
 use clap::ArgAction;
+use holonet_agent::relay::peers::status_reason;
 use holonet_flows::{
     flags::{FilterArgs, FilterFlag, FilterToken, raw_filter_json},
     printer::{self, OutputFormat, PrintOptions, Printer},
@@ -26,6 +27,9 @@ use holonet_proto::{
     observer::{GetFlowsRequest, GetFlowsResponse, observer_client::ObserverClient},
     wkt::Timestamp,
 };
+use tonic::transport::ClientTlsConfig;
+
+use super::tls::{ClientTlsArgs, connect_tls, tls_hint};
 
 /// Writes a line to stderr, ignoring failures (`eprintln!` would panic
 /// when stderr is closed).
@@ -115,7 +119,8 @@ pub(crate) struct ObserveArgs {
     /// Read flows from a recording (jsonpb lines) instead of an agent; `-` is stdin.
     #[arg(long, value_name = "FILE", help_heading = "Source")]
     input_file: Option<String>,
-    /// Observer API address: unix://PATH, host:port or http://host:port
+    /// Observer API address: unix://PATH, host:port, http://host:port or
+    /// tls://host:port
     /// [default: unix:///run/holonet/hubble.sock, falling back to localhost:4245].
     #[arg(long, value_name = "ADDR", help_heading = "Source")]
     server: Option<String>,
@@ -127,6 +132,9 @@ pub(crate) struct ObserveArgs {
         help_heading = "Source"
     )]
     timeout: String,
+    /// TLS to the server (the flags of `hubble observe`).
+    #[command(flatten)]
+    tls: ClientTlsArgs,
 
     /// The filter flags (boxed: they are many, and clap keeps them all).
     #[command(flatten)]
@@ -321,6 +329,10 @@ const VALUE_LONGS: &[&str] = &[
     "input-file",
     "server",
     "timeout",
+    "tls-ca-cert-files",
+    "tls-client-cert-file",
+    "tls-client-key-file",
+    "tls-server-name",
 ];
 const VALUE_SHORTS: &[char] = &['o'];
 
@@ -555,9 +567,15 @@ pub(crate) fn run(args: ObserveArgs) -> anyhow::Result<ExitCode> {
                 .enable_all()
                 .build()
                 .context("starting the async runtime")?;
-            runtime.block_on(stream_from_server(
-                args.server.as_deref(),
+            let (server, tls) = args.tls.config(args.server.as_deref())?;
+            let target = Target {
+                server,
+                tls,
+                client_cert: args.tls.client_cert(),
                 timeout,
+            };
+            runtime.block_on(stream_from_server(
+                target,
                 request,
                 &mut printer,
                 &opts,
@@ -624,18 +642,43 @@ fn server_candidates(server: Option<&str>) -> anyhow::Result<Vec<String>> {
     crate::ui::source::server_candidates(server).map_err(anyhow::Error::msg)
 }
 
-async fn stream_from_server<W: Write>(
-    server: Option<&str>,
+/// Where and how to connect.
+struct Target {
+    /// `--server` without a `tls://` prefix.
+    server: Option<String>,
+    /// TLS settings, when asked for.
+    tls: Option<ClientTlsConfig>,
+    /// Whether a client certificate was given (for the hint on refusals).
+    client_cert: bool,
+    /// Connection timeout.
     timeout: Duration,
+}
+
+async fn stream_from_server<W: Write>(
+    target: Target,
     request: GetFlowsRequest,
     printer: &mut Printer<W>,
     opts: &PrintOptions,
     debug: bool,
 ) -> Result<(), Stop> {
-    let candidates = server_candidates(server)?;
+    let Target {
+        server,
+        tls,
+        client_cert,
+        timeout,
+    } = target;
+    let candidates = server_candidates(server.as_deref())?;
     let mut client = None;
     let mut errors = Vec::new();
-    for uri in &candidates {
+    let used_tls = tls.is_some();
+    let plain: &[String] = match tls {
+        Some(tls) => {
+            client = connect_tls(&candidates, tls, timeout, &mut errors).await;
+            &[]
+        }
+        None => &candidates,
+    };
+    for uri in plain {
         match tokio::time::timeout(timeout, ObserverClient::connect(uri.clone())).await {
             Ok(Ok(c)) => {
                 client = Some(c);
@@ -652,7 +695,18 @@ async fn stream_from_server<W: Write>(
     let mut stream = client
         .get_flows(request)
         .await
-        .map_err(|s| anyhow!("GetFlows: {}: {}", s.code(), s.message()))?
+        .map_err(|s| {
+            let reason = tls_hint(&status_reason(&s));
+            let hint = match (used_tls, client_cert) {
+                (false, _) => " (if the server speaks TLS, pass --tls or use a tls:// address)",
+                (true, false) => {
+                    " (if the server requires mutual TLS, pass --tls-client-cert-file and \
+                     --tls-client-key-file)"
+                }
+                (true, true) => "",
+            };
+            anyhow!("GetFlows: {}: {reason}{hint}", s.code())
+        })?
         .into_inner();
     loop {
         let next = tokio::select! {
