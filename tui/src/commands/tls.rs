@@ -1,6 +1,5 @@
 //! The client side of TLS for commands that talk to an Observer API
-//! (`holonet observe` today; the dashboard once its connection code takes a
-//! TLS config). Flag names are `hubble observe`'s, so scripts carry over.
+//! (`holonet observe` and the dashboard). Flag names are `hubble observe`'s, so scripts carry over.
 
 use std::{path::PathBuf, time::Duration};
 

@@ -23,6 +23,9 @@ pub(crate) struct TuiArgs {
     /// [default: unix:///run/holonet/hubble.sock, falling back to localhost:4245].
     #[arg(long, value_name = "ADDR", help_heading = "Source")]
     server: Option<String>,
+    /// TLS to the agent or relay (`--tls`, `--tls-ca-cert-files`, ...).
+    #[command(flatten)]
+    tls: super::tls::ClientTlsArgs,
     /// Play a recording (jsonpb lines, as `holonet observe -o jsonpb` writes) instead; `-` is stdin.
     #[arg(
         long,
@@ -231,10 +234,12 @@ pub(crate) fn run(args: TuiArgs) -> anyhow::Result<ExitCode> {
     let input = match &args.input_file {
         Some(f) => Input::Recording(ui::source::Recording::from_arg(f)),
         None => {
-            ui::source::server_candidates(args.server.as_deref()).map_err(|e| anyhow!(e))?;
+            let (address, tls) = args.tls.config(args.server.as_deref())?;
+            ui::source::server_candidates(address.as_deref()).map_err(|e| anyhow!(e))?;
             Input::Server {
-                address: args.server.clone(),
+                address,
                 timeout,
+                tls,
             }
         }
     };

@@ -48,7 +48,7 @@ use filter::ActiveFilter;
 use source::Recording;
 
 /// Where flows come from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub(crate) enum Input {
     /// An agent or relay (`--server`, default the local agent).
     Server {
@@ -56,6 +56,8 @@ pub(crate) enum Input {
         address: Option<String>,
         /// Connection timeout.
         timeout: Duration,
+        /// TLS settings (`--tls ...`), None for plain connections.
+        tls: Option<tonic::transport::ClientTlsConfig>,
     },
     /// A recording (`--input-file`).
     Recording(Recording),
@@ -151,9 +153,13 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
         connection,
     );
     match cfg.input {
-        Input::Server { address, timeout } => {
+        Input::Server {
+            address,
+            timeout,
+            tls,
+        } => {
             let capacity = u64::try_from(cfg.capacity).unwrap_or(u64::MAX);
-            tokio::spawn(source::live(address, timeout, capacity, tx.clone()));
+            tokio::spawn(source::live(address, timeout, tls, capacity, tx.clone()));
         }
         Input::Recording(rec) => {
             let tx = tx.clone();

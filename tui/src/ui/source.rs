@@ -201,6 +201,7 @@ impl Batcher {
 pub(crate) async fn live(
     server: Option<String>,
     timeout: Duration,
+    tls: Option<tonic::transport::ClientTlsConfig>,
     backfill: u64,
     tx: Sender<Msg>,
 ) {
@@ -216,7 +217,16 @@ pub(crate) async fn live(
     loop {
         let mut client = None;
         let mut errors = Vec::new();
-        for uri in &candidates {
+        if let Some(tls) = &tls {
+            let _ = tx
+                .send(Msg::Source(SourceMsg::Connecting(candidates.join(", "))))
+                .await;
+            client =
+                crate::commands::tls::connect_tls(&candidates, tls.clone(), timeout, &mut errors)
+                    .await
+                    .map(|c| (candidates.join(", "), c));
+        }
+        for uri in candidates.iter().filter(|_| tls.is_none()) {
             let _ = tx
                 .send(Msg::Source(SourceMsg::Connecting(uri.clone())))
                 .await;

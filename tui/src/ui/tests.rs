@@ -745,6 +745,7 @@ async fn live_source_streams_follows_and_reports_status_and_losses() {
     let task = tokio::spawn(super::source::live(
         Some(format!("unix://{}", sock.display())),
         std::time::Duration::from_secs(5),
+        None,
         100_000,
         tx,
     ));
