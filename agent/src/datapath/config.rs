@@ -56,6 +56,8 @@ pub struct Config {
     pub compiled: CompiledDatapath,
     /// The cluster it was resolved against.
     pub cluster: Arc<Cluster>,
+    /// The resolved policies (to name the policy behind a verdict).
+    pub resolved: Arc<holonet_policy::resolve::Resolved>,
     /// How many policy objects are in force.
     pub policies: usize,
     /// Warnings on accepted policies (e.g. rules the kernel cannot check).
@@ -99,6 +101,7 @@ pub fn load(policy_paths: &[PathBuf], endpoints: &Path, node: &str) -> Result<Co
     let compiled = compile(&resolved, node)?;
     Ok(Config {
         cluster,
+        resolved: Arc::new(resolved),
         policies: parsed.policies.len(),
         warnings: parsed
             .warnings

@@ -13,6 +13,7 @@ pub mod export;
 pub mod mask;
 pub mod metrics;
 pub mod pipeline;
+pub mod policy_names;
 pub mod query;
 pub mod server;
 pub mod service;

@@ -7,6 +7,7 @@ use holonet_proto::flow::{LostEvent, LostEventSource};
 use super::{
     convert::{UuidSource, to_proto},
     endpoints::EndpointDirectory,
+    policy_names::PolicyNames,
     store::{FlowStore, StoredEvent},
 };
 use crate::{
@@ -30,6 +31,8 @@ pub struct Pipeline {
     pub node_name: String,
     /// Who each address is; replaced whenever the endpoints file changes.
     pub endpoints: tokio::sync::watch::Receiver<Arc<EndpointDirectory>>,
+    /// The policies in force, to name the ones behind each verdict.
+    policy_names: Option<tokio::sync::watch::Receiver<Option<Arc<PolicyNames>>>>,
     uuids: UuidSource,
 }
 
@@ -46,8 +49,19 @@ impl Pipeline {
             interfaces,
             node_name: node_name.into(),
             endpoints,
+            policy_names: None,
             uuids: UuidSource::new(),
         }
+    }
+
+    /// Names the policies behind verdicts (`*_allowed_by`, `*_denied_by`)
+    /// from whatever `names` holds when each batch is converted.
+    pub fn with_policy_names(
+        mut self,
+        names: tokio::sync::watch::Receiver<Option<Arc<PolicyNames>>>,
+    ) -> Self {
+        self.policy_names = Some(names);
+        self
     }
 
     /// Reads events until the ring buffer fails, storing every flow and
@@ -65,16 +79,19 @@ impl Pipeline {
             reader.read_batch(&mut batch, BATCH).await?;
             let mut stored = Vec::with_capacity(batch.len());
             let endpoints = Arc::clone(&self.endpoints.borrow_and_update());
+            let names = self
+                .policy_names
+                .as_mut()
+                .and_then(|rx| rx.borrow_and_update().clone());
             for event in &batch {
                 let mut flow = Flow::from_event(event, &self.clock, &self.interfaces);
                 latency.observe(&mut flow);
                 observe(&flow);
-                stored.push(StoredEvent::Flow(to_proto(
-                    &flow,
-                    &self.node_name,
-                    &endpoints,
-                    &mut self.uuids,
-                )));
+                let mut converted = to_proto(&flow, &self.node_name, &endpoints, &mut self.uuids);
+                if let Some(names) = &names {
+                    names.annotate(&mut converted);
+                }
+                stored.push(StoredEvent::Flow(converted));
             }
             store.push_batch(stored);
         }

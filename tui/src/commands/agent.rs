@@ -18,6 +18,7 @@ use holonet_agent::{
         export::{self, ExportConfig},
         metrics::{self, SharedMetrics},
         pipeline::{Pipeline, kernel_lost},
+        policy_names::PolicyNames,
         server::{self, DEFAULT_TCP, DEFAULT_UNIX_SOCKET, Listen},
         service::ObserverService,
         store::{DEFAULT_CAPACITY, FlowStore},
@@ -213,6 +214,7 @@ fn apply_policies(
     endpoints_file: &std::path::Path,
     node_name: &str,
     mode: PolicyMode,
+    names: &tokio::sync::watch::Sender<Option<Arc<PolicyNames>>>,
 ) -> anyhow::Result<String> {
     let mut config = holonet_agent::datapath::config::load(policies, endpoints_file, node_name)?;
     if mode == PolicyMode::Audit {
@@ -222,6 +224,9 @@ fn apply_policies(
         eprintln!("holonet agent: {warning}");
     }
     let unattached = probe.apply_config(&config)?;
+    names.send_replace(Some(Arc::new(PolicyNames::new(Arc::clone(
+        &config.resolved,
+    )))));
     let enforced = config.compiled.endpoints.len() - unattached.len();
     let verb = match mode {
         PolicyMode::Enforce => "in force",
@@ -291,6 +296,7 @@ pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let pin = !args.no_pin && !args.policies.is_empty();
+    let (names_tx, names_rx) = tokio::sync::watch::channel(None);
     let listen = Listen {
         tcp: optional(&args.listen_address)
             .map(|a| {
@@ -351,7 +357,7 @@ pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
         }
         let mut fingerprint = config_fingerprint(&config_paths);
         if let (false, Some(endpoints_file)) = (args.policies.is_empty(), &args.endpoints) {
-            let summary = apply_policies(&mut probe, &args.policies, endpoints_file, &node_name, args.policy_mode)
+            let summary = apply_policies(&mut probe, &args.policies, endpoints_file, &node_name, args.policy_mode, &names_tx)
                 .context("applying policies")?;
             eprintln!("holonet agent: {summary}");
         }
@@ -381,7 +387,8 @@ pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
         );
 
         let reader = EventReader::new(probe.take_events()?)?;
-        let pipeline = Pipeline::new(node_name.clone(), probe.interfaces().clone(), endpoints_rx);
+        let pipeline = Pipeline::new(node_name.clone(), probe.interfaces().clone(), endpoints_rx)
+            .with_policy_names(names_rx);
         let print = args.print;
         let pipeline_store = Arc::clone(&store);
         let mut pipeline_task = tokio::spawn(pipeline.run(reader, pipeline_store, move |flow| {
@@ -432,7 +439,7 @@ pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
                         let now = config_fingerprint(&config_paths);
                         if now != fingerprint {
                             fingerprint = now;
-                            match apply_policies(&mut probe, &args.policies, endpoints_file, &node_name, args.policy_mode) {
+                            match apply_policies(&mut probe, &args.policies, endpoints_file, &node_name, args.policy_mode, &names_tx) {
                                 Ok(summary) => eprintln!("holonet agent: configuration changed: {summary}"),
                                 Err(err) => eprintln!(
                                     "holonet agent: NEW CONFIGURATION REFUSED, the previous one stays in force:\n{err:#}"

@@ -1,12 +1,13 @@
 //! The client side of TLS for commands that talk to an Observer API
 //! (`holonet observe` and the dashboard). Flag names are `hubble observe`'s, so scripts carry over.
 
-use std::{path::PathBuf, time::Duration};
+use std::path::PathBuf;
 
 use anyhow::bail;
-use holonet_agent::tls::{ClientTlsFiles, root_cause};
-use holonet_proto::observer::observer_client::ObserverClient;
-use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
+use holonet_agent::tls::ClientTlsFiles;
+use tonic::transport::ClientTlsConfig;
+
+pub(crate) use crate::ui::source::{connect_tls, tls_hint};
 
 /// `--tls`, `--tls-ca-cert-files`, `--tls-client-cert-file`,
 /// `--tls-client-key-file`, `--tls-server-name`.
@@ -82,49 +83,6 @@ impl ClientTlsArgs {
     /// Whether a client certificate was given (for hints on refusals).
     pub(crate) fn client_cert(&self) -> bool {
         self.tls_client_cert_file.is_some()
-    }
-}
-
-/// Connects over TLS to the first candidate (`http://host:port` URIs, as
-/// `server_candidates` makes them) that answers; failures go to `errors`.
-pub(crate) async fn connect_tls(
-    candidates: &[String],
-    tls: ClientTlsConfig,
-    timeout: Duration,
-    errors: &mut Vec<String>,
-) -> Option<ObserverClient<Channel>> {
-    for uri in candidates {
-        let Some(rest) = uri.strip_prefix("http://") else {
-            errors.push(format!("{uri}: TLS works over TCP only, not a unix socket"));
-            continue;
-        };
-        let https = format!("https://{rest}");
-        let endpoint =
-            match Endpoint::from_shared(https.clone()).and_then(|e| e.tls_config(tls.clone())) {
-                Ok(e) => e.connect_timeout(timeout),
-                Err(e) => {
-                    errors.push(format!("{https}: {}", root_cause(&e)));
-                    continue;
-                }
-            };
-        match tokio::time::timeout(timeout, endpoint.connect()).await {
-            Ok(Ok(channel)) => return Some(ObserverClient::new(channel)),
-            Ok(Err(e)) => errors.push(format!("{https}: {}", tls_hint(&root_cause(&e)))),
-            Err(_) => errors.push(format!("{https}: no connection after {timeout:?}")),
-        }
-    }
-    None
-}
-
-/// Adds what to check to a certificate error.
-pub(crate) fn tls_hint(cause: &str) -> String {
-    if cause.contains("UnknownIssuer") || cause.contains("certificate") {
-        format!(
-            "{cause} (check that --tls-ca-cert-files holds the CA that signed the server's \
-             certificate, and --tls-server-name the name in it)"
-        )
-    } else {
-        cause.to_string()
     }
 }
 

@@ -221,10 +221,9 @@ pub(crate) async fn live(
             let _ = tx
                 .send(Msg::Source(SourceMsg::Connecting(candidates.join(", "))))
                 .await;
-            client =
-                crate::commands::tls::connect_tls(&candidates, tls.clone(), timeout, &mut errors)
-                    .await
-                    .map(|c| (candidates.join(", "), c));
+            client = connect_tls(&candidates, tls.clone(), timeout, &mut errors)
+                .await
+                .map(|c| (candidates.join(", "), c));
         }
         for uri in candidates.iter().filter(|_| tls.is_none()) {
             let _ = tx
@@ -700,5 +699,52 @@ pub(crate) fn replay(
                 return;
             }
         }
+    }
+}
+
+/// Connects over TLS to the first candidate (`http://host:port` URIs, as
+/// `server_candidates` makes them) that answers; failures go to `errors`.
+pub(crate) async fn connect_tls(
+    candidates: &[String],
+    tls: tonic::transport::ClientTlsConfig,
+    timeout: Duration,
+    errors: &mut Vec<String>,
+) -> Option<ObserverClient<tonic::transport::Channel>> {
+    for uri in candidates {
+        let Some(rest) = uri.strip_prefix("http://") else {
+            errors.push(format!("{uri}: TLS works over TCP only, not a unix socket"));
+            continue;
+        };
+        let https = format!("https://{rest}");
+        let endpoint = match tonic::transport::Endpoint::from_shared(https.clone())
+            .and_then(|e| e.tls_config(tls.clone()))
+        {
+            Ok(e) => e.connect_timeout(timeout),
+            Err(e) => {
+                errors.push(format!("{https}: {}", holonet_agent::tls::root_cause(&e)));
+                continue;
+            }
+        };
+        match tokio::time::timeout(timeout, endpoint.connect()).await {
+            Ok(Ok(channel)) => return Some(ObserverClient::new(channel)),
+            Ok(Err(e)) => errors.push(format!(
+                "{https}: {}",
+                tls_hint(&holonet_agent::tls::root_cause(&e))
+            )),
+            Err(_) => errors.push(format!("{https}: no connection after {timeout:?}")),
+        }
+    }
+    None
+}
+
+/// Adds what to check to a certificate error.
+pub(crate) fn tls_hint(cause: &str) -> String {
+    if cause.contains("UnknownIssuer") || cause.contains("certificate") {
+        format!(
+            "{cause} (check that --tls-ca-cert-files holds the CA that signed the server's \
+             certificate, and --tls-server-name the name in it)"
+        )
+    } else {
+        cause.to_string()
     }
 }
