@@ -162,6 +162,13 @@ fn enforcement_survives_a_killed_agent_and_a_restart_takes_over() {
     .expect("endpoints file");
     let policy = work.join("policy.yaml");
     std::fs::write(&policy, L7_POLICY).expect("policy file");
+    let listen = format!(
+        "127.0.0.1:{}",
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port()
+    );
     let args: Vec<String> = [
         "agent",
         "-i",
@@ -175,7 +182,7 @@ fn enforcement_survives_a_killed_agent_and_a_restart_takes_over() {
         "--node-name",
         "restart-node",
         "--listen-address",
-        "none",
+        &listen,
         "--unix-socket",
         "none",
         "--pin-dir",
@@ -189,6 +196,20 @@ fn enforcement_survives_a_killed_agent_and_a_restart_takes_over() {
     cleanup.agent = Some(agent);
     assert_eq!(status_of(&payer, &server, "DarthVader"), "200");
     assert_eq!(status_of(&payer, &server, "Anakin"), "403");
+
+    // The agent's flows name the policy behind the verdict, as Hubble's do.
+    let observed = Command::new(env!("CARGO_BIN_EXE_holonet"))
+        .args([
+            "observe", "--server", &listen, "--last", "100", "-o", "jsonpb",
+        ])
+        .output()
+        .expect("holonet observe");
+    let text = String::from_utf8_lossy(&observed.stdout);
+    assert!(
+        text.lines().any(|l| l.contains("\"egress_allowed_by\"")
+            && l.contains("\"name\":\"l7-visibility-payer\"")),
+        "a flow names its allowing policy:\n{text}"
+    );
 
     // Load: the payer keeps asking for both patients while the agent is
     // killed and restarted.
