@@ -389,3 +389,120 @@ impl Drop for RemoveOnDrop {
         let _ = std::fs::remove_file(&self.0);
     }
 }
+
+/// Sends the two halves of a payload as raw TCP segments on an established
+/// connection, the second half first (out of order), then the first, then
+/// the second again (its retransmission). The sequence numbers come from
+/// the kernel's own socket through TCP_REPAIR; timestamps are off in the
+/// pod so the server accepts segments without them.
+const OUT_OF_ORDER_CLIENT: &str = r#"
+import socket, struct, sys, time
+host, port = sys.argv[1], int(sys.argv[2])
+first = sys.argv[3].encode('latin-1').decode('unicode_escape').encode('latin-1')
+second = sys.argv[4].encode('latin-1').decode('unicode_escape').encode('latin-1')
+open("/proc/sys/net/ipv4/tcp_timestamps", "w").write("0")
+TCP_REPAIR, TCP_REPAIR_QUEUE, TCP_QUEUE_SEQ = 19, 20, 21
+s = socket.create_connection((host, port), timeout=3)
+s.setsockopt(socket.IPPROTO_TCP, TCP_REPAIR, 1)
+s.setsockopt(socket.IPPROTO_TCP, TCP_REPAIR_QUEUE, 2)
+snd = struct.unpack("I", s.getsockopt(socket.IPPROTO_TCP, TCP_QUEUE_SEQ, 4))[0]
+s.setsockopt(socket.IPPROTO_TCP, TCP_REPAIR_QUEUE, 1)
+rcv = struct.unpack("I", s.getsockopt(socket.IPPROTO_TCP, TCP_QUEUE_SEQ, 4))[0]
+s.setsockopt(socket.IPPROTO_TCP, TCP_REPAIR, 0)
+src_ip, src_port = s.getsockname()
+def csum(data):
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack("!%dH" % (len(data) // 2), data))
+    while total >> 16:
+        total = (total & 0xffff) + (total >> 16)
+    return ~total & 0xffff
+def segment(seq, payload):
+    header = struct.pack("!HHIIBBHHH", src_port, port, seq, rcv, 5 << 4, 0x18, 64240, 0, 0)
+    pseudo = socket.inet_aton(src_ip) + socket.inet_aton(host) + struct.pack("!BBH", 0, 6, len(header) + len(payload))
+    c = csum(pseudo + header + payload)
+    return header[:16] + struct.pack("!H", c) + header[18:] + payload
+raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)
+raw.sendto(segment(snd + len(first), second), (host, 0))
+time.sleep(0.3)
+raw.sendto(segment(snd, first), (host, 0))
+time.sleep(0.3)
+raw.sendto(segment(snd + len(first), second), (host, 0))
+time.sleep(0.5)
+print("SENT")
+"#;
+
+/// A segment that arrives ahead of the request it belongs after (out of
+/// order) is held back until what precedes it has been judged, and a
+/// denied request in it never reaches the server, however it is resent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_order_segments_wait_for_their_turn() {
+    if !privileged("hostile_l7_out_of_order") {
+        return;
+    }
+    let mut lab = Lab::new().expect("lab");
+    let server = lab.add_pod("coruscanthealth").expect("pod");
+    let payer = lab.add_pod("payer").expect("pod");
+    let log = std::env::temp_dir().join(format!("holonet-ooo-{}.log", std::process::id()));
+    let _ = std::fs::remove_file(&log);
+    let _remove_log = RemoveOnDrop(log.clone());
+    let _server = server
+        .spawn(
+            "recording http server",
+            "python3",
+            &["-c", RECORDING_SERVER, "52773", &log.to_string_lossy()],
+        )
+        .expect("server");
+    holonet_lab::wait_for_tcp_listener(&server.netns, 52773, Duration::from_secs(15))
+        .expect("server listening");
+    let (harness, _) = ProbeHarness::start_enforcing(
+        &[L7_POLICY],
+        &[
+            PodSpec {
+                pod: &server,
+                namespace: "galactic-fhir",
+                labels: "app: fhir",
+            },
+            PodSpec {
+                pod: &payer,
+                namespace: "galactic-fhir",
+                labels: "org: payer",
+            },
+        ],
+    );
+    let vader = "GET /intersystems/fhir/r5/Patient/DarthVader HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n";
+    let anakin = "GET /intersystems/fhir/r5/Patient/Anakin HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n";
+    let ip = server.ip.to_string();
+    let out = tokio::process::Command::from(payer.command(
+        "python3",
+        &["-c", OUT_OF_ORDER_CLIENT, &ip, "52773", vader, anakin],
+    ))
+    .output()
+    .await
+    .expect("python client");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "SENT",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let seen = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        !seen.contains("Anakin"),
+        "a denied request reached the server:\n{seen}"
+    );
+    assert!(
+        seen.contains("DarthVader"),
+        "the allowed request arrives in its turn:\n{seen}"
+    );
+    let counters = harness.probe.counters().expect("counters");
+    assert!(
+        counters.l7_unparsable >= 1,
+        "the early segment was held back: {counters:?}"
+    );
+    assert!(
+        counters.l7_denied >= 1,
+        "its resend was judged and denied: {counters:?}"
+    );
+}
