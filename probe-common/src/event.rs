@@ -17,7 +17,7 @@ pub const FLOW_EVENT_SIZE: usize = 256;
 pub const PAYLOAD_CAPACITY: usize = 128;
 
 /// Byte size of the `EVENTS` ring buffer (a power-of-two multiple of the page size).
-pub const EVENTS_RING_BYTES: u32 = 1 << 20;
+pub const EVENTS_RING_BYTES: u32 = 1 << 24;
 
 /// What a [`FlowEvent`] reports; the value of [`FlowEvent::kind`].
 pub mod kind {
