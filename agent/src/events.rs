@@ -1,13 +1,18 @@
 //! Reading the probe's ring buffer asynchronously, in batches.
 //!
-//! The ring buffer's fd becomes readable when the kernel submits a record
-//! and the reader has caught up; the reader then drains everything available
-//! (up to a batch limit) in one go, so a burst costs one wake-up, not one per
-//! event.
+//! The probe submits records without waking the reader unless a burst
+//! fills a good part of the ring; the reader drains everything available
+//! (up to a batch limit) on those wake-ups and on a short timer, so events
+//! cost no wake-up each.
 
 use aya::maps::{MapData, RingBuf};
-use probe_common::event::FlowEvent;
+use std::time::Duration;
+
+use probe_common::event::{EVENTS_POLL_INTERVAL_MS, FlowEvent};
 use tokio::io::{Interest, unix::AsyncFd};
+
+/// How often the reader drains the ring without a wake-up.
+const POLL_INTERVAL: Duration = Duration::from_millis(EVENTS_POLL_INTERVAL_MS);
 
 /// Reading the ring buffer failed.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +57,10 @@ impl EventReader {
 
     /// Waits until at least one event is available, then appends everything
     /// available, up to `max` events, to `out`. Returns how many were added.
+    ///
+    /// The probe wakes the reader only when a burst fills a good part of the
+    /// ring (waking it per event would cost more than the event), so the
+    /// reader also looks every `EVENTS_POLL_INTERVAL_MS`.
     pub async fn read_batch(
         &mut self,
         out: &mut Vec<FlowEvent>,
@@ -59,9 +68,7 @@ impl EventReader {
     ) -> Result<usize, ReadError> {
         let start = out.len();
         loop {
-            let mut guard = self.ring.readable_mut().await?;
-            let ring = guard.get_inner_mut();
-            let mut full = false;
+            let ring = self.ring.get_mut();
             while let Some(item) = ring.next() {
                 match FlowEvent::decode(&item) {
                     Ok(event) => out.push(event),
@@ -71,18 +78,15 @@ impl EventReader {
                     }
                 }
                 if out.len() - start >= max {
-                    full = true;
                     break;
                 }
             }
-            // Only report "drained" to tokio when the ring really is empty;
-            // otherwise the next call would wait for a wake-up that the
-            // kernel does not send while unread data remains.
-            if !full {
-                guard.clear_ready();
-            }
             if out.len() > start {
                 return Ok(out.len() - start);
+            }
+            tokio::select! {
+                guard = self.ring.readable_mut() => guard?.clear_ready(),
+                () = tokio::time::sleep(POLL_INTERVAL) => {}
             }
         }
     }

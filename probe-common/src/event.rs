@@ -19,6 +19,14 @@ pub const PAYLOAD_CAPACITY: usize = 128;
 /// Byte size of the `EVENTS` ring buffer (a power-of-two multiple of the page size).
 pub const EVENTS_RING_BYTES: u32 = 1 << 24;
 
+/// Unread bytes in the ring at which the probe wakes the agent; below it
+/// the agent finds the events on its next poll (every
+/// [`EVENTS_POLL_INTERVAL_MS`]).
+pub const EVENTS_WAKEUP_BYTES: u32 = EVENTS_RING_BYTES / 16;
+
+/// How often the agent drains the ring without being woken.
+pub const EVENTS_POLL_INTERVAL_MS: u64 = 10;
+
 /// What a [`FlowEvent`] reports; the value of [`FlowEvent::kind`].
 pub mod kind {
     /// An L3/L4 event: a TCP packet with SYN, FIN or RST set, or any dropped

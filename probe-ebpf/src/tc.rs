@@ -40,8 +40,8 @@ use http::HEAD_WINDOW;
 use probe_common::names::{L7_JUMP_DNS, L7_JUMP_HTTP};
 use probe_common::{
     event::{
-        EVENTS_RING_BYTES, FlowEvent, PAYLOAD_CAPACITY, counter, drop_reason, family, hook, kind,
-        l7_detail, tcp_flags, verdict,
+        EVENTS_RING_BYTES, EVENTS_WAKEUP_BYTES, FlowEvent, PAYLOAD_CAPACITY, counter, drop_reason,
+        family, hook, kind, l7_detail, tcp_flags, verdict,
     },
     l7::L7DfaTable,
     policy::{
@@ -1143,9 +1143,22 @@ fn emit(ctx: &TcContext, at_hook: u8, pkt: &L4Packet, event_kind: u8, decision: 
             unsafe { (*event).payload_len = len as u16 };
         }
     }
-    entry.submit(0);
+    // Waking the agent for every event costs more than the event itself;
+    // it drains the ring on a short timer and is woken only when a burst
+    // fills a good part of the ring.
+    let wakeup = if EVENTS.query(BPF_RB_AVAIL_DATA) >= u64::from(EVENTS_WAKEUP_BYTES) {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    };
+    entry.submit(wakeup);
     count(counter::EVENTS_SENT);
 }
+
+/// `bpf_ringbuf_query` / `bpf_ringbuf_submit` flags.
+const BPF_RB_AVAIL_DATA: u64 = 0;
+const BPF_RB_NO_WAKEUP: u64 = 1;
+const BPF_RB_FORCE_WAKEUP: u64 = 2;
 
 #[cfg(not(test))]
 #[panic_handler]
