@@ -398,11 +398,7 @@ fn fail_closed(
 #[inline(always)]
 fn fail_closed_quietly(decision: &Decision) -> i32 {
     count(counter::L7_UNPARSABLE);
-    if decision.audit {
-        TC_ACT_PIPE
-    } else {
-        TC_ACT_SHOT
-    }
+    drop_verdict(decision)
 }
 
 /// Where, in this segment's payload, the next request of its connection
@@ -446,38 +442,14 @@ fn first_request_offset(ctx: &TcContext, at_hook: u8, pkt: &L4Packet) -> u64 {
 /// request.
 #[inline(never)]
 fn check_request(ctx: &TcContext, pkt: &L4Packet, off: usize, table: u8) -> u64 {
-    let Some(buf) = L7_BUF.get_ptr_mut(0) else {
-        return u64::from(l7_detail::NOT_HTTP);
-    };
-    if off >= pkt.payload_len {
-        return u64::from(l7_detail::HEAD_INCOMPLETE);
-    }
-    let available = pkt.payload_len - off;
-    if available < http::MIN_REQUEST {
+    if off >= pkt.payload_len || pkt.payload_len - off < http::MIN_REQUEST {
         // A request split before its request line is complete.
         return u64::from(l7_detail::HEAD_INCOMPLETE);
     }
-    let wanted = if available < HEAD_WINDOW {
-        available
-    } else {
-        HEAD_WINDOW
-    };
-    // The verifier needs the length proven to lie in 1..=HEAD_WINDOW.
-    let len = ((wanted - 1) & (HEAD_WINDOW - 1)) + 1;
-    // SAFETY: `buf` is a per-CPU array slot of HEAD_WINDOW bytes,
-    // exclusively ours for this run; `len` is at most that size.
-    let loaded = unsafe {
-        bpf_skb_load_bytes(
-            ctx.skb.skb as *const __sk_buff as *const _,
-            (pkt.payload_offset + off) as u32,
-            (*buf).as_mut_ptr().cast(),
-            len as u32,
-        )
-    };
-    if loaded != 0 {
+    let Some((buf, len)) = copy_payload(ctx, pkt, off) else {
         return u64::from(l7_detail::HEAD_INCOMPLETE);
-    }
-    // SAFETY: as above.
+    };
+    // SAFETY: the per-CPU copy, exclusively ours for this run.
     let buf = unsafe { &*buf };
     let head = [
         buf[0], buf[1], buf[2], buf[3], buf[4], buf[5], buf[6], buf[7],
@@ -802,17 +774,21 @@ fn holonet_tc_dns(ctx: TcContext) -> i32 {
     }
 }
 
-/// Copies the datagram and judges its query against DNS table `table`.
-#[inline(never)]
-fn check_dns(ctx: &TcContext, pkt: &L4Packet, table: u8) -> u8 {
-    let Some(buf) = L7_BUF.get_ptr_mut(0) else {
-        return dns::QUERY_UNREADABLE;
-    };
-    if pkt.payload_len == 0 {
-        return dns::QUERY_UNREADABLE;
+/// Copies the payload from `off` on (up to [`HEAD_WINDOW`] bytes) into the
+/// per-CPU `L7_BUF`; returns it with the number of bytes copied.
+#[inline(always)]
+fn copy_payload(
+    ctx: &TcContext,
+    pkt: &L4Packet,
+    off: usize,
+) -> Option<(*mut [u8; HEAD_WINDOW], usize)> {
+    let buf = L7_BUF.get_ptr_mut(0)?;
+    if off >= pkt.payload_len {
+        return None;
     }
-    let wanted = if pkt.payload_len < HEAD_WINDOW {
-        pkt.payload_len
+    let available = pkt.payload_len - off;
+    let wanted = if available < HEAD_WINDOW {
+        available
     } else {
         HEAD_WINDOW
     };
@@ -823,14 +799,20 @@ fn check_dns(ctx: &TcContext, pkt: &L4Packet, table: u8) -> u8 {
     let loaded = unsafe {
         bpf_skb_load_bytes(
             ctx.skb.skb as *const __sk_buff as *const _,
-            pkt.payload_offset as u32,
+            (pkt.payload_offset + off) as u32,
             (*buf).as_mut_ptr().cast(),
             len as u32,
         )
     };
-    if loaded != 0 {
+    (loaded == 0).then_some((buf, len))
+}
+
+/// Copies the datagram and judges its query against DNS table `table`.
+#[inline(never)]
+fn check_dns(ctx: &TcContext, pkt: &L4Packet, table: u8) -> u8 {
+    let Some((buf, len)) = copy_payload(ctx, pkt, 0) else {
         return dns::QUERY_UNREADABLE;
-    }
+    };
     let Some(table) = L7_DNS.get(u32::from(table)) else {
         return dns::QUERY_DENIED;
     };

@@ -245,36 +245,8 @@ async fn every_request_on_a_connection_is_checked() {
     if !privileged("hostile_l7_requests") {
         return;
     }
-    let mut lab = Lab::new().expect("lab");
-    let server = lab.add_pod("coruscanthealth").expect("pod");
-    let payer = lab.add_pod("payer").expect("pod");
-    let log = std::env::temp_dir().join(format!("holonet-requests-{}.log", std::process::id()));
-    let _ = std::fs::remove_file(&log);
-    let _remove_log = RemoveOnDrop(log.clone());
-    let _server = server
-        .spawn(
-            "recording http server",
-            "python3",
-            &["-c", RECORDING_SERVER, "52773", &log.to_string_lossy()],
-        )
-        .expect("server");
-    holonet_lab::wait_for_tcp_listener(&server.netns, 52773, Duration::from_secs(15))
-        .expect("server listening");
-    let (harness, _) = ProbeHarness::start_enforcing(
-        &[L7_POLICY],
-        &[
-            PodSpec {
-                pod: &server,
-                namespace: "galactic-fhir",
-                labels: "app: fhir",
-            },
-            PodSpec {
-                pod: &payer,
-                namespace: "galactic-fhir",
-                labels: "org: payer",
-            },
-        ],
-    );
+    let setup = RecordingSetup::start("requests");
+    let (server, payer, harness, log) = (&setup.server, &setup.payer, &setup.harness, &setup.log);
     let vader = "GET /intersystems/fhir/r5/Patient/DarthVader HTTP/1.1\\r\\nHost: x\\r\\n";
     let anakin = "GET /intersystems/fhir/r5/Patient/Anakin HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n";
     let body = "GET /intersystems/fhir/r5/Patient/Anakin";
@@ -363,10 +335,10 @@ async fn every_request_on_a_connection_is_checked() {
     ];
     for (what, ip_options, parts, expected) in &cases {
         let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
-        let got = send_all(&payer, &server, *ip_options, &parts).await;
+        let got = send_all(payer, server, *ip_options, &parts).await;
         assert_eq!(&got, expected, "{what}");
     }
-    let seen = std::fs::read_to_string(&log).unwrap_or_default();
+    let seen = std::fs::read_to_string(log).unwrap_or_default();
     assert!(
         !seen.contains("Anakin"),
         "a denied request reached the server:\n{seen}"
@@ -379,6 +351,62 @@ async fn every_request_on_a_connection_is_checked() {
     let counters = harness.probe.counters().expect("counters");
     assert!(counters.l7_denied >= 5, "{counters:?}");
     assert!(counters.l7_unparsable >= 3, "{counters:?}");
+}
+
+/// The seed's payer rule enforced between a payer pod and a server pod
+/// running [`RECORDING_SERVER`], whose log is removed when this is dropped.
+struct RecordingSetup {
+    harness: ProbeHarness,
+    _server_process: holonet_lab::ChildGuard,
+    log: std::path::PathBuf,
+    _remove_log: RemoveOnDrop,
+    payer: Pod,
+    server: Pod,
+    _lab: Lab,
+}
+
+impl RecordingSetup {
+    fn start(name: &str) -> Self {
+        let mut lab = Lab::new().expect("lab");
+        let server = lab.add_pod("coruscanthealth").expect("pod");
+        let payer = lab.add_pod("payer").expect("pod");
+        let log = std::env::temp_dir().join(format!("holonet-{name}-{}.log", std::process::id()));
+        let _ = std::fs::remove_file(&log);
+        let remove_log = RemoveOnDrop(log.clone());
+        let server_process = server
+            .spawn(
+                "recording http server",
+                "python3",
+                &["-c", RECORDING_SERVER, "52773", &log.to_string_lossy()],
+            )
+            .expect("server");
+        holonet_lab::wait_for_tcp_listener(&server.netns, 52773, Duration::from_secs(15))
+            .expect("server listening");
+        let (harness, _) = ProbeHarness::start_enforcing(
+            &[L7_POLICY],
+            &[
+                PodSpec {
+                    pod: &server,
+                    namespace: "galactic-fhir",
+                    labels: "app: fhir",
+                },
+                PodSpec {
+                    pod: &payer,
+                    namespace: "galactic-fhir",
+                    labels: "org: payer",
+                },
+            ],
+        );
+        Self {
+            harness,
+            _server_process: server_process,
+            log,
+            _remove_log: remove_log,
+            payer,
+            server,
+            _lab: lab,
+        }
+    }
 }
 
 /// Removes a file when dropped, also when the test fails.
@@ -440,36 +468,8 @@ async fn out_of_order_segments_wait_for_their_turn() {
     if !privileged("hostile_l7_out_of_order") {
         return;
     }
-    let mut lab = Lab::new().expect("lab");
-    let server = lab.add_pod("coruscanthealth").expect("pod");
-    let payer = lab.add_pod("payer").expect("pod");
-    let log = std::env::temp_dir().join(format!("holonet-ooo-{}.log", std::process::id()));
-    let _ = std::fs::remove_file(&log);
-    let _remove_log = RemoveOnDrop(log.clone());
-    let _server = server
-        .spawn(
-            "recording http server",
-            "python3",
-            &["-c", RECORDING_SERVER, "52773", &log.to_string_lossy()],
-        )
-        .expect("server");
-    holonet_lab::wait_for_tcp_listener(&server.netns, 52773, Duration::from_secs(15))
-        .expect("server listening");
-    let (harness, _) = ProbeHarness::start_enforcing(
-        &[L7_POLICY],
-        &[
-            PodSpec {
-                pod: &server,
-                namespace: "galactic-fhir",
-                labels: "app: fhir",
-            },
-            PodSpec {
-                pod: &payer,
-                namespace: "galactic-fhir",
-                labels: "org: payer",
-            },
-        ],
-    );
+    let setup = RecordingSetup::start("out-of-order");
+    let (server, payer, harness, log) = (&setup.server, &setup.payer, &setup.harness, &setup.log);
     let vader = "GET /intersystems/fhir/r5/Patient/DarthVader HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n";
     let anakin = "GET /intersystems/fhir/r5/Patient/Anakin HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n";
     let ip = server.ip.to_string();
@@ -487,7 +487,7 @@ async fn out_of_order_segments_wait_for_their_turn() {
         String::from_utf8_lossy(&out.stderr)
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let seen = std::fs::read_to_string(&log).unwrap_or_default();
+    let seen = std::fs::read_to_string(log).unwrap_or_default();
     assert!(
         !seen.contains("Anakin"),
         "a denied request reached the server:\n{seen}"
