@@ -63,6 +63,82 @@ impl Hook {
     }
 }
 
+/// The oldest kernel holonet can serve: BPF ring buffers, which carry every
+/// event to the agent, arrived in Linux 5.8. (The oldest kernel the probes
+/// were verified on is in docs/kernels.md.)
+pub const MIN_KERNEL: &str = "5.8";
+
+/// Whether holonet needs a hook, and what for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Need {
+    /// holonet cannot run without it.
+    Required,
+    /// holonet runs without it; the text says what it is used for.
+    Optional(&'static str),
+}
+
+impl Hook {
+    /// Whether holonet needs this hook.
+    pub fn need(self) -> Need {
+        match self {
+            Self::TcClsact | Self::RingBuffer => Need::Required,
+            Self::Tcx => Need::Optional("preferred TC attachment (6.6+); clsact otherwise"),
+            Self::Kprobe => Need::Optional("process attribution (planned); tracepoints otherwise"),
+            Self::Tracepoint | Self::RawTracepoint => {
+                Need::Optional("process attribution fallback (planned)")
+            }
+            Self::Fentry => Need::Optional("not used yet"),
+            Self::Btf => Need::Optional("fentry and CO-RE; the TC probe does not need it"),
+        }
+    }
+}
+
+/// Why holonet cannot run on this kernel, as one sentence, or `None` when
+/// every [`Need::Required`] hook is available in `caps`.
+pub fn unsupported(caps: &[Capability]) -> Option<String> {
+    let missing: Vec<&Capability> = caps
+        .iter()
+        .filter(|c| c.hook.need() == Need::Required && !c.available)
+        .collect();
+    if missing.is_empty() {
+        return None;
+    }
+    if missing
+        .iter()
+        .any(|c| c.detail.contains("Operation not permitted"))
+    {
+        return Some(format!(
+            "holonet cannot probe kernel {}: it was not allowed to load BPF programs; run it as \
+             root (or with CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON).",
+            kernel_release()
+        ));
+    }
+    let why: Vec<String> = missing
+        .iter()
+        .map(|c| format!("{} ({})", c.hook.name(), c.detail))
+        .collect();
+    Some(format!(
+        "holonet cannot run on kernel {}: it needs Linux {MIN_KERNEL} or later with BPF ring \
+         buffers and TC classifiers (clsact), and here {} missing.",
+        kernel_release(),
+        match why.len() {
+            1 => format!("{} is", why[0]),
+            _ => format!("{} are", why.join(" and ")),
+        }
+    ))
+}
+
+/// Probes the hooks holonet cannot do without; the error is the sentence of
+/// [`unsupported`]. The agent calls this before loading anything.
+pub fn ensure_supported() -> Result<(), String> {
+    let caps: Vec<Capability> = Hook::ALL
+        .into_iter()
+        .filter(|h| h.need() == Need::Required)
+        .map(probe)
+        .collect();
+    unsupported(&caps).map_or(Ok(()), Err)
+}
+
 /// The result of probing one hook.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Capability {
@@ -247,4 +323,36 @@ pub fn kernel_release() -> String {
     std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "unknown".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kernel_without_ring_buffers_is_refused_in_one_sentence() {
+        let mut caps: Vec<Capability> = Hook::ALL.into_iter().map(|h| yes(h, "fine")).collect();
+        assert_eq!(unsupported(&caps), None);
+        // Optional hooks missing: still served.
+        for cap in caps.iter_mut().filter(|c| c.hook.need() != Need::Required) {
+            cap.available = false;
+        }
+        assert_eq!(unsupported(&caps), None);
+        let ring = caps
+            .iter_mut()
+            .find(|c| c.hook == Hook::RingBuffer)
+            .expect("ring buffer probed");
+        *ring = no(
+            Hook::RingBuffer,
+            "no BPF_MAP_TYPE_RINGBUF (needs kernel 5.8+)",
+        );
+        let text = unsupported(&caps).expect("refused");
+        assert!(text.starts_with("holonet cannot run on kernel "), "{text}");
+        assert!(text.contains("Linux 5.8 or later"), "{text}");
+        assert!(
+            text.contains("ring buffer (no BPF_MAP_TYPE_RINGBUF (needs kernel 5.8+)) is missing."),
+            "{text}"
+        );
+        assert_eq!(text.matches(". ").count(), 0, "one sentence: {text}");
+    }
 }

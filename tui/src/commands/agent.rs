@@ -206,6 +206,8 @@ fn default_node_name() -> String {
 }
 
 pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
+    // One clear sentence on a kernel holonet cannot serve, before anything loads.
+    holonet_agent::capabilities::ensure_supported().map_err(anyhow::Error::msg)?;
     let listen = Listen {
         tcp: optional(&args.listen_address)
             .map(|a| {
