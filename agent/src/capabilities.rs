@@ -113,18 +113,14 @@ pub fn unsupported(caps: &[Capability]) -> Option<String> {
             kernel_release()
         ));
     }
-    let why: Vec<String> = missing
-        .iter()
-        .map(|c| format!("{} ({})", c.hook.name(), c.detail))
-        .collect();
+    let names: Vec<&str> = missing.iter().map(|c| c.hook.name()).collect();
+    let details: Vec<&str> = missing.iter().map(|c| c.detail.as_str()).collect();
     Some(format!(
-        "holonet cannot run on kernel {}: it needs Linux {MIN_KERNEL} or later with BPF ring \
-         buffers and TC classifiers (clsact), and here {} missing.",
+        "holonet cannot run on kernel {}, which lacks {} ({}): it needs Linux {MIN_KERNEL} or \
+         later with BPF ring buffers and TC classifiers (clsact).",
         kernel_release(),
-        match why.len() {
-            1 => format!("{} is", why[0]),
-            _ => format!("{} are", why.join(" and ")),
-        }
+        names.join(" and "),
+        details.join("; "),
     ))
 }
 
@@ -292,7 +288,8 @@ fn probe(hook: Hook) -> Capability {
             Ok(true) => Ok(yes(hook, "BPF_MAP_TYPE_RINGBUF maps can be created")),
             Ok(false) => Err(no(
                 hook,
-                "no BPF_MAP_TYPE_RINGBUF (needs kernel 5.8+); holonet cannot report events",
+                "BPF_MAP_TYPE_RINGBUF maps cannot be created, which needs Linux 5.8+; \
+                 holonet cannot report events without them",
             )),
             Err(err) => Err(no(
                 hook,
@@ -342,15 +339,14 @@ mod tests {
             .iter_mut()
             .find(|c| c.hook == Hook::RingBuffer)
             .expect("ring buffer probed");
-        *ring = no(
-            Hook::RingBuffer,
-            "no BPF_MAP_TYPE_RINGBUF (needs kernel 5.8+)",
-        );
+        *ring = no(Hook::RingBuffer, "no ring buffers here");
         let text = unsupported(&caps).expect("refused");
         assert!(text.starts_with("holonet cannot run on kernel "), "{text}");
-        assert!(text.contains("Linux 5.8 or later"), "{text}");
         assert!(
-            text.contains("ring buffer (no BPF_MAP_TYPE_RINGBUF (needs kernel 5.8+)) is missing."),
+            text.ends_with(
+                ", which lacks ring buffer (no ring buffers here): it needs Linux 5.8 or later \
+                 with BPF ring buffers and TC classifiers (clsact)."
+            ),
             "{text}"
         );
         assert_eq!(text.matches(". ").count(), 0, "one sentence: {text}");
