@@ -33,11 +33,13 @@ pub enum Hook {
     RingBuffer,
     /// Kernel BTF (needed by fentry and CO-RE).
     Btf,
+    /// The `bpf_loop` helper, which runs the L7 checks' byte loops.
+    BpfLoop,
 }
 
 impl Hook {
     /// Every hook, in the order `holonet status` lists them.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::TcClsact,
         Self::Tcx,
         Self::Kprobe,
@@ -45,6 +47,7 @@ impl Hook {
         Self::Tracepoint,
         Self::RawTracepoint,
         Self::RingBuffer,
+        Self::BpfLoop,
         Self::Btf,
     ];
 
@@ -59,8 +62,82 @@ impl Hook {
             Self::RawTracepoint => "raw tracepoint",
             Self::RingBuffer => "ring buffer",
             Self::Btf => "BTF",
+            Self::BpfLoop => "bpf_loop helper",
         }
     }
+}
+
+/// The oldest kernel holonet can serve: the `bpf_loop` helper, which runs
+/// the L7 checks' byte loops, arrived in Linux 5.17 (BPF ring buffers, which
+/// carry every event to the agent, in 5.8). (The kernels the probes were
+/// verified on are in docs/kernels.md.)
+pub const MIN_KERNEL: &str = "5.17";
+
+/// Whether holonet needs a hook, and what for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Need {
+    /// holonet cannot run without it.
+    Required,
+    /// holonet runs without it; the text says what it is used for.
+    Optional(&'static str),
+}
+
+impl Hook {
+    /// Whether holonet needs this hook.
+    pub fn need(self) -> Need {
+        match self {
+            Self::TcClsact | Self::RingBuffer | Self::BpfLoop => Need::Required,
+            Self::Tcx => Need::Optional("preferred TC attachment (6.6+); clsact otherwise"),
+            Self::Kprobe => Need::Optional("process attribution (planned); tracepoints otherwise"),
+            Self::Tracepoint | Self::RawTracepoint => {
+                Need::Optional("process attribution fallback (planned)")
+            }
+            Self::Fentry => Need::Optional("not used yet"),
+            Self::Btf => Need::Optional("fentry and CO-RE; the TC probe does not need it"),
+        }
+    }
+}
+
+/// Why holonet cannot run on this kernel, as one sentence, or `None` when
+/// every [`Need::Required`] hook is available in `caps`.
+pub fn unsupported(caps: &[Capability]) -> Option<String> {
+    let missing: Vec<&Capability> = caps
+        .iter()
+        .filter(|c| c.hook.need() == Need::Required && !c.available)
+        .collect();
+    if missing.is_empty() {
+        return None;
+    }
+    if missing
+        .iter()
+        .any(|c| c.detail.contains("Operation not permitted"))
+    {
+        return Some(format!(
+            "holonet cannot probe kernel {}: it was not allowed to load BPF programs; run it as \
+             root (or with CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON).",
+            kernel_release()
+        ));
+    }
+    let names: Vec<&str> = missing.iter().map(|c| c.hook.name()).collect();
+    let details: Vec<&str> = missing.iter().map(|c| c.detail.as_str()).collect();
+    Some(format!(
+        "holonet cannot run on kernel {}, which lacks {} ({}): it needs Linux {MIN_KERNEL} or \
+         later with BPF ring buffers, the bpf_loop helper and TC classifiers (clsact).",
+        kernel_release(),
+        names.join(" and "),
+        details.join("; "),
+    ))
+}
+
+/// Probes the hooks holonet cannot do without; the error is the sentence of
+/// [`unsupported`]. The agent calls this before loading anything.
+pub fn ensure_supported() -> Result<(), String> {
+    let caps: Vec<Capability> = Hook::ALL
+        .into_iter()
+        .filter(|h| h.need() == Need::Required)
+        .map(probe)
+        .collect();
+    unsupported(&caps).map_or(Ok(()), Err)
 }
 
 /// The result of probing one hook.
@@ -216,13 +293,25 @@ fn probe(hook: Hook) -> Capability {
             Ok(true) => Ok(yes(hook, "BPF_MAP_TYPE_RINGBUF maps can be created")),
             Ok(false) => Err(no(
                 hook,
-                "no BPF_MAP_TYPE_RINGBUF (needs kernel 5.8+); holonet cannot report events",
+                "BPF_MAP_TYPE_RINGBUF maps cannot be created, which needs Linux 5.8+; \
+                 holonet cannot report events without them",
             )),
             Err(err) => Err(no(
                 hook,
                 format!("probing ring buffers failed: {}", chain(&err)),
             )),
         },
+        Hook::BpfLoop => {
+            if KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(5, 17, 0)) {
+                Ok(yes(hook, "kernel 5.17 or later has the bpf_loop helper"))
+            } else {
+                Err(no(
+                    hook,
+                    "the bpf_loop helper needs Linux 5.17+; the L7 checks (HTTP and DNS) \
+                     cannot be loaded without it",
+                ))
+            }
+        }
         Hook::Btf => {
             if Path::new("/sys/kernel/btf/vmlinux").exists() {
                 Ok(yes(hook, "/sys/kernel/btf/vmlinux"))
@@ -247,4 +336,35 @@ pub fn kernel_release() -> String {
     std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "unknown".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kernel_without_ring_buffers_is_refused_in_one_sentence() {
+        let mut caps: Vec<Capability> = Hook::ALL.into_iter().map(|h| yes(h, "fine")).collect();
+        assert_eq!(unsupported(&caps), None);
+        // Optional hooks missing: still served.
+        for cap in caps.iter_mut().filter(|c| c.hook.need() != Need::Required) {
+            cap.available = false;
+        }
+        assert_eq!(unsupported(&caps), None);
+        let ring = caps
+            .iter_mut()
+            .find(|c| c.hook == Hook::RingBuffer)
+            .expect("ring buffer probed");
+        *ring = no(Hook::RingBuffer, "no ring buffers here");
+        let text = unsupported(&caps).expect("refused");
+        assert!(text.starts_with("holonet cannot run on kernel "), "{text}");
+        assert!(
+            text.ends_with(
+                ", which lacks ring buffer (no ring buffers here): it needs Linux 5.17 or later \
+                 with BPF ring buffers, the bpf_loop helper and TC classifiers (clsact)."
+            ),
+            "{text}"
+        );
+        assert_eq!(text.matches(". ").count(), 0, "one sentence: {text}");
+    }
 }

@@ -286,6 +286,8 @@ fn default_node_name() -> String {
 }
 
 pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
+    // One clear sentence on a kernel holonet cannot serve, before anything loads.
+    holonet_agent::capabilities::ensure_supported().map_err(anyhow::Error::msg)?;
     if args.remove_pinned {
         let detached = holonet_agent::loader::remove_pinned(&args.pin_dir)
             .context("removing the pinned probe")?;

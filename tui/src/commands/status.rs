@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use holonet_agent::{
-    capabilities::{self, Hook},
+    capabilities::{self, Hook, Need},
     loader::TcMode,
 };
 
@@ -14,17 +14,32 @@ use holonet_agent::{
 kprobe, fentry, tracepoint, raw tracepoint, ring buffer, BTF) and say, for each missing one, \
 why. Probing loads tiny throw-away programs and attaches nothing; it needs root (or CAP_BPF \
 and CAP_PERFMON).\n\nExit status: 0 when holonet can run here (a TC hook and ring buffers \
-are available), 1 otherwise."
+are available), 1 otherwise, with one sentence saying what the kernel lacks."
 )]
 pub(crate) struct StatusArgs {}
 
 pub(crate) fn run(_args: StatusArgs) -> anyhow::Result<ExitCode> {
     let caps = capabilities::probe_all();
     println!("kernel: {}", capabilities::kernel_release());
+    println!(
+        "minimum: Linux {} with BPF ring buffers and TC classifiers (clsact); \
+         tcx (6.6+) preferred, kprobes optional",
+        capabilities::MIN_KERNEL
+    );
     println!();
-    println!("{:<15} {:<9} detail", "hook", "available");
+    println!("{:<15} {:<9} {:<9} detail", "hook", "available", "needed");
     for cap in &caps {
-        println!("{cap}");
+        let (need, what) = match cap.hook.need() {
+            Need::Required => ("required", String::new()),
+            Need::Optional(what) => ("optional", format!(" [{what}]")),
+        };
+        println!(
+            "{:<15} {:<9} {:<9} {}{what}",
+            cap.hook.name(),
+            if cap.available { "yes" } else { "MISSING" },
+            need,
+            cap.detail
+        );
     }
     let has = |hook: Hook| caps.iter().any(|c| c.hook == hook && c.available);
     println!();
@@ -39,14 +54,12 @@ pub(crate) fn run(_args: StatusArgs) -> anyhow::Result<ExitCode> {
         "not available: neither kprobes nor tracepoints; flows will carry no process"
     };
     println!("  process attribution: {attribution}");
-    let usable = (has(Hook::Tcx) || has(Hook::TcClsact)) && has(Hook::RingBuffer);
-    if usable {
-        Ok(ExitCode::SUCCESS)
-    } else {
-        println!();
-        println!(
-            "holonet cannot run here: it needs a TC hook (clsact or tcx) and ring buffers (kernel 5.8+)."
-        );
-        Ok(ExitCode::FAILURE)
+    match capabilities::unsupported(&caps) {
+        None => Ok(ExitCode::SUCCESS),
+        Some(sentence) => {
+            println!();
+            println!("{sentence}");
+            Ok(ExitCode::FAILURE)
+        }
     }
 }
