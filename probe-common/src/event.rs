@@ -1,9 +1,10 @@
 //! Flow events: the records the TC probe writes into the `EVENTS` ring buffer.
 //!
-//! One record is emitted per TCP packet carrying SYN, FIN or RST, and per TCP
-//! segment that starts with an HTTP/1.x request line. Data packets of an
-//! established connection produce no record, which keeps the ring quiet under
-//! load.
+//! One record is emitted per TCP packet carrying SYN, FIN or RST, per HTTP
+//! request (several may share a segment) and per segment starting with an
+//! HTTP status line, per DNS message, and per drop. Other data packets of an
+//! established connection produce no record, which keeps the ring quiet
+//! under load.
 //!
 //! Byte order: every integer field is in the host's byte order (the kernel
 //! converts ports from network order before writing them); addresses are kept

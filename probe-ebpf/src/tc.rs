@@ -1,21 +1,25 @@
 //! TC classifiers on the host side of a pod's veth.
 //!
-//! Hook points (kernel floor 5.8 for ring buffers; tcx links from 6.6, clsact
+//! Hook points (kernel floor 5.17 for `bpf_loop`; tcx links from 6.6, clsact
 //! before that):
 //! - `holonet_tc_ingress`: TC ingress of the host-side veth, i.e. the pod's
 //!   egress (packets the pod sends);
 //! - `holonet_tc_egress`: TC egress of the host-side veth, i.e. the pod's
 //!   ingress (packets delivered to the pod).
 //!
-//! Observation: an event for every TCP packet with SYN, FIN or RST set and
-//! for every TCP segment starting with an HTTP/1.x request method.
+//! Observation: an event for every TCP packet with SYN, FIN or RST set, every
+//! HTTP/1.x request and status line, every DNS message on port 53, and every
+//! drop (repeated drops of one stream once every 5 s).
 //!
-//! Enforcement (L3/L4, see docs/datapath.md): when the interface belongs to
-//! a managed endpoint (`ENDPOINTS`), a packet of a connection not yet
-//! tracked in `CT` is decided by the endpoint's `POLICY` for the peer's
-//! identity (`IPCACHE`); allowed connections are tracked so their packets
-//! and replies pass; denied ones are dropped and reported with Cilium's drop
-//! reason. Interfaces without an endpoint entry are only observed.
+//! Enforcement (see docs/datapath.md): when the interface belongs to a
+//! managed endpoint (`ENDPOINTS`), a packet of a connection not yet tracked
+//! in `CT` is decided by the endpoint's `POLICY` for the peer's identity
+//! (`IPCACHE`); allowed connections are tracked so their packets and replies
+//! pass; denied ones are dropped and reported with Cilium's drop reason.
+//! Payload on connections whose entry carries L7 rules goes, by tail call,
+//! to `holonet_tc_l7` (every HTTP request checked, see `http`) or
+//! `holonet_tc_dns` (every query checked, see `dns`). Interfaces without an
+//! endpoint entry are only observed.
 #![no_std]
 #![no_main]
 
