@@ -154,7 +154,11 @@ async fn curl_requests_come_out_of_get_flows_as_hubble_flows() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "200");
 
     let mut live = Vec::new();
-    while http_requests(&flows(&live), "/a.txt?x=1").len() < 2 {
+    // Both requests and both responses (which the probe reports a moment
+    // later, with the reply) before looking at the history.
+    while http_requests(&flows(&live), "/a.txt?x=1").len() < 2
+        || http_flows(&flows(&live), "/a.txt?x=1", L7FlowType::Response).len() < 2
+    {
         let item = tokio::time::timeout(Duration::from_secs(10), follow.next())
             .await
             .expect("live flows within 10 s")
