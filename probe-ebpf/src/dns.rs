@@ -11,7 +11,7 @@
 use aya_ebpf::{
     bindings::TC_ACT_SHOT,
     cty::c_void,
-    helpers::{bpf_loop, bpf_redirect, bpf_skb_store_bytes},
+    helpers::{bpf_loop, bpf_redirect, bpf_skb_load_bytes, bpf_skb_store_bytes},
     programs::TcContext,
 };
 use probe_common::{
@@ -177,13 +177,25 @@ pub(crate) fn answer_refused(ctx: &TcContext, pkt: &L4Packet, at_hook: u8) -> i3
     if pkt.family != family::IPV4 || pkt.payload_offset < 8 {
         return TC_ACT_SHOT;
     }
-    let (Ok(macs), Ok(addrs), Ok(flags)) = (
-        ctx.load::<[u8; 12]>(0),
-        ctx.load::<[u8; 8]>(26),
-        ctx.load::<[u8; 1]>(pkt.payload_offset + 2),
-    ) else {
-        return TC_ACT_SHOT;
+    // Zero-initialised buffers filled by the helper: older verifiers refuse
+    // to read stack bytes a helper wrote into uninitialised space.
+    let (mut macs, mut addrs, mut flags) = ([0u8; 12], [0u8; 8], [0u8; 1]);
+    let skb = ctx.skb.skb;
+    // SAFETY: helper reads from this program's own sk_buff into local arrays
+    // of exactly the lengths given.
+    let loaded = unsafe {
+        bpf_skb_load_bytes(skb as *const _, 0, macs.as_mut_ptr().cast(), 12) == 0
+            && bpf_skb_load_bytes(skb as *const _, 26, addrs.as_mut_ptr().cast(), 8) == 0
+            && bpf_skb_load_bytes(
+                skb as *const _,
+                (pkt.payload_offset + 2) as u32,
+                flags.as_mut_ptr().cast(),
+                1,
+            ) == 0
     };
+    if !loaded {
+        return TC_ACT_SHOT;
+    }
     let eth: [u8; 12] = [
         macs[6], macs[7], macs[8], macs[9], macs[10], macs[11], macs[0], macs[1], macs[2], macs[3],
         macs[4], macs[5],
@@ -201,7 +213,6 @@ pub(crate) fn answer_refused(ctx: &TcContext, pkt: &L4Packet, at_hook: u8) -> i3
     let dns: [u8; 2] = [(flags[0] & 0x79) | 0x80, 0x05];
     let counts: [u8; 4] = [0; 4];
     let l4 = pkt.payload_offset - 8;
-    let skb = ctx.skb.skb;
     // SAFETY: helpers on this program's own sk_buff; each pointer and
     // length describes a local array.
     unsafe {

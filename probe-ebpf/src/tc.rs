@@ -38,6 +38,7 @@ use aya_ebpf::{
     },
     programs::TcContext,
 };
+use aya_ebpf::{cty::c_void, helpers::bpf_loop};
 use aya_log_ebpf::debug;
 use headers::{IPPROTO_TCP, L4Packet};
 use http::HEAD_WINDOW;
@@ -357,22 +358,65 @@ fn advance_or_pass(
 }
 
 /// Reports the requests of this segment passed in earlier rounds: dropped
-/// when `decision` says the segment is, audited when marked so.
+/// when `decision` says the segment is, audited when marked so. The loop
+/// runs under `bpf_loop`, so the verifier checks one report, not one per
+/// possible request (older verifiers ran out of budget on the plain loop).
 #[inline(never)]
 fn emit_allowed(ctx: &TcContext, pkt: &L4Packet, state: &L7State, decision: &mut Decision) {
-    let segment_dropped = decision.dropped;
-    let mut k = 0usize;
-    while k < MAX_REQUESTS_PER_SEGMENT {
-        if k >= usize::from(state.allowed) {
-            break;
-        }
-        let entry = state.allowed_off[k];
-        decision.payload_skip = entry & !AUDITED;
-        decision.dropped = segment_dropped || entry & AUDITED != 0;
-        emit(ctx, state.hook, pkt, kind::HTTP_REQUEST, decision);
-        k += 1;
+    if state.allowed == 0 {
+        return;
     }
-    decision.dropped = segment_dropped;
+    let mut each = EmitLoop {
+        skb: ctx.skb.skb,
+        pkt,
+        state,
+        decision,
+    };
+    // SAFETY: `emit_allowed_step` has the callback signature `bpf_loop`
+    // expects and only dereferences the pointers in `each`, which outlives
+    // the call.
+    unsafe {
+        bpf_loop(
+            u32::from(state.allowed),
+            emit_allowed_step as *mut c_void,
+            core::ptr::addr_of_mut!(each).cast(),
+            0,
+        );
+    }
+}
+
+/// What [`emit_allowed`] hands its step.
+#[repr(C)]
+struct EmitLoop {
+    skb: *mut __sk_buff,
+    pkt: *const L4Packet,
+    state: *const L7State,
+    decision: *mut Decision,
+}
+
+/// Reports request `index` of the segment: 0 to go on, 1 to stop.
+#[inline(never)]
+unsafe extern "C" fn emit_allowed_step(index: u32, each: *mut c_void) -> i64 {
+    let each = each.cast::<EmitLoop>();
+    // SAFETY: `each` is the `EmitLoop` on `emit_allowed`'s stack; its
+    // pointers are the program's context, per-CPU map values and a
+    // `Decision` on that stack, all valid for this run.
+    let (ctx, pkt, state, decision) = unsafe {
+        (
+            TcContext::new((*each).skb),
+            &*(*each).pkt,
+            &*(*each).state,
+            &*(*each).decision,
+        )
+    };
+    let Some(&entry) = state.allowed_off.get(index as usize) else {
+        return 1;
+    };
+    let mut report = decision.clone();
+    report.payload_skip = entry & !AUDITED;
+    report.dropped = decision.dropped || entry & AUDITED != 0;
+    emit(&ctx, state.hook, pkt, kind::HTTP_REQUEST, &report);
+    0
 }
 
 /// Drops a segment the probe cannot judge, reporting why (in audit mode:
@@ -530,6 +574,7 @@ fn count(slot: u32) {
 }
 
 /// The outcome of the policy check for one packet.
+#[derive(Clone)]
 struct Decision {
     /// The packet is dropped (L3/L4 with `drop_reason`, or an L7 deny).
     dropped: bool,
