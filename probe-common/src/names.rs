@@ -72,6 +72,7 @@ pub const DATAPATH_MAPS: &[&str] = &[
     "CT_SCRATCH",
     "PACKET",
     "HEAD_SCAN",
+    "LOOP_VARS",
     "DROPS_SEEN",
     "DROP_SCRATCH",
 ];

@@ -19,7 +19,11 @@ use probe_common::{
     l7::{L7_DFA_MAX_CLASSES, L7DfaTable},
 };
 
-use crate::{answer::redirect_flags, headers::L4Packet, http::HEAD_WINDOW};
+use crate::{
+    answer::redirect_flags,
+    headers::L4Packet,
+    http::{HEAD_WINDOW, LoopVars, Var, put, take},
+};
 
 /// The DNS header.
 const HEADER: usize = 12;
@@ -37,12 +41,10 @@ pub(crate) const QUERY_UNREADABLE: u8 = 2;
 struct NameLoop {
     buf: *const [u8; HEAD_WINDOW],
     table: *const L7DfaTable,
-    /// The premultiplied DFA state.
-    row: u64,
-    /// Bytes left in the current label (0: the next byte is a length).
-    label_left: u64,
-    /// `u64::MAX` while walking; a `QUERY_*` code once done.
-    outcome: u64,
+    /// `row`: the premultiplied DFA state; `count`: bytes left in the
+    /// current label (0: the next byte is a length); `out`: `u64::MAX`
+    /// while walking, a `QUERY_*` code once done.
+    vars: *mut LoopVars,
 }
 
 /// Judges the DNS message at the start of `buf` (`len` valid bytes)
@@ -53,6 +55,7 @@ pub(crate) fn walk_query(
     table: *const L7DfaTable,
     buf: *const [u8; HEAD_WINDOW],
     len: usize,
+    vars: *mut LoopVars,
 ) -> u8 {
     // SAFETY: `buf` is the per-CPU copy of the datagram, valid for this run.
     let b = unsafe { &*buf };
@@ -66,13 +69,10 @@ pub(crate) fn walk_query(
     }
     // SAFETY: `table` is a map value, valid for this program run.
     let start = unsafe { (*table).start_state };
-    let mut state = NameLoop {
-        buf,
-        table,
-        row: u64::from(start) * L7_DFA_MAX_CLASSES as u64,
-        label_left: 0,
-        outcome: u64::MAX,
-    };
+    put(vars, Var::Row, u64::from(start) * L7_DFA_MAX_CLASSES as u64);
+    put(vars, Var::Count, 0);
+    put(vars, Var::Out, u64::MAX);
+    let mut state = NameLoop { buf, table, vars };
     let available = len - HEADER;
     let limit = if available < MAX_NAME + 1 {
         available
@@ -89,11 +89,12 @@ pub(crate) fn walk_query(
             0,
         )
     };
-    if looped < 0 || state.outcome > u64::from(QUERY_UNREADABLE) {
+    let outcome = take(vars, Var::Out);
+    if looped < 0 || outcome > u64::from(QUERY_UNREADABLE) {
         // The name did not end within what the probe reads.
         return QUERY_UNREADABLE;
     }
-    state.outcome as u8
+    outcome as u8
 }
 
 /// Feeds one name byte to the DFA; false when the walk is dead (denied).
@@ -115,17 +116,11 @@ unsafe extern "C" fn name_step(index: u32, ctx: *mut c_void) -> i64 {
     let state = ctx.cast::<NameLoop>();
     // SAFETY: `ctx` is the `NameLoop` on `walk_query`'s stack; the pointers
     // in it are map values valid for this program run.
-    let (buf, table, mut row, left) = unsafe {
-        (
-            &*(*state).buf,
-            &*(*state).table,
-            (*state).row,
-            (*state).label_left,
-        )
-    };
+    let (buf, table, vars) = unsafe { (&*(*state).buf, &*(*state).table, (*state).vars) };
+    let mut row = take(vars, Var::Row);
+    let left = take(vars, Var::Count);
     let stop = move |outcome: u8| {
-        // SAFETY: as above.
-        unsafe { (*state).outcome = u64::from(outcome) };
+        put(vars, Var::Out, u64::from(outcome));
         1
     };
     let Some(&b) = buf.get(HEADER + index as usize) else {
@@ -149,8 +144,7 @@ unsafe extern "C" fn name_step(index: u32, ctx: *mut c_void) -> i64 {
             // Compression or an extended label type: not in a question.
             return stop(QUERY_UNREADABLE);
         }
-        // SAFETY: as above.
-        unsafe { (*state).label_left = u64::from(b) };
+        put(vars, Var::Count, u64::from(b));
         return 0;
     }
     if b == b'.' {
@@ -161,11 +155,8 @@ unsafe extern "C" fn name_step(index: u32, ctx: *mut c_void) -> i64 {
     if !feed(table, &mut row, lower) || (left == 1 && !feed(table, &mut row, b'.')) {
         return stop(QUERY_DENIED);
     }
-    // SAFETY: as above.
-    unsafe {
-        (*state).row = row;
-        (*state).label_left = left - 1;
-    }
+    put(vars, Var::Row, row);
+    put(vars, Var::Count, left - 1);
     0
 }
 

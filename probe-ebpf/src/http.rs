@@ -16,6 +16,22 @@ use probe_common::{
     l7::{L7_DFA_MAX_CLASSES, L7DfaTable},
 };
 
+macro_rules! get {
+    ($st:ident . $field:ident) => {
+        // SAFETY: `$st` points at a per-CPU map slot, valid and exclusively
+        // ours for this program run.
+        unsafe { core::ptr::read_volatile(core::ptr::addr_of!((*$st).$field)) }
+    };
+}
+
+macro_rules! set {
+    ($st:ident . $field:ident = $value:expr) => {{
+        let value = $value;
+        // SAFETY: as for `get!`.
+        unsafe { core::ptr::write_volatile(core::ptr::addr_of_mut!((*$st).$field), value) }
+    }};
+}
+
 /// Bytes of a request the probe copies and reads: request line and headers
 /// must end within them (a power of two, for the verifier's length mask).
 pub(crate) const HEAD_WINDOW: usize = 2048;
@@ -57,16 +73,54 @@ pub(crate) fn is_status_line(head: &[u8; 8]) -> bool {
     )
 }
 
+/// Values a `bpf_loop` walk carries from one step to the next and hands
+/// back to its caller. They live in map memory (a per-CPU slot) on purpose:
+/// verifiers before Linux 6.7 check a callback as if it ran once and would
+/// take values kept on the caller's stack for constants, and prune the code
+/// that depends on them.
+#[repr(C)]
+pub(crate) struct LoopVars {
+    row: u64,
+    count: u64,
+    out: u64,
+}
+
+/// A field of [`LoopVars`].
+#[derive(Clone, Copy)]
+pub(crate) enum Var {
+    Row,
+    Count,
+    Out,
+}
+
+/// Reads a [`LoopVars`] field (volatile: map memory shared with callbacks).
+#[inline(always)]
+pub(crate) fn take(vars: *mut LoopVars, var: Var) -> u64 {
+    match var {
+        Var::Row => get!(vars.row),
+        Var::Count => get!(vars.count),
+        Var::Out => get!(vars.out),
+    }
+}
+
+/// Writes a [`LoopVars`] field.
+#[inline(always)]
+pub(crate) fn put(vars: *mut LoopVars, var: Var, value: u64) {
+    match var {
+        Var::Row => set!(vars.row = value),
+        Var::Count => set!(vars.count = value),
+        Var::Out => set!(vars.out = value),
+    }
+}
+
 /// What [`walk_request_line`] hands its per-byte step through `bpf_loop`.
 #[repr(C)]
 struct WalkLoop {
     buf: *const [u8; HEAD_WINDOW],
     table: *const L7DfaTable,
-    /// The premultiplied DFA state.
-    row: u64,
-    spaces: u64,
-    /// `u64::MAX` while walking; the table's accept value once done.
-    accept: u64,
+    /// `row`: the premultiplied DFA state; `count`: spaces seen; `out`:
+    /// `u64::MAX` while walking, the table's accept value once done.
+    vars: *mut LoopVars,
 }
 
 /// Walks `table` over `METHOD SP request-target` at the start of `buf`
@@ -79,16 +133,14 @@ pub(crate) fn walk_request_line(
     table: *const L7DfaTable,
     buf: *const [u8; HEAD_WINDOW],
     len: usize,
+    vars: *mut LoopVars,
 ) -> u16 {
     // SAFETY: `table` is a map value, valid for this program run.
     let start = unsafe { (*table).start_state };
-    let mut state = WalkLoop {
-        buf,
-        table,
-        row: u64::from(start) * L7_DFA_MAX_CLASSES as u64,
-        spaces: 0,
-        accept: u64::MAX,
-    };
+    set!(vars.row = u64::from(start) * L7_DFA_MAX_CLASSES as u64);
+    set!(vars.count = 0);
+    set!(vars.out = u64::MAX);
+    let mut state = WalkLoop { buf, table, vars };
     let limit = if len < REQUEST_LINE_MAX {
         len
     } else {
@@ -104,37 +156,36 @@ pub(crate) fn walk_request_line(
             0,
         )
     };
-    if looped < 0 || state.accept > u64::from(u16::MAX) {
+    let accept = get!(vars.out);
+    if looped < 0 || accept > u64::from(u16::MAX) {
         return 0;
     }
-    state.accept as u16
+    accept as u16
 }
 
-/// One byte of [`walk_request_line`]: 0 to go on, 1 to stop with `accept`
+/// One byte of [`walk_request_line`]: 0 to go on, 1 to stop with `out`
 /// set.
 #[inline(never)]
 unsafe extern "C" fn walk_step(index: u32, ctx: *mut c_void) -> i64 {
     let state = ctx.cast::<WalkLoop>();
     // SAFETY: `ctx` is the `WalkLoop` on `walk_request_line`'s stack; the
     // pointers in it are map values valid for this program run.
-    let (buf, table, row) = unsafe { (&*(*state).buf, &*(*state).table, (*state).row) };
+    let (buf, table, vars) = unsafe { (&*(*state).buf, &*(*state).table, (*state).vars) };
+    let row = get!(vars.row);
     let stop = move |accept: u16| {
-        // SAFETY: as above.
-        unsafe { (*state).accept = u64::from(accept) };
+        set!(vars.out = u64::from(accept));
         1
     };
     let Some(&b) = buf.get(index as usize) else {
         return stop(0);
     };
     if b == b' ' {
-        // SAFETY: as above.
-        let spaces = unsafe { (*state).spaces } + 1;
+        let spaces = get!(vars.count) + 1;
         if spaces == 2 {
             let dfa_state = row as usize / L7_DFA_MAX_CLASSES;
             return stop(table.accept.get(dfa_state).copied().unwrap_or(0));
         }
-        // SAFETY: as above.
-        unsafe { (*state).spaces = spaces };
+        set!(vars.count = spaces);
     } else if b == b'\r' || b == b'\n' {
         return stop(0);
     }
@@ -145,8 +196,7 @@ unsafe extern "C" fn walk_step(index: u32, ctx: *mut c_void) -> i64 {
     if next == 0 {
         return stop(0);
     }
-    // SAFETY: as above.
-    unsafe { (*state).row = u64::from(next) };
+    set!(vars.row = u64::from(next));
     0
 }
 
@@ -184,29 +234,13 @@ pub(crate) struct HeadScan {
     cl: u32,
 }
 
-macro_rules! get {
-    ($st:ident . $field:ident) => {
-        // SAFETY: `$st` points at a per-CPU map slot, valid and exclusively
-        // ours for this program run.
-        unsafe { core::ptr::read_volatile(core::ptr::addr_of!((*$st).$field)) }
-    };
-}
-
-macro_rules! set {
-    ($st:ident . $field:ident = $value:expr) => {{
-        let value = $value;
-        // SAFETY: as for `get!`.
-        unsafe { core::ptr::write_volatile(core::ptr::addr_of_mut!((*$st).$field), value) }
-    }};
-}
-
 /// What [`scan_head`] hands its per-byte step through `bpf_loop`.
 #[repr(C)]
 struct ScanLoop {
     buf: *const [u8; HEAD_WINDOW],
     scan: *mut HeadScan,
-    /// 0 while scanning; the result once the step found one.
-    result: u64,
+    /// `out`: 0 while scanning, the result once the step found one.
+    vars: *mut LoopVars,
 }
 
 /// Where a request whose head starts at `buf[0]` (`len` valid bytes) ends.
@@ -220,7 +254,12 @@ struct ScanLoop {
 /// once, where a plain loop of [`HEAD_WINDOW`] branchy iterations exceeds the
 /// verifier's instruction budget.
 #[inline(always)]
-pub(crate) fn scan_head(buf: *const [u8; HEAD_WINDOW], len: usize, scan: *mut HeadScan) -> u64 {
+pub(crate) fn scan_head(
+    buf: *const [u8; HEAD_WINDOW],
+    len: usize,
+    scan: *mut HeadScan,
+    vars: *mut LoopVars,
+) -> u64 {
     set!(scan.prev = 0);
     set!(scan.line_start = 0);
     set!(scan.name_match = 0);
@@ -229,11 +268,8 @@ pub(crate) fn scan_head(buf: *const [u8; HEAD_WINDOW], len: usize, scan: *mut He
     set!(scan.cl_phase = 3);
     set!(scan.cl_digits = 0);
     set!(scan.cl = 0);
-    let mut state = ScanLoop {
-        buf,
-        scan,
-        result: 0,
-    };
+    let mut state = ScanLoop { buf, scan, vars };
+    set!(vars.out = 0);
     let limit = if len < HEAD_WINDOW { len } else { HEAD_WINDOW };
     // SAFETY: `scan_step` has the callback signature `bpf_loop` expects and
     // only dereferences the pointers in `state`, which outlives the call.
@@ -245,10 +281,11 @@ pub(crate) fn scan_head(buf: *const [u8; HEAD_WINDOW], len: usize, scan: *mut He
             0,
         )
     };
-    if looped < 0 || state.result == 0 {
+    let result = get!(vars.out);
+    if looped < 0 || result == 0 {
         return u64::from(l7_detail::HEAD_INCOMPLETE);
     }
-    state.result
+    result
 }
 
 /// One byte of [`scan_head`]: 0 to go on, 1 to stop with `result` set.
@@ -256,10 +293,9 @@ pub(crate) fn scan_head(buf: *const [u8; HEAD_WINDOW], len: usize, scan: *mut He
 unsafe extern "C" fn scan_step(index: u32, ctx: *mut c_void) -> i64 {
     let state = ctx.cast::<ScanLoop>();
     // SAFETY: `ctx` is the `ScanLoop` on `scan_head`'s stack.
-    let (buf, st) = unsafe { ((*state).buf, (*state).scan) };
+    let (buf, st, vars) = unsafe { ((*state).buf, (*state).scan, (*state).vars) };
     let stop = move |result: u64| {
-        // SAFETY: as above.
-        unsafe { (*state).result = result };
+        set!(vars.out = result);
         1
     };
     // SAFETY: `buf` is the per-CPU request copy, valid for this run.

@@ -181,6 +181,11 @@ fn parse_packet(ctx: &TcContext) -> Seen {
     }
 }
 
+/// Per-CPU values the `bpf_loop` walks carry between steps (see
+/// `http::LoopVars`).
+#[map(name = "LOOP_VARS")]
+static LOOP_VARS: PerCpuArray<http::LoopVars> = PerCpuArray::with_max_entries(1, 0);
+
 /// Per-CPU scratch state of the request-head scan.
 #[map(name = "HEAD_SCAN")]
 static HEAD_SCAN: PerCpuArray<http::HeadScan> = PerCpuArray::with_max_entries(1, 0);
@@ -508,11 +513,11 @@ fn check_request(ctx: &TcContext, pkt: &L4Packet, off: usize, table: u8) -> u64 
     let Some(table) = L7_HTTP.get(u32::from(table)) else {
         return u64::from(CHECK_DENIED);
     };
-    let allowed = http::walk_request_line(table, buf, len) != 0;
-    let Some(scan) = HEAD_SCAN.get_ptr_mut(0) else {
+    let (Some(scan), Some(vars)) = (HEAD_SCAN.get_ptr_mut(0), LOOP_VARS.get_ptr_mut(0)) else {
         return u64::from(l7_detail::NOT_HTTP);
     };
-    let framing = http::scan_head(buf, len, scan);
+    let allowed = http::walk_request_line(table, buf, len, vars) != 0;
+    let framing = http::scan_head(buf, len, scan, vars);
     match (allowed, framing as u8) {
         (true, _) => framing,
         // A denied request is answered 403 however it is framed; where it
@@ -865,7 +870,10 @@ fn check_dns(ctx: &TcContext, pkt: &L4Packet, table: u8) -> u8 {
     let Some(table) = L7_DNS.get(u32::from(table)) else {
         return dns::QUERY_DENIED;
     };
-    dns::walk_query(table, buf, len)
+    let Some(vars) = LOOP_VARS.get_ptr_mut(0) else {
+        return dns::QUERY_UNREADABLE;
+    };
+    dns::walk_query(table, buf, len, vars)
 }
 
 /// The first eight payload bytes (zeros when the payload is shorter than a
