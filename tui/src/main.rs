@@ -44,7 +44,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Load the probes on interfaces and print every flow they report.
+    /// Load the probes on interfaces, enforce policies, serve the flows.
+    #[command(long_about = commands::agent::LONG_ABOUT)]
     Agent(commands::agent::AgentArgs),
     /// Run the demo: the galactic FHIR incident, live in the dashboard.
     #[command(long_about = commands::demo::LONG_ABOUT)]

@@ -48,17 +48,23 @@ impl From<TcModeArg> for TcMode {
     }
 }
 
-/// Arguments of `holonet agent`.
-#[derive(Debug, clap::Args)]
-#[command(
-    long_about = "Load holonet's TC probe, attach it to the given interfaces (ingress and \
-egress), and turn every event into a Hubble flow: every TCP SYN, FIN and RST, and every \
-HTTP/1.x request line. Flows are kept in a bounded ring and served over Hubble's Observer \
-gRPC API, so `holonet observe`, the TUI and the `hubble` CLI can read them.\n\n\
+/// What `holonet agent --help` explains (the subcommand's one-line summary
+/// in main.rs would hide a `long_about` set here).
+pub(crate) const LONG_ABOUT: &str = "Load holonet's TC probe, attach it to the given \
+interfaces (ingress and egress), and turn every event into a Hubble flow: TCP SYN, FIN and \
+RST, HTTP requests and responses (with latency), DNS queries and answers, and every drop \
+with its reason. With --endpoints and --policies it enforces CiliumNetworkPolicies in the \
+kernel (L3/L4, HTTP method and path, DNS names; a denied request gets 403, a denied query \
+REFUSED) and pins the probe so enforcement outlives the agent. Flows are kept in a bounded \
+ring and served over Hubble's Observer gRPC API, so `holonet observe`, the TUI and the \
+`hubble` CLI can read them.\n\n\
 Attach it to the host-side veth of each pod: TC ingress there is the pod's egress \
 (from-endpoint), TC egress the pod's ingress (to-endpoint). Needs root (or CAP_BPF, \
-CAP_NET_ADMIN and CAP_PERFMON). Stops cleanly on Ctrl-C, SIGTERM and SIGHUP.",
-    after_help = "Examples:\n  \
+CAP_NET_ADMIN and CAP_PERFMON). Stops cleanly on Ctrl-C, SIGTERM and SIGHUP.";
+
+/// Arguments of `holonet agent`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  \
       holonet agent --iface lxc1234 --iface lxc5678\n  \
       holonet agent -i veth0 --print                       # also print flows on stdout\n  \
       holonet agent -i veth0 --export-file /var/log/holonet/flows.log\n  \
@@ -69,8 +75,7 @@ CAP_NET_ADMIN and CAP_PERFMON). Stops cleanly on Ctrl-C, SIGTERM and SIGHUP.",
       holonet agent -i veth0 --metrics-listen 127.0.0.1:9965   # then: curl 127.0.0.1:9965/metrics\n  \
       holonet agent -i veth0 --listen-address 0.0.0.0:4245 --allow-remote \\\n      \
       --tls-cert-file node.pem --tls-key-file node-key.pem --tls-client-ca-files ca.pem\n  \
-      hubble observe --server localhost:4245 --last 20     # read them with the hubble CLI"
-)]
+      hubble observe --server localhost:4245 --last 20     # read them with the hubble CLI")]
 pub(crate) struct AgentArgs {
     /// Interface to attach to (repeat for several).
     #[arg(
