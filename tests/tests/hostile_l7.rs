@@ -31,15 +31,22 @@ except socket.timeout:
     print("TIMEOUT")
 "#;
 
-async fn send(client: &Pod, server: &Pod, parts: &[&str]) -> String {
-    let ip = server.ip.to_string();
-    let mut args = vec!["-c", CLIENT, &ip, "52773"];
-    args.extend_from_slice(parts);
-    let out = tokio::process::Command::from(client.command("python3", &args))
+/// Runs python `script` in `client` with `args` and returns what it printed.
+async fn run_client(client: &Pod, script: &str, args: &[&str]) -> String {
+    let mut argv = vec!["-c", script];
+    argv.extend_from_slice(args);
+    let out = tokio::process::Command::from(client.command("python3", &argv))
         .output()
         .await
         .expect("python client");
     String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+async fn send(client: &Pod, server: &Pod, parts: &[&str]) -> String {
+    let ip = server.ip.to_string();
+    let mut args = vec![ip.as_str(), "52773"];
+    args.extend_from_slice(parts);
+    run_client(client, CLIENT, &args).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -228,13 +235,9 @@ print("STATUS:" + ",".join(codes))
 async fn send_all(client: &Pod, server: &Pod, ip_options: bool, parts: &[&str]) -> String {
     let ip = server.ip.to_string();
     let options = if ip_options { "1" } else { "0" };
-    let mut args = vec!["-c", PIPELINING_CLIENT, &ip, "52773", options];
+    let mut args = vec![ip.as_str(), "52773", options];
     args.extend_from_slice(parts);
-    let out = tokio::process::Command::from(client.command("python3", &args))
-        .output()
-        .await
-        .expect("python client");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    run_client(client, PIPELINING_CLIENT, &args).await
 }
 
 /// Requests hidden behind allowed ones (pipelined, after a body, on a
