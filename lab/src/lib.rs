@@ -17,14 +17,40 @@ pub mod fhir;
 mod lab;
 mod pki;
 mod process;
+mod watchdog;
 
 pub use command::{CommandError, run_command};
 pub use lab::{Lab, LabError, Pod, remove_stale};
 pub use pki::Pki;
-pub use process::{ChildGuard, wait_for_tcp_listener, wait_for_udp_socket};
+pub use process::{
+    ChildGuard, output_within, wait_for_tcp_listener, wait_for_udp_socket, wait_within,
+};
+pub use watchdog::Watchdog;
 
 /// Whether this process runs as root, which creating namespaces and loading
 /// probes requires.
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
+}
+
+/// How long a privileged test may run before its [`Watchdog`] reports what
+/// it waits for and fails it (they take seconds; CI machines can be slow).
+pub const PRIVILEGED_TEST_LIMIT: std::time::Duration = std::time::Duration::from_secs(480);
+
+/// Decides whether the privileged test `test` runs here, and never skips
+/// silently: without root it says so loudly on stderr and returns `None`
+/// (the caller returns), and under `CI=true` it panics instead. A test that
+/// may run gets its watchdog, to hold until it ends.
+pub fn privileged_test(test: &str) -> Option<Watchdog> {
+    if is_root() {
+        return Some(Watchdog::arm(test, PRIVILEGED_TEST_LIMIT));
+    }
+    let why = "it needs root to create network namespaces and load BPF programs";
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{test}: cannot run under CI=true: {why}");
+    }
+    eprintln!(
+        "\n*** SKIPPED {test}: {why}. Run the test suite as root (scripts/test does) to exercise it. ***\n"
+    );
+    None
 }

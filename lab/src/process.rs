@@ -1,7 +1,8 @@
 //! Child processes that run inside pods and must not outlive the lab.
 
 use std::{
-    process::{Child, Command},
+    io::Read,
+    process::{Child, Command, ExitStatus, Output, Stdio},
     thread,
     time::{Duration, Instant},
 };
@@ -76,6 +77,74 @@ impl Drop for ChildGuard {
     }
 }
 
+/// Waits for `child` to exit, at most `limit`; a child still running then
+/// is killed and the error says so (a test must fail, not hang).
+pub fn wait_within(child: &mut Child, limit: Duration) -> Result<ExitStatus, String> {
+    let deadline = Instant::now() + limit;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Ok(status),
+            Ok(None) if Instant::now() >= deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "process {} still ran after {limit:?} and was killed",
+                    child.id()
+                ));
+            }
+            Ok(None) => thread::sleep(Duration::from_millis(20)),
+            Err(e) => return Err(format!("waiting for process {}: {e}", child.id())),
+        }
+    }
+}
+
+/// Runs `command` to completion like [`Command::output`], but for at most
+/// `limit`: on time-out the command is killed and the error carries what it
+/// printed so far.
+pub fn output_within(command: &mut Command, limit: Duration) -> Result<Output, String> {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("starting {command:?}: {e}"))?;
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    let stdout = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let stderr = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let status = wait_within(&mut child, limit);
+    let output = Output {
+        status: status.clone().unwrap_or_default(),
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    };
+    match status {
+        Ok(_) => Ok(output),
+        Err(e) => Err(format!(
+            "{command:?}: {e}; it printed:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )),
+    }
+}
+
 /// Waits until a TCP socket in the network namespace `netns` listens on
 /// `port`, reading the namespace's `/proc/net/tcp{,6}` so the check itself
 /// sends no packet.
@@ -139,5 +208,35 @@ fn wait_for_socket(
             ));
         }
         thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_command_that_ends_in_time_gives_its_output() {
+        let out = output_within(
+            Command::new("sh").args(["-c", "echo out; echo err >&2; exit 3"]),
+            Duration::from_secs(10),
+        )
+        .expect("finished");
+        assert_eq!(out.stdout, b"out\n");
+        assert_eq!(out.stderr, b"err\n");
+        assert_eq!(out.status.code(), Some(3));
+    }
+
+    #[test]
+    fn a_command_that_hangs_is_killed_and_what_it_printed_is_kept() {
+        let started = Instant::now();
+        let err = output_within(
+            Command::new("sh").args(["-c", "echo before-the-hang; exec sleep 30"]),
+            Duration::from_millis(300),
+        )
+        .expect_err("killed");
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert!(err.contains("was killed"), "{err}");
+        assert!(err.contains("before-the-hang"), "{err}");
     }
 }

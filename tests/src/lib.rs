@@ -20,22 +20,7 @@ use holonet_agent::{
 };
 use probe_common::event::FlowEvent;
 
-/// Returns true if this process may run privileged tests. Under `CI=true`
-/// a missing privilege panics instead of skipping.
-pub fn privileged(test: &str) -> bool {
-    let why = if holonet_lab::is_root() {
-        return true;
-    } else {
-        "it needs root to create network namespaces and load BPF programs"
-    };
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{test}: cannot run under CI=true: {why}");
-    }
-    eprintln!(
-        "\n*** SKIPPED {test}: {why}. Run the test suite as root (scripts/test does) to exercise it. ***\n"
-    );
-    false
-}
+pub use holonet_lab::privileged_test as privileged;
 
 /// A loaded probe plus a background task collecting its events.
 pub struct ProbeHarness {

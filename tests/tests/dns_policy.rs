@@ -91,9 +91,9 @@ async fn query(client: &Pod, server: &Pod, name: &str, mode: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dns_rules_allow_named_queries_and_refuse_the_rest() {
-    if !privileged("dns_policy") {
+    let Some(_watchdog) = privileged("dns_policy") else {
         return;
-    }
+    };
     let mut lab = Lab::new().expect("lab");
     let dns = lab.add_pod("kube-dns").expect("dns pod");
     let payer = lab.add_pod("payer").expect("payer pod");

@@ -36,9 +36,9 @@ spec:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn policy_drops_the_payer_and_lets_the_empire_through() {
-    if !privileged("enforcement_l3l4") {
+    let Some(_watchdog) = privileged("enforcement_l3l4") else {
         return;
-    }
+    };
     let mut lab = Lab::new().expect("lab");
     let server = lab.add_pod("fhir").expect("server pod");
     let empire = lab.add_pod("empire").expect("empire pod");
@@ -191,9 +191,9 @@ spec:
 /// reported as an http-request DROPPED flow.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_rules_allow_vader_and_answer_403_to_other_requests() {
-    if !privileged("enforcement_l7_http") {
+    let Some(_watchdog) = privileged("enforcement_l7_http") else {
         return;
-    }
+    };
     let mut lab = Lab::new().expect("lab");
     let server = lab.add_pod("fhir").expect("server pod");
     let payer = lab.add_pod("payer").expect("payer pod");
@@ -378,9 +378,9 @@ async fn http_rules_allow_vader_and_answer_403_to_other_requests() {
 /// flows say AUDIT where enforcing would have said DROPPED.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audit_mode_reports_what_it_would_drop_and_drops_nothing() {
-    if !privileged("enforcement_audit") {
+    let Some(_watchdog) = privileged("enforcement_audit") else {
         return;
-    }
+    };
     let mut lab = Lab::new().expect("lab");
     let server = lab.add_pod("fhir").expect("server pod");
     let payer = lab.add_pod("payer").expect("payer pod");

@@ -51,9 +51,9 @@ async fn send(client: &Pod, server: &Pod, parts: &[&str]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crafted_requests_never_reach_the_server() {
-    if !privileged("hostile_l7") {
+    let Some(_watchdog) = privileged("hostile_l7") else {
         return;
-    }
+    };
     let mut lab = Lab::new().expect("lab");
     let server = lab.add_pod("coruscanthealth").expect("pod");
     let payer = lab.add_pod("payer").expect("pod");
@@ -245,9 +245,9 @@ async fn send_all(client: &Pod, server: &Pod, ip_options: bool, parts: &[&str]) 
 /// the server, which logs every request line it parses.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_request_on_a_connection_is_checked() {
-    if !privileged("hostile_l7_requests") {
+    let Some(_watchdog) = privileged("hostile_l7_requests") else {
         return;
-    }
+    };
     let setup = RecordingSetup::start("requests");
     let (server, payer, harness, log) = (&setup.server, &setup.payer, &setup.harness, &setup.log);
     let vader = "GET /intersystems/fhir/r5/Patient/DarthVader HTTP/1.1\\r\\nHost: x\\r\\n";
@@ -468,9 +468,9 @@ print("SENT")
 /// denied request in it never reaches the server, however it is resent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn out_of_order_segments_wait_for_their_turn() {
-    if !privileged("hostile_l7_out_of_order") {
+    let Some(_watchdog) = privileged("hostile_l7_out_of_order") else {
         return;
-    }
+    };
     let setup = RecordingSetup::start("out-of-order");
     let (server, payer, harness, log) = (&setup.server, &setup.payer, &setup.harness, &setup.log);
     let vader = "GET /intersystems/fhir/r5/Patient/DarthVader HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n";

@@ -58,9 +58,9 @@ fn http_requests(all: &[Flow], path: &str) -> Vec<Flow> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn curl_requests_come_out_of_get_flows_as_hubble_flows() {
-    if !privileged("observer_e2e") {
+    let Some(_watchdog) = privileged("observer_e2e") else {
         return;
-    }
+    };
     let mut lab = Lab::new().expect("lab");
     let client = lab.add_pod("client").expect("client pod");
     let server_pod = lab.add_pod("server").expect("server pod");

@@ -224,9 +224,9 @@ fn client_ports(flows: &[Flow], client: &Pod) -> Vec<u16> {
 }
 
 async fn one_request_is_reported_exactly(mode: TcMode, test: &str) {
-    if !privileged(test) {
+    let Some(_watchdog) = privileged(test) else {
         return;
-    }
+    };
     let setup = setup(test);
     let (client, server) = (&setup.client, &setup.server);
     let mut harness = ProbeHarness::start(mode, &[&client.host_ifname, &server.host_ifname]);
@@ -288,9 +288,9 @@ async fn one_request_is_reported_exactly_with_clsact() {
 #[tokio::test]
 async fn each_connection_reports_its_own_request_line() {
     let test = "three_connections";
-    if !privileged(test) {
+    let Some(_watchdog) = privileged(test) else {
         return;
-    }
+    };
     let setup = setup(test);
     let (client, server) = (&setup.client, &setup.server);
     let mut harness =

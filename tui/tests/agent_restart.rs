@@ -16,7 +16,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use holonet_lab::{Lab, Pod};
+use holonet_lab::{Lab, Pod, output_within, privileged_test, wait_within};
 
 const L7_POLICY: &str = include_str!("../../policies/galactic-fhir/20-l7-visibility-payer.yaml");
 const PORT: u16 = 52773;
@@ -32,12 +32,14 @@ impl Drop for Cleanup {
     fn drop(&mut self) {
         if let Some(mut agent) = self.agent.take() {
             let _ = agent.kill();
-            let _ = agent.wait();
+            let _ = wait_within(&mut agent, Duration::from_secs(10));
         }
-        let _ = Command::new(env!("CARGO_BIN_EXE_holonet"))
-            .args(["agent", "--remove-pinned", "--pin-dir"])
-            .arg(&self.pin_dir)
-            .output();
+        let _ = output_within(
+            Command::new(env!("CARGO_BIN_EXE_holonet"))
+                .args(["agent", "--remove-pinned", "--pin-dir"])
+                .arg(&self.pin_dir),
+            Duration::from_secs(30),
+        );
         let _ = std::fs::remove_dir_all(&self.work);
     }
 }
@@ -89,8 +91,8 @@ fn status_of(client: &Pod, server: &Pod, patient: &str) -> String {
         "http://{}:{PORT}/intersystems/fhir/r5/Patient/{patient}",
         server.ip
     );
-    let out = client
-        .command(
+    let out = output_within(
+        &mut client.command(
             "curl",
             &[
                 "-sS",
@@ -102,22 +104,18 @@ fn status_of(client: &Pod, server: &Pod, patient: &str) -> String {
                 "5",
                 &url,
             ],
-        )
-        .output()
-        .expect("curl");
+        ),
+        Duration::from_secs(30),
+    )
+    .expect("curl");
     String::from_utf8_lossy(&out.stdout).to_string()
 }
 
 #[test]
 fn enforcement_survives_a_killed_agent_and_a_restart_takes_over() {
-    if !is_root() {
-        let why = "it needs root to create network namespaces and load BPF programs";
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("agent_restart cannot run under CI=true: {why}");
-        }
-        eprintln!("\n*** SKIPPED agent_restart: {why}. ***\n");
+    let Some(_watchdog) = privileged_test("agent_restart") else {
         return;
-    }
+    };
     let mut lab = Lab::new().expect("lab");
     let server = lab.add_pod("coruscanthealth").expect("server pod");
     let payer = lab.add_pod("payer").expect("payer pod");
@@ -198,12 +196,13 @@ fn enforcement_survives_a_killed_agent_and_a_restart_takes_over() {
     assert_eq!(status_of(&payer, &server, "Anakin"), "403");
 
     // The agent's flows name the policy behind the verdict, as Hubble's do.
-    let observed = Command::new(env!("CARGO_BIN_EXE_holonet"))
-        .args([
+    let observed = output_within(
+        Command::new(env!("CARGO_BIN_EXE_holonet")).args([
             "observe", "--server", &listen, "--last", "100", "-o", "jsonpb",
-        ])
-        .output()
-        .expect("holonet observe");
+        ]),
+        Duration::from_secs(30),
+    )
+    .expect("holonet observe");
     let text = String::from_utf8_lossy(&observed.stdout);
     assert!(
         text.lines().any(|l| l.contains("\"egress_allowed_by\"")
@@ -230,7 +229,7 @@ fn enforcement_survives_a_killed_agent_and_a_restart_takes_over() {
     std::thread::sleep(Duration::from_secs(1));
     let mut killed = cleanup.agent.take().expect("agent");
     killed.kill().expect("SIGKILL the agent");
-    killed.wait().expect("agent reaped");
+    wait_within(&mut killed, Duration::from_secs(30)).expect("agent reaped");
     let during_outage = results.lock().expect("results").len();
     std::thread::sleep(Duration::from_secs(2));
     assert!(
@@ -276,18 +275,20 @@ fn enforcement_survives_a_killed_agent_and_a_restart_takes_over() {
     let _ = Command::new("kill")
         .args(["-TERM", &agent.id().to_string()])
         .status();
-    let exit = agent.wait().expect("agent exits");
+    let exit = wait_within(&mut agent, Duration::from_secs(30)).expect("agent exits on SIGTERM");
     assert!(exit.success(), "SIGTERM is a clean stop: {exit}");
     assert_eq!(
         status_of(&payer, &server, "Anakin"),
         "403",
         "still enforced"
     );
-    let removed = Command::new(env!("CARGO_BIN_EXE_holonet"))
-        .args(["agent", "--remove-pinned", "--pin-dir"])
-        .arg(&cleanup.pin_dir)
-        .output()
-        .expect("remove pinned");
+    let removed = output_within(
+        Command::new(env!("CARGO_BIN_EXE_holonet"))
+            .args(["agent", "--remove-pinned", "--pin-dir"])
+            .arg(&cleanup.pin_dir),
+        Duration::from_secs(30),
+    )
+    .expect("remove pinned");
     assert!(removed.status.success(), "{removed:?}");
     assert!(!Path::new(&cleanup.pin_dir).exists());
     assert_eq!(
@@ -295,15 +296,4 @@ fn enforcement_survives_a_killed_agent_and_a_restart_takes_over() {
         "200",
         "probe detached"
     );
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(|euid| euid == "0"))
-        })
-        .unwrap_or(false)
 }

@@ -9,14 +9,10 @@ use std::process::Command;
 
 #[test]
 fn the_seed_story_ends_as_the_blog_says() {
-    if !nix_is_root() {
-        let why = "it needs root to create network namespaces and load BPF programs";
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("demo_headless cannot run under CI=true: {why}");
-        }
-        eprintln!("\n*** SKIPPED the_seed_story_ends_as_the_blog_says: {why}. ***\n");
+    let Some(_watchdog) = holonet_lab::privileged_test("the_seed_story_ends_as_the_blog_says")
+    else {
         return;
-    }
+    };
     let out = Command::new(env!("CARGO_BIN_EXE_holonet"))
         .args(["demo", "--headless"])
         .output()
@@ -52,17 +48,6 @@ fn the_seed_story_ends_as_the_blog_says() {
     assert!(!stdout.contains("\x1b[?1049h"), "{stdout}");
 }
 
-fn nix_is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(|euid| euid == "0"))
-        })
-        .unwrap_or(false)
-}
-
 /// The pids of `pid`'s children.
 fn children(pid: u32) -> Vec<u32> {
     let mut out = Vec::new();
@@ -95,16 +80,11 @@ fn namespaces_of(pid: u32) -> Vec<String> {
 
 #[test]
 fn a_run_killed_outright_is_cleaned_up_by_the_next_one() {
-    if !nix_is_root() {
-        let why = "it needs root to create network namespaces and load BPF programs";
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("demo_headless cannot run under CI=true: {why}");
-        }
-        eprintln!(
-            "\n*** SKIPPED a_run_killed_outright_is_cleaned_up_by_the_next_one: {why}. ***\n"
-        );
+    let Some(_watchdog) =
+        holonet_lab::privileged_test("a_run_killed_outright_is_cleaned_up_by_the_next_one")
+    else {
         return;
-    }
+    };
     let mut victim = Command::new(env!("CARGO_BIN_EXE_holonet"))
         .args(["demo", "--headless"])
         .stdout(std::process::Stdio::null())

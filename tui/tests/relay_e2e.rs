@@ -35,17 +35,6 @@ use holonet_proto::{
 const BIN: &str = env!("CARGO_BIN_EXE_holonet");
 const AGENT_PORT: u16 = 4245;
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(|euid| euid == "0"))
-        })
-        .unwrap_or(false)
-}
-
 /// Logs of the processes a test starts, removed at the end.
 struct LogDir(PathBuf);
 
@@ -177,14 +166,9 @@ fn port_8080() -> Vec<FlowFilter> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_agents_behind_a_relay_one_killed_and_restarted() {
-    if !is_root() {
-        let why = "it needs root to create network namespaces and load BPF programs";
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("relay_e2e cannot run under CI=true: {why}");
-        }
-        eprintln!("\n*** SKIPPED three_agents_behind_a_relay: {why}. ***\n");
+    let Some(_watchdog) = holonet_lab::privileged_test("three_agents_behind_a_relay") else {
         return;
-    }
+    };
     let logs = LogDir::new();
     let pki = Pki::new("relay-e2e").expect("certificates");
     let mut lab = Lab::new().expect("lab");

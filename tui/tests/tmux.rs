@@ -547,28 +547,6 @@ fn colours_follow_hubble_and_no_color_turns_them_off() {
 
 // ---- holonet demo over the dashboard ------------------------------------------
 
-/// Whether the demo can run here (root, for namespaces and BPF); panics
-/// under CI=true when it cannot.
-fn have_root(test: &str) -> bool {
-    let root = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(|euid| euid == "0"))
-        })
-        .unwrap_or(false);
-    if root {
-        return true;
-    }
-    let why = "it needs root to create network namespaces and load BPF programs";
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{test} cannot run under CI=true: {why}");
-    }
-    eprintln!("\n*** SKIPPED {test}: {why}. ***\n");
-    false
-}
-
 /// Network namespaces the demo of process `pid` created (`hn-<pid>-…`).
 fn namespaces_of(pid: &str) -> Vec<String> {
     let out = Command::new("ip")
@@ -642,9 +620,12 @@ fn advance_until(s: &Session, needle: &str, timeout: Duration) -> String {
 fn the_demo_tells_the_story_over_the_dashboard_and_cleans_up() {
     let _binary = shared();
     let test = "the_demo_tells_the_story_over_the_dashboard_and_cleans_up";
-    if !have_tmux(test) || !have_root(test) {
+    let Some(_watchdog) = have_tmux(test)
+        .then(|| holonet_lab::privileged_test(test))
+        .flatten()
+    else {
         return;
-    }
+    };
     let mut s = Session::start("demo", "demo --step-seconds 5", 120, 36);
     let first = s.wait_long(" step 1/15: ", Duration::from_secs(90));
     assert!(
@@ -732,9 +713,12 @@ fn the_demo_tells_the_story_over_the_dashboard_and_cleans_up() {
 fn sigterm_during_the_demo_restores_the_terminal_and_removes_the_pods() {
     let _binary = shared();
     let test = "sigterm_during_the_demo_restores_the_terminal_and_removes_the_pods";
-    if !have_tmux(test) || !have_root(test) {
+    let Some(_watchdog) = have_tmux(test)
+        .then(|| holonet_lab::privileged_test(test))
+        .flatten()
+    else {
         return;
-    }
+    };
     let mut s = Session::start("demoterm", "demo", 100, 30);
     s.wait_long(" step 1/15: ", Duration::from_secs(90));
     let pid = demo_pid(&s);
@@ -778,9 +762,12 @@ fn the_readme_main_command_plays_the_whole_story_in_the_dashboard() {
     let command = readme_main_command();
     // Changing the README's main command means changing this test too.
     assert_eq!(command, "./scripts/demo");
-    if !have_tmux(test) || !have_root(test) {
+    let Some(_watchdog) = have_tmux(test)
+        .then(|| holonet_lab::privileged_test(test))
+        .flatten()
+    else {
         return;
-    }
+    };
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     // Exactly the README's line, run from the repository's root (it builds
     // holonet first, so allow for a build).
