@@ -12,6 +12,7 @@ const PROTOS: &[&str] = &[
     "api/v1/flow/flow.proto",
     "api/v1/relay/relay.proto",
     "api/v1/observer/observer.proto",
+    "api/v1/holonet/holonet.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -36,6 +37,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .register_descriptors(&set)?
         .preserve_proto_field_names()
         .ignore_unknown_fields()
-        .build(&[".flow", ".relay", ".observer"])?;
+        .build(&[".flow", ".relay", ".observer", ".holonet"])?;
     Ok(())
 }

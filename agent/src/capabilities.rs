@@ -129,6 +129,19 @@ pub fn unsupported(caps: &[Capability]) -> Option<String> {
     ))
 }
 
+/// Where flows could get their process from on a kernel with `caps`, and
+/// that holonet does not attribute processes yet.
+pub fn process_attribution(caps: &[Capability]) -> &'static str {
+    let has = |hook: Hook| caps.iter().any(|c| c.hook == hook && c.available);
+    if has(Hook::Kprobe) {
+        "not implemented yet; it will use kprobes, which this kernel has"
+    } else if has(Hook::Tracepoint) || has(Hook::RawTracepoint) {
+        "not implemented yet; kprobes are missing here, so it will fall back to tracepoints"
+    } else {
+        "not available: neither kprobes nor tracepoints; flows will carry no process"
+    }
+}
+
 /// Probes the hooks holonet cannot do without; the error is the sentence of
 /// [`unsupported`]. The agent calls this before loading anything.
 pub fn ensure_supported() -> Result<(), String> {

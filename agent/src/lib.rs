@@ -9,16 +9,20 @@
 //! - [`events`]: asynchronous, batched ring-buffer reading.
 //! - [`flow`]: the flow record built from an event (pure, no I/O).
 //! - [`clock`]: kernel monotonic time to wall-clock time.
+//! - [`agent_service`]: holonet's own gRPC service (capabilities, flow explanations).
+//! - [`explain`]: why a flow got its verdict, traced through resolved policies.
 //! - [`capabilities`]: which hook types this kernel offers, and why not.
 //! - [`observer`]: Hubble flows, the flow store, the gRPC API, recording.
 //! - [`relay`]: one Observer API merging several agents.
 //! - [`tls`]: TLS and mutual TLS from PEM files for servers and clients.
 
+pub mod agent_service;
 pub mod capabilities;
 pub mod clock;
 pub mod datapath;
 pub mod dns;
 pub mod events;
+pub mod explain;
 pub mod flow;
 pub mod latency;
 pub mod loader;

@@ -28,11 +28,15 @@ use std::net::IpAddr;
 
 use holonet_proto::flow::{
     Endpoint, EventTypeFilter, Flow, FlowFilter, HttpHeader, NetworkInterface, TcpFlags, Workload,
-    layer4, layer7,
+    layer4,
 };
 use regex::Regex;
 
-use crate::{names::EVENT_L7, selector::Selector};
+use crate::{
+    fields::{dns, http, ports},
+    names::EVENT_L7,
+    selector::Selector,
+};
 
 /// An invalid filter. `Display` is `<field>: <what is wrong>`, e.g.
 /// `source_ip: invalid CIDR "10.0.0.0/33"`; the agent returns it as gRPC
@@ -202,29 +206,6 @@ fn endpoint(flow: &Flow, side: Side) -> Option<&Endpoint> {
     match side {
         Side::Source => flow.source.as_ref(),
         Side::Destination => flow.destination.as_ref(),
-    }
-}
-
-fn ports(flow: &Flow) -> Option<(u32, u32)> {
-    match flow.l4.as_ref()?.protocol.as_ref()? {
-        layer4::Protocol::Tcp(t) => Some((t.source_port, t.destination_port)),
-        layer4::Protocol::Udp(u) => Some((u.source_port, u.destination_port)),
-        layer4::Protocol::Sctp(s) => Some((s.source_port, s.destination_port)),
-        _ => None,
-    }
-}
-
-fn http(flow: &Flow) -> Option<&holonet_proto::flow::Http> {
-    match flow.l7.as_ref()?.record.as_ref()? {
-        layer7::Record::Http(h) => Some(h),
-        layer7::Record::Dns(_) => None,
-    }
-}
-
-fn dns(flow: &Flow) -> Option<&holonet_proto::flow::Dns> {
-    match flow.l7.as_ref()?.record.as_ref()? {
-        layer7::Record::Dns(d) => Some(d),
-        layer7::Record::Http(_) => None,
     }
 }
 

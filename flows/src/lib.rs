@@ -1,6 +1,7 @@
 //! Pure logic over Hubble flows, shared by the agent, the TUI and
 //! `holonet observe`:
 //!
+//! - [`fields`]: ports, HTTP and DNS records, URL paths of a flow;
 //! - [`filter`]: Hubble's server-side FlowFilter semantics, compiled;
 //! - [`selector`]: Kubernetes label selectors over Cilium labels;
 //! - [`flags`]: `hubble observe`-style filter flags to whitelist/blacklist;
@@ -13,6 +14,7 @@
 //! No I/O happens here except through the `BufRead`/`Write` handed in.
 
 mod fastjson;
+pub mod fields;
 pub mod filter;
 pub mod flags;
 pub mod names;

@@ -38,5 +38,12 @@ pub mod observer {
     include!(concat!(env!("OUT_DIR"), "/observer.serde.rs"));
 }
 
+/// holonet's own `holonet.Agent` service (capabilities, policy
+/// explanations), which Hubble clients never see.
+pub mod holonet {
+    include!(concat!(env!("OUT_DIR"), "/holonet.rs"));
+    include!(concat!(env!("OUT_DIR"), "/holonet.serde.rs"));
+}
+
 /// Well-known protobuf types (Timestamp, wrappers, FieldMask) with protojson serde.
 pub use pbjson_types;

@@ -1,6 +1,7 @@
 //! gRPC listeners: a unix socket and a loopback TCP port by default.
 //!
-//! The Observer service and `grpc.health.v1` (SERVING for
+//! The Observer service (and, on an agent, holonet's own `holonet.Agent`)
+//! and `grpc.health.v1` (SERVING for
 //! `hubble.server.Observer`, which `hubble status` checks first) are served
 //! on every listener. A TCP address outside loopback is refused unless the
 //! operator explicitly allows it: flows reveal who talks to whom.
@@ -10,10 +11,15 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use holonet_proto::observer::observer_server::{Observer, ObserverServer};
+use holonet_proto::{
+    holonet::agent_server::AgentServer,
+    observer::observer_server::{Observer, ObserverServer},
+};
 use tokio::net::{TcpListener, UnixListener};
 use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
 use tonic::transport::{Server, ServerTlsConfig};
+
+use crate::agent_service::AgentService;
 
 /// The health-check service name the `hubble` CLI asks for.
 pub const HEALTH_SERVICE: &str = "hubble.server.Observer";
@@ -164,6 +170,18 @@ pub async fn serve<S: Observer + Clone>(
     service: S,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ListenError> {
+    serve_with_agent(listeners, service, None, shutdown).await
+}
+
+/// [`serve`], plus holonet's own `holonet.Agent` service when given (the
+/// agent serves it; the relay does not).
+pub async fn serve_with_agent<S: Observer + Clone>(
+    listeners: BoundListeners,
+    service: S,
+    agent: Option<AgentService>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), ListenError> {
+    let agent = agent.map(AgentServer::new);
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter
         .set_service_status(HEALTH_SERVICE, tonic_health::ServingStatus::Serving)
@@ -187,7 +205,8 @@ pub async fn serve<S: Observer + Clone>(
         }
         let router = builder
             .add_service(health.clone())
-            .add_service(ObserverServer::new(service.clone()));
+            .add_service(ObserverServer::new(service.clone()))
+            .add_optional_service(agent.clone());
         let stop = stopped(stop_rx.clone());
         tasks.spawn(async move {
             router
@@ -199,7 +218,8 @@ pub async fn serve<S: Observer + Clone>(
     if let Some((_, listener)) = listeners.unix {
         let router = Server::builder()
             .add_service(health)
-            .add_service(ObserverServer::new(service));
+            .add_service(ObserverServer::new(service))
+            .add_optional_service(agent);
         let stop = stopped(stop_rx);
         tasks.spawn(async move {
             router

@@ -11,6 +11,7 @@ use std::{net::SocketAddr, path::PathBuf, process::ExitCode, sync::Arc, time::Du
 
 use anyhow::Context;
 use holonet_agent::{
+    agent_service::{AgentFacts, AgentService, PoliciesInForce, capabilities_response},
     events::EventReader,
     loader::{TcMode, TcProbe},
     observer::{
@@ -219,7 +220,7 @@ fn apply_policies(
     endpoints_file: &std::path::Path,
     node_name: &str,
     mode: PolicyMode,
-    names: &tokio::sync::watch::Sender<Option<Arc<PolicyNames>>>,
+    publish: &dyn Fn(&Arc<holonet_policy::resolve::Resolved>),
 ) -> anyhow::Result<String> {
     let mut config = holonet_agent::datapath::config::load(policies, endpoints_file, node_name)?;
     if mode == PolicyMode::Audit {
@@ -229,9 +230,7 @@ fn apply_policies(
         eprintln!("holonet agent: {warning}");
     }
     let unattached = probe.apply_config(&config)?;
-    names.send_replace(Some(Arc::new(PolicyNames::new(Arc::clone(
-        &config.resolved,
-    )))));
+    publish(&config.resolved);
     let enforced = config.compiled.endpoints.len() - unattached.len();
     let verb = match mode {
         PolicyMode::Enforce => "in force",
@@ -304,6 +303,25 @@ pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
     }
     let pin = !args.no_pin && !args.policies.is_empty();
     let (names_tx, names_rx) = tokio::sync::watch::channel(None);
+    let (policies_tx, policies_rx) = tokio::sync::watch::channel(None);
+    let origin = format!(
+        "{} (policies) and {} (endpoints)",
+        args.policies
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        args.endpoints
+            .as_ref()
+            .map_or_else(String::new, |p| p.display().to_string())
+    );
+    let publish = |resolved: &Arc<holonet_policy::resolve::Resolved>| {
+        names_tx.send_replace(Some(Arc::new(PolicyNames::new(Arc::clone(resolved)))));
+        policies_tx.send_replace(Some(Arc::new(PoliciesInForce {
+            resolved: Arc::clone(resolved),
+            origin: origin.clone(),
+        })));
+    };
     let listen = Listen {
         tcp: optional(&args.listen_address)
             .map(|a| {
@@ -364,7 +382,7 @@ pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
         }
         let mut fingerprint = config_fingerprint(&config_paths);
         if let (false, Some(endpoints_file)) = (args.policies.is_empty(), &args.endpoints) {
-            let summary = apply_policies(&mut probe, &args.policies, endpoints_file, &node_name, args.policy_mode, &names_tx)
+            let summary = apply_policies(&mut probe, &args.policies, endpoints_file, &node_name, args.policy_mode, &publish)
                 .context("applying policies")?;
             eprintln!("holonet agent: {summary}");
         }
@@ -423,8 +441,22 @@ pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
             }));
         }
         let service = ObserverService::new(Arc::clone(&store), node_name.clone());
+        let agent_service = AgentService::new(
+            capabilities_response(AgentFacts {
+                node_name: node_name.clone(),
+                tc_mode: format!("{mode} ({why})"),
+                policy_mode: if args.policies.is_empty() {
+                    "observe".to_owned()
+                } else {
+                    format!("{:?}", args.policy_mode).to_lowercase()
+                },
+                interfaces: args.ifaces.clone(),
+                pin_dir: probe.pin_dir().map(|d| d.display().to_string()),
+            }),
+            policies_rx,
+        );
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let server_task = tokio::spawn(server::serve(listeners, service, async move {
+        let server_task = tokio::spawn(server::serve_with_agent(listeners, service, Some(agent_service), async move {
             let _ = stop_rx.await;
         }));
 
@@ -446,7 +478,7 @@ pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
                         let now = config_fingerprint(&config_paths);
                         if now != fingerprint {
                             fingerprint = now;
-                            match apply_policies(&mut probe, &args.policies, endpoints_file, &node_name, args.policy_mode, &names_tx) {
+                            match apply_policies(&mut probe, &args.policies, endpoints_file, &node_name, args.policy_mode, &publish) {
                                 Ok(summary) => eprintln!("holonet agent: configuration changed: {summary}"),
                                 Err(err) => eprintln!(
                                     "holonet agent: NEW CONFIGURATION REFUSED, the previous one stays in force:\n{err:#}"

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use holonet_agent::{
-    capabilities::{self, Hook, Need},
+    capabilities::{self, Need},
     loader::TcMode,
 };
 
@@ -41,19 +41,14 @@ pub(crate) fn run(_args: StatusArgs) -> anyhow::Result<ExitCode> {
             cap.detail
         );
     }
-    let has = |hook: Hook| caps.iter().any(|c| c.hook == hook && c.available);
     println!();
     let (mode, why) = TcMode::Auto.resolve();
     println!("in use:");
     println!("  flow probe and enforcement: tc classifiers via {mode} ({why})");
-    let attribution = if has(Hook::Kprobe) {
-        "not implemented yet; it will use kprobes, which this kernel has"
-    } else if has(Hook::Tracepoint) || has(Hook::RawTracepoint) {
-        "not implemented yet; kprobes are missing here, so it will fall back to tracepoints"
-    } else {
-        "not available: neither kprobes nor tracepoints; flows will carry no process"
-    };
-    println!("  process attribution: {attribution}");
+    println!(
+        "  process attribution: {}",
+        capabilities::process_attribution(&caps)
+    );
     match capabilities::unsupported(&caps) {
         None => Ok(ExitCode::SUCCESS),
         Some(sentence) => {

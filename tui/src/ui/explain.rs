@@ -13,7 +13,6 @@
 //! guessed: when no source says why, the pane says so.
 
 use std::{
-    net::IpAddr,
     path::{Path, PathBuf},
     sync::Arc,
 };
@@ -21,15 +20,11 @@ use std::{
 use anyhow::{Context, bail};
 use holonet_policy::{
     diag::SourceFile,
-    endpoints::{self, Cluster},
-    files,
-    http::HttpRequest,
-    model::Protocol,
+    endpoints, files,
     parse::parse_policies,
     resolve::{self, Resolved},
-    trace::{self, TraceL7, TracePeer, TraceQuery},
 };
-use holonet_proto::flow::{Endpoint, Flow, Policy, Verdict, layer4};
+use holonet_proto::flow::{Flow, Policy, Verdict};
 
 use super::row;
 
@@ -37,7 +32,6 @@ use super::row;
 #[derive(Debug)]
 pub(crate) struct PolicyContext {
     resolved: Resolved,
-    cluster: Arc<Cluster>,
     /// What was loaded, for the pane's attribution line.
     pub(crate) origin: String,
 }
@@ -68,7 +62,6 @@ impl PolicyContext {
         let paths: Vec<String> = policies.iter().map(|p| p.display().to_string()).collect();
         Ok(Self {
             resolved,
-            cluster,
             origin: format!(
                 "--policies {} --endpoints {name} ({} policies)",
                 paths.join(" "),
@@ -175,102 +168,16 @@ pub(crate) fn from_flow(flow: &Flow) -> Section {
     }
 }
 
-fn peer(cluster: &Cluster, ep: Option<&Endpoint>, ip: &str) -> Result<TracePeer, String> {
-    if let Some(ep) = ep.filter(|e| !e.pod_name.is_empty()) {
-        let spec = if ep.namespace.is_empty() {
-            ep.pod_name.clone()
-        } else {
-            format!("{}/{}", ep.namespace, ep.pod_name)
-        };
-        if let Ok(p) = TracePeer::parse(cluster, &spec) {
-            return Ok(p);
-        }
-        // Pod names carry a replica suffix; the endpoints file may list
-        // the workload name instead.
-        if let Some(w) = ep.workloads.first() {
-            if let Ok(p) = TracePeer::parse(cluster, &format!("{}/{}", ep.namespace, w.name)) {
-                return Ok(p);
-            }
-        }
-    }
-    match ip.parse::<IpAddr>() {
-        Ok(addr) => match cluster.endpoint_by_ip(addr) {
-            Some(e) => TracePeer::parse(cluster, &format!("{}/{}", e.namespace, e.name)),
-            None => Ok(TracePeer::World(addr)),
-        },
-        Err(_) => Err(format!(
-            "the flow names no pod and no IP address the endpoints file knows ({ip:?})"
-        )),
-    }
-}
-
-/// The query `holonet policy trace` would need for this flow. Replies are
-/// traced in the direction of the request (the client is `from`).
-pub(crate) fn trace_query(cluster: &Cluster, flow: &Flow) -> Result<TraceQuery, String> {
-    let reply = flow.is_reply.is_some_and(|r| r.value);
-    let ip = flow.ip.as_ref();
-    let (sip, dip) = ip.map_or(("", ""), |i| (i.source.as_str(), i.destination.as_str()));
-    let mut from = peer(cluster, flow.source.as_ref(), sip).map_err(|e| format!("source: {e}"))?;
-    let mut to =
-        peer(cluster, flow.destination.as_ref(), dip).map_err(|e| format!("destination: {e}"))?;
-    let (sport, dport) = row::ports(flow);
-    let (proto, mut port) = match flow.l4.as_ref().and_then(|l| l.protocol.as_ref()) {
-        Some(layer4::Protocol::Tcp(_)) => (Protocol::Tcp, dport),
-        Some(layer4::Protocol::Udp(_)) => (Protocol::Udp, dport),
-        _ => return Err("only TCP and UDP flows can be traced".to_owned()),
-    };
-    if reply {
-        std::mem::swap(&mut from, &mut to);
-        port = sport;
-    }
-    let port = port
-        .and_then(|p| u16::try_from(p).ok())
-        .ok_or("the flow has no destination port")?;
-    let l7 = if let Some(h) = row::http(flow) {
-        TraceL7::Http(HttpRequest {
-            method: h.method.clone(),
-            path: row::url_path(&h.url).to_owned(),
-            host: None,
-            headers: h
-                .headers
-                .iter()
-                .map(|h| (h.key.clone(), h.value.clone()))
-                .collect(),
-        })
-    } else if let Some(q) = row::dns_query(flow) {
-        TraceL7::Dns(q.to_owned())
-    } else {
-        TraceL7::None
-    };
-    Ok(TraceQuery {
-        from,
-        to,
-        proto,
-        dport: port,
-        l7,
-    })
-}
-
 /// What the local policy engine says, if policies were loaded.
 pub(crate) fn from_policies(ctx: &PolicyContext, flow: &Flow) -> Section {
     let source = format!(
         "Computed here by holonet's policy engine from {} (not reported by the agent)",
         ctx.origin
     );
-    let lines = match trace_query(&ctx.cluster, flow) {
-        Ok(q) => {
-            let r = trace::trace(&ctx.resolved, &q);
-            let mut lines = vec![format!(
-                "Verdict by these policies: {}{}.",
-                r.verdict,
-                r.drop_reason.map(|d| format!(" ({d})")).unwrap_or_default()
-            )];
-            lines.extend(r.explanation.iter().cloned());
-            lines
-        }
-        Err(e) => vec![format!("Cannot trace this flow: {e}.")],
-    };
-    Section { source, lines }
+    Section {
+        source,
+        lines: holonet_agent::explain::explain(&ctx.resolved, flow).lines,
+    }
 }
 
 /// Every explanation available for a flow, each with its source.

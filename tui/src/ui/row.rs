@@ -45,32 +45,12 @@ pub(crate) fn flow_kind(flow: &Flow) -> &'static str {
     }
 }
 
-/// The HTTP record of a flow, if it has one.
-pub(crate) fn http(flow: &Flow) -> Option<&holonet_proto::flow::Http> {
-    match flow.l7.as_ref().and_then(|l| l.record.as_ref()) {
-        Some(layer7::Record::Http(h)) => Some(h),
-        _ => None,
-    }
-}
+/// The HTTP record of a flow, and the path of its URL.
+pub(crate) use holonet_flows::fields::{http, url_path};
 
 /// The DNS query of a flow, if it has one.
 pub(crate) fn dns_query(flow: &Flow) -> Option<&str> {
-    match flow.l7.as_ref().and_then(|l| l.record.as_ref()) {
-        Some(layer7::Record::Dns(d)) => Some(d.query.as_str()),
-        _ => None,
-    }
-}
-
-/// The path (with query) of an HTTP URL: `http://h:1/p?q` → `/p?q`.
-pub(crate) fn url_path(url: &str) -> &str {
-    let rest = match url.find("://") {
-        Some(i) => &url[i + 3..],
-        None => return url,
-    };
-    match rest.find('/') {
-        Some(i) => &rest[i..],
-        None => "/",
-    }
+    holonet_flows::fields::dns(flow).map(|d| d.query.as_str())
 }
 
 /// The PATH column: the HTTP path, or the DNS query name.
@@ -117,12 +97,7 @@ pub(crate) fn human_duration_ns(ns: u64) -> String {
 
 /// Source and destination ports from L4.
 pub(crate) fn ports(flow: &Flow) -> (Option<u32>, Option<u32>) {
-    match flow.l4.as_ref().and_then(|l| l.protocol.as_ref()) {
-        Some(layer4::Protocol::Tcp(t)) => (Some(t.source_port), Some(t.destination_port)),
-        Some(layer4::Protocol::Udp(u)) => (Some(u.source_port), Some(u.destination_port)),
-        Some(layer4::Protocol::Sctp(s)) => (Some(s.source_port), Some(s.destination_port)),
-        _ => (None, None),
-    }
+    holonet_flows::fields::ports(flow).unzip()
 }
 
 /// The L4 protocol name (`TCP`, `UDP`, …), empty when unknown.
