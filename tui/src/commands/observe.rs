@@ -673,7 +673,9 @@ async fn stream_from_server<W: Write>(
     let used_tls = tls.is_some();
     let plain: &[String] = match tls {
         Some(tls) => {
-            client = connect_tls(&candidates, tls, timeout, &mut errors).await;
+            client = connect_tls(&candidates, tls, timeout, &mut errors)
+                .await
+                .map(ObserverClient::new);
             &[]
         }
         None => &candidates,

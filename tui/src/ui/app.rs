@@ -7,7 +7,11 @@
 use std::sync::Arc;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEvent, MouseEventKind};
-use holonet_proto::{flow::Flow, wkt::Timestamp};
+use holonet_proto::{
+    flow::Flow,
+    holonet::{ExplainFlowResponse, GetCapabilitiesResponse},
+    wkt::Timestamp,
+};
 
 use super::{
     explain::{PolicyContext, PolicyUpdate},
@@ -167,6 +171,9 @@ pub(crate) enum SourceMsg {
     Failed(String),
     /// A ServerStatus answer.
     Status(AgentStatus),
+    /// The agent's `holonet.Agent` GetCapabilities answer, or why there is
+    /// none (a relay or a Hubble server does not serve it).
+    Capabilities(Result<GetCapabilitiesResponse, String>),
     /// Player position.
     Replay(ReplayState),
     /// The player restarted from the beginning: forget buffered flows.
@@ -193,12 +200,39 @@ pub(crate) enum Msg {
     /// The policies to explain flows with from now on (`holonet demo`
     /// sends the set it has applied so far after each step).
     Policies(PolicyUpdate),
+    /// The agent's answer to an explanation asked for with
+    /// [`Effect::Explain`], for the flow with this [`flow_key`].
+    Explained {
+        /// Which flow.
+        key: String,
+        /// The answer, or why there is none.
+        answer: Result<ExplainFlowResponse, String>,
+    },
     /// SIGTERM, SIGHUP, SIGINT.
     Quit,
 }
 
+/// Identifies a flow for an explanation answered later: its UUID, or its
+/// time and summary when it has none.
+pub(crate) fn flow_key(flow: &Flow) -> String {
+    if flow.uuid.is_empty() {
+        format!("{:?} {}", flow.time, flow.summary)
+    } else {
+        flow.uuid.clone()
+    }
+}
+
+/// The agent's explanation of the flow in the detail pane.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct AgentExplanation {
+    /// Which flow ([`flow_key`]).
+    pub(crate) key: String,
+    /// `None` while the agent has not answered.
+    pub(crate) answer: Option<Result<ExplainFlowResponse, String>>,
+}
+
 /// A side effect for the runtime to perform.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Effect {
     /// Leave (the terminal is restored by the guard).
     Quit,
@@ -208,6 +242,8 @@ pub(crate) enum Effect {
     Replay(ReplayCmd),
     /// Ask the story's driver for the next step now (`n` during the demo).
     NextStep,
+    /// Ask the agent why this flow got its verdict.
+    Explain(Box<Flow>),
 }
 
 /// A one-line text editor (filter bar, command line).
@@ -377,6 +413,9 @@ pub(crate) struct SourceState {
     pub(crate) connection: Connection,
     /// Last ServerStatus.
     pub(crate) agent: Option<AgentStatus>,
+    /// What the agent reported of its kernel and datapath (`None` until it
+    /// answered, or for recordings).
+    pub(crate) capabilities: Option<Result<GetCapabilitiesResponse, String>>,
     /// Player state (recordings only).
     pub(crate) replay: Option<ReplayState>,
     /// Events the agent (or relay) reported lost.
@@ -407,6 +446,9 @@ pub(crate) struct Options {
     pub(crate) log_path: String,
     /// Initial replay speed (recordings only).
     pub(crate) replay_speed: Option<Speed>,
+    /// Whether the source is an agent that can be asked to explain flows
+    /// (`holonet.Agent` ExplainFlow).
+    pub(crate) ask_agent: bool,
 }
 
 /// A frozen display (space, live sources).
@@ -454,6 +496,8 @@ pub(crate) struct App {
     pub(crate) speed: Speed,
     /// The story told over the dashboard, if any (`holonet demo`).
     pub(crate) story: Option<Story>,
+    /// The agent's explanation of the flow in the detail pane.
+    pub(crate) agent_explanation: Option<AgentExplanation>,
     /// Frame needs drawing.
     pub(crate) dirty: bool,
 }
@@ -482,6 +526,7 @@ impl App {
             source: SourceState {
                 connection,
                 agent: None,
+                capabilities: None,
                 replay,
                 lost_upstream: 0,
                 lost_here: 0,
@@ -490,6 +535,7 @@ impl App {
             options,
             speed,
             story: None,
+            agent_explanation: None,
             dirty: true,
         }
     }
@@ -586,6 +632,25 @@ impl App {
         let (start, _) = self.window(rows);
         self.top = self.view.seqs().get(start).copied();
         self.dirty = true;
+    }
+
+    /// Asks the agent about the selected flow, unless it already answered
+    /// (or is answering) for that flow.
+    fn ask_agent_to_explain(&mut self) -> Option<Effect> {
+        if !self.options.ask_agent {
+            return None;
+        }
+        let flow = self.selected_flow()?.1.clone();
+        let key = flow_key(&flow);
+        if self
+            .agent_explanation
+            .as_ref()
+            .is_some_and(|e| e.key == key && !matches!(e.answer, Some(Err(_))))
+        {
+            return None;
+        }
+        self.agent_explanation = Some(AgentExplanation { key, answer: None });
+        Some(Effect::Explain(Box::new(flow)))
     }
 
     fn follow_newest(&mut self) {
@@ -690,6 +755,7 @@ impl App {
                 self.set_notice(e, true);
             }
             SourceMsg::Status(s) => self.source.agent = Some(s),
+            SourceMsg::Capabilities(c) => self.source.capabilities = Some(c),
             SourceMsg::Replay(r) => {
                 self.source.replay = Some(r);
             }
@@ -743,6 +809,15 @@ impl App {
             Msg::Policies(p) => {
                 self.options.policy = Some(p.0);
                 self.dirty = true;
+                None
+            }
+            Msg::Explained { key, answer } => {
+                if let Some(pending) = &mut self.agent_explanation {
+                    if pending.key == key {
+                        pending.answer = Some(answer);
+                        self.dirty = true;
+                    }
+                }
                 None
             }
             Msg::Quit => Some(Effect::Quit),
@@ -851,6 +926,7 @@ impl App {
                         }
                     }
                     self.mode = Mode::Detail { scroll: 0 };
+                    return self.ask_agent_to_explain();
                 } else {
                     self.set_notice("no flow selected", false);
                 }

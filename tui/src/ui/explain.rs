@@ -8,9 +8,11 @@
 //!    those files with `holonet-policy` (the same code as
 //!    `holonet policy trace`), which names the rule that decided and, for
 //!    an L7 drop, the methods and paths that would have been allowed.
+//! 3. The agent, when the dashboard streams from one: its `ExplainFlow`
+//!    traces the flow the same way through the policies in force on its
+//!    node, asked for when the detail pane opens.
 //!
-//! The agent does not serve policy explanations yet; nothing here is
-//! guessed: when no source says why, the pane says so.
+//! Nothing here is guessed: when no source says why, the pane says so.
 
 use std::{
     path::{Path, PathBuf},
@@ -26,12 +28,15 @@ use holonet_policy::{
 };
 use holonet_proto::flow::{Flow, Policy, Verdict};
 
-use super::row;
+use super::{
+    app::{AgentExplanation, flow_key},
+    row,
+};
 
 /// Policies and endpoints loaded from files for local explanations.
 #[derive(Debug)]
 pub(crate) struct PolicyContext {
-    resolved: Resolved,
+    resolved: Arc<Resolved>,
     /// What was loaded, for the pane's attribution line.
     pub(crate) origin: String,
 }
@@ -58,7 +63,7 @@ impl PolicyContext {
             endpoints::parse_endpoints(&SourceFile::new(name.clone(), text))
                 .with_context(|| format!("--endpoints {name}"))?,
         );
-        let resolved = resolve::resolve(&parsed.policies, Arc::clone(&cluster));
+        let resolved = Arc::new(resolve::resolve(&parsed.policies, Arc::clone(&cluster)));
         let paths: Vec<String> = policies.iter().map(|p| p.display().to_string()).collect();
         Ok(Self {
             resolved,
@@ -68,6 +73,13 @@ impl PolicyContext {
                 parsed.policies.len()
             ),
         })
+    }
+}
+
+impl PolicyContext {
+    /// The policies as the engine resolved them.
+    pub(crate) fn resolved(&self) -> &Arc<Resolved> {
+        &self.resolved
     }
 }
 
@@ -154,12 +166,7 @@ pub(crate) fn from_flow(flow: &Flow) -> Section {
         || !flow.ingress_allowed_by.is_empty();
     if !names_policy {
         lines.push(format!(
-            "The flow does not name the policy or rule behind {verdict}{}.",
-            if flow.verdict == Verdict::Dropped as i32 {
-                " (the agent does not report policy correlation yet)"
-            } else {
-                ""
-            }
+            "The flow does not name the policy or rule behind {verdict}."
         ));
     }
     Section {
@@ -180,15 +187,45 @@ pub(crate) fn from_policies(ctx: &PolicyContext, flow: &Flow) -> Section {
     }
 }
 
-/// Every explanation available for a flow, each with its source.
-pub(crate) fn explain(flow: &Flow, ctx: Option<&PolicyContext>) -> Vec<Section> {
+/// What the agent answered (or is answering) for the flow.
+pub(crate) fn from_agent(asked: &AgentExplanation) -> Section {
+    match &asked.answer {
+        None => Section {
+            source:
+                "Asked the agent, which traces the flow through the policies in force on its node"
+                    .to_owned(),
+            lines: vec!["Waiting for the answer…".to_owned()],
+        },
+        Some(Ok(answer)) => Section {
+            source: format!("Explained by the agent from {}", answer.source),
+            lines: answer.lines.clone(),
+        },
+        Some(Err(why)) => Section {
+            source: "The agent".to_owned(),
+            lines: vec![format!("No explanation from the agent: {why}.")],
+        },
+    }
+}
+
+/// Every explanation available for a flow, each with its source: the flow
+/// itself, the policy files given to the dashboard, and the agent's answer
+/// when it was asked for this flow.
+pub(crate) fn explain(
+    flow: &Flow,
+    ctx: Option<&PolicyContext>,
+    agent: Option<&AgentExplanation>,
+) -> Vec<Section> {
     let mut out = vec![from_flow(flow)];
-    match ctx {
-        Some(ctx) => out.push(from_policies(ctx, flow)),
-        None if flow.verdict == Verdict::Dropped as i32 => out.push(Section {
+    if let Some(ctx) = ctx {
+        out.push(from_policies(ctx, flow));
+    }
+    let agent = agent.filter(|a| a.key == flow_key(flow));
+    match agent {
+        Some(asked) => out.push(from_agent(asked)),
+        None if ctx.is_none() && flow.verdict == Verdict::Dropped as i32 => out.push(Section {
             source: "Policy engine".to_owned(),
             lines: vec![
-                "Not consulted: start holonet with --policies PATH --endpoints FILE to trace drops through your policy files (the agent does not serve explanations yet).".to_owned(),
+                "Not consulted: connect to a holonet agent, which explains flows with the policies in force, or start holonet with --policies PATH --endpoints FILE to trace drops through your policy files.".to_owned(),
             ],
         }),
         None => {}

@@ -45,6 +45,7 @@ use tokio::{signal::unix::SignalKind, sync::mpsc};
 
 use app::{App, Connection, Effect, Msg, Options, ReplayCmd, Speed};
 use filter::ActiveFilter;
+use holonet_proto::flow::Flow;
 use source::Recording;
 
 /// Where flows come from.
@@ -134,6 +135,7 @@ fn io_end(e: io::Error, what: &str) -> anyhow::Result<()> {
 async fn run_async(cfg: Config) -> anyhow::Result<()> {
     let (tx, rx) = mpsc::channel::<Msg>(64);
     let (replay_tx, replay_rx) = std::sync::mpsc::channel::<ReplayCmd>();
+    let (explain_tx, explain_rx) = mpsc::unbounded_channel::<Flow>();
     let connection = match &cfg.input {
         Input::Server { address, .. } => {
             Connection::Connecting(address.clone().unwrap_or_else(|| "local agent".to_owned()))
@@ -148,6 +150,7 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
             policy: cfg.policy.map(std::sync::Arc::new),
             log_path,
             replay_speed: Some(cfg.speed),
+            ask_agent: matches!(cfg.input, Input::Server { .. }),
         },
         cfg.filter,
         connection,
@@ -159,7 +162,16 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
             tls,
         } => {
             let capacity = u64::try_from(cfg.capacity).unwrap_or(u64::MAX);
-            tokio::spawn(source::live(address, timeout, tls, capacity, tx.clone()));
+            tokio::spawn(source::live(
+                source::LiveSource {
+                    server: address,
+                    timeout,
+                    tls,
+                    backfill: capacity,
+                },
+                tx.clone(),
+                explain_rx,
+            ));
         }
         Input::Recording(rec) => {
             let tx = tx.clone();
@@ -178,10 +190,14 @@ async fn run_async(cfg: Config) -> anyhow::Result<()> {
         }
     }
     drop(tx);
-    event_loop(&mut app, rx, cfg.fps, |effect| {
-        if let Effect::Replay(c) = effect {
+    event_loop(&mut app, rx, cfg.fps, |effect| match effect {
+        Effect::Replay(c) => {
             let _ = replay_tx.send(c);
         }
+        Effect::Explain(flow) => {
+            let _ = explain_tx.send(*flow);
+        }
+        _ => {}
     })
     .await
 }
@@ -219,6 +235,7 @@ pub(crate) async fn run_embedded(
             policy: None,
             log_path: log_path().display().to_string(),
             replay_speed: None,
+            ask_agent: false,
         },
         filter::parse("").unwrap_or_default(),
         Connection::Live(cfg.label),

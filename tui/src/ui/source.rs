@@ -23,17 +23,25 @@ use std::{
 
 use holonet_flows::recording::{RecordingError, RecordingReader};
 use holonet_proto::{
-    flow::LostEventSource,
+    flow::{Flow as HubbleFlow, LostEventSource},
+    holonet::{
+        ExplainFlowRequest, GetCapabilitiesRequest, GetCapabilitiesResponse,
+        agent_client::AgentClient,
+    },
     observer::{
         GetFlowsRequest, GetFlowsResponse, ServerStatusRequest, get_flows_response::ResponseTypes,
         observer_client::ObserverClient,
     },
     wkt::Timestamp,
 };
-use tokio::sync::mpsc::{Sender, error::TrySendError};
+use tokio::sync::{
+    mpsc::{Sender, UnboundedReceiver, error::TrySendError},
+    watch,
+};
+use tonic::transport::{Channel, Endpoint};
 
 use super::{
-    app::{AgentStatus, Event, Msg, ReplayCmd, ReplayState, SourceMsg, Speed},
+    app::{AgentStatus, Event, Msg, ReplayCmd, ReplayState, SourceMsg, Speed, flow_key},
     row,
 };
 
@@ -198,13 +206,33 @@ impl Batcher {
 }
 
 /// Streams flows from an agent or relay until the UI goes away.
+/// Where and how to reach the agent or relay.
+#[derive(Debug)]
+pub(crate) struct LiveSource {
+    /// `--server`, or the defaults.
+    pub(crate) server: Option<String>,
+    /// Connection timeout.
+    pub(crate) timeout: Duration,
+    /// TLS settings, when asked for.
+    pub(crate) tls: Option<tonic::transport::ClientTlsConfig>,
+    /// Flows to backfill on the first connection.
+    pub(crate) backfill: u64,
+}
+
+/// How long an explanation or capabilities request may take.
+const AGENT_CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
 pub(crate) async fn live(
-    server: Option<String>,
-    timeout: Duration,
-    tls: Option<tonic::transport::ClientTlsConfig>,
-    backfill: u64,
+    source: LiveSource,
     tx: Sender<Msg>,
+    explain_rx: UnboundedReceiver<HubbleFlow>,
 ) {
+    let LiveSource {
+        server,
+        timeout,
+        tls,
+        backfill,
+    } = source;
     let candidates = match server_candidates(server.as_deref()) {
         Ok(c) => c,
         Err(e) => {
@@ -212,16 +240,19 @@ pub(crate) async fn live(
             return;
         }
     };
+    let (channel_tx, channel_rx) = watch::channel::<Option<Channel>>(None);
+    let explainer = tokio::spawn(explain_flows(explain_rx, channel_rx, tx.clone()));
+    let _stop_explainer = AbortOnDrop(explainer);
     let mut since: Option<Timestamp> = None;
     let mut backoff = Duration::from_secs(1);
     loop {
-        let mut client = None;
+        let mut connected = None;
         let mut errors = Vec::new();
         if let Some(tls) = &tls {
             let _ = tx
                 .send(Msg::Source(SourceMsg::Connecting(candidates.join(", "))))
                 .await;
-            client = connect_tls(&candidates, tls.clone(), timeout, &mut errors)
+            connected = connect_tls(&candidates, tls.clone(), timeout, &mut errors)
                 .await
                 .map(|c| (candidates.join(", "), c));
         }
@@ -229,16 +260,24 @@ pub(crate) async fn live(
             let _ = tx
                 .send(Msg::Source(SourceMsg::Connecting(uri.clone())))
                 .await;
-            match tokio::time::timeout(timeout, ObserverClient::connect(uri.clone())).await {
+            let endpoint = match Endpoint::from_shared(uri.clone()) {
+                Ok(e) => e,
+                Err(e) => {
+                    errors.push(format!("{uri}: {}", chain(&e)));
+                    continue;
+                }
+            };
+            match tokio::time::timeout(timeout, endpoint.connect()).await {
                 Ok(Ok(c)) => {
-                    client = Some((uri.clone(), c));
+                    connected = Some((uri.clone(), c));
                     break;
                 }
                 Ok(Err(e)) => errors.push(format!("{uri}: {}", chain(&e))),
                 Err(_) => errors.push(format!("{uri}: no connection after {timeout:?}")),
             }
         }
-        let Some((uri, mut client)) = client else {
+        let Some((uri, channel)) = connected else {
+            channel_tx.send_replace(None);
             let msg = format!("cannot reach a Hubble Observer API ({})", errors.join("; "));
             log::warn!("{msg}");
             if tx
@@ -252,6 +291,16 @@ pub(crate) async fn live(
             backoff = (backoff * 2).min(Duration::from_secs(10));
             continue;
         };
+        channel_tx.send_replace(Some(channel.clone()));
+        let capabilities = ask_capabilities(channel.clone()).await;
+        if tx
+            .send(Msg::Source(SourceMsg::Capabilities(capabilities)))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        let mut client = ObserverClient::new(channel);
         let request = GetFlowsRequest {
             number: if since.is_some() { 0 } else { backfill },
             follow: true,
@@ -356,6 +405,63 @@ pub(crate) async fn live(
             t.nanos += 1;
         }
         tokio::time::sleep(backoff).await;
+    }
+}
+
+/// Aborts a task when dropped (the explainer ends with the live source).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// What the agent reports of its kernel and datapath; a relay or a Hubble
+/// server does not serve `holonet.Agent`, which the error says.
+async fn ask_capabilities(channel: Channel) -> Result<GetCapabilitiesResponse, String> {
+    let mut client = AgentClient::new(channel);
+    let call = client.get_capabilities(GetCapabilitiesRequest {});
+    match tokio::time::timeout(AGENT_CALL_TIMEOUT, call).await {
+        Ok(Ok(r)) => Ok(r.into_inner()),
+        Ok(Err(s)) => Err(agent_error(&s)),
+        Err(_) => Err(format!("no answer within {AGENT_CALL_TIMEOUT:?}")),
+    }
+}
+
+fn agent_error(status: &tonic::Status) -> String {
+    if status.code() == tonic::Code::Unimplemented {
+        "the server does not serve holonet.Agent (a relay or a Hubble server)".to_owned()
+    } else {
+        format!("{}: {}", status.code(), status.message())
+    }
+}
+
+/// Answers the dashboard's explanation requests one at a time over the
+/// current connection (there is none while the source reconnects).
+async fn explain_flows(
+    mut requests: UnboundedReceiver<HubbleFlow>,
+    channel: watch::Receiver<Option<Channel>>,
+    tx: Sender<Msg>,
+) {
+    while let Some(flow) = requests.recv().await {
+        let key = flow_key(&flow);
+        let current = channel.borrow().clone();
+        let answer = match current {
+            None => Err("not connected to the agent right now".to_owned()),
+            Some(channel) => {
+                let mut client = AgentClient::new(channel);
+                let call = client.explain_flow(ExplainFlowRequest { flow: Some(flow) });
+                match tokio::time::timeout(AGENT_CALL_TIMEOUT, call).await {
+                    Ok(Ok(r)) => Ok(r.into_inner()),
+                    Ok(Err(s)) => Err(agent_error(&s)),
+                    Err(_) => Err(format!("no answer within {AGENT_CALL_TIMEOUT:?}")),
+                }
+            }
+        };
+        if tx.send(Msg::Explained { key, answer }).await.is_err() {
+            return;
+        }
     }
 }
 
@@ -709,7 +815,7 @@ pub(crate) async fn connect_tls(
     tls: tonic::transport::ClientTlsConfig,
     timeout: Duration,
     errors: &mut Vec<String>,
-) -> Option<ObserverClient<tonic::transport::Channel>> {
+) -> Option<Channel> {
     for uri in candidates {
         let Some(rest) = uri.strip_prefix("http://") else {
             errors.push(format!("{uri}: TLS works over TCP only, not a unix socket"));
@@ -726,7 +832,7 @@ pub(crate) async fn connect_tls(
             }
         };
         match tokio::time::timeout(timeout, endpoint.connect()).await {
-            Ok(Ok(channel)) => return Some(ObserverClient::new(channel)),
+            Ok(Ok(channel)) => return Some(channel),
             Ok(Err(e)) => errors.push(format!(
                 "{https}: {}",
                 tls_hint(&holonet_agent::tls::root_cause(&e))

@@ -51,6 +51,7 @@ fn app_with(capacity: usize, color: bool, filter: &str, replay: bool) -> App {
         policy: None,
         log_path: "/tmp/holonet-tui-0.log".to_owned(),
         replay_speed: Some(Speed::Factor(1.0)),
+        ask_agent: !replay,
     };
     let conn = if replay {
         Connection::Replay("seed.jsonl".to_owned())
@@ -121,6 +122,14 @@ fn line(buf: &Buffer, y: u16) -> String {
     (0..buf.area.width)
         .map(|x| buf[(x, y)].symbol())
         .collect::<String>()
+}
+
+/// Every line of the buffer.
+fn screen(buf: &Buffer) -> String {
+    (0..buf.area.height)
+        .map(|y| line(buf, y))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn find(buf: &Buffer, needle: &str) -> Vec<(u16, u16)> {
@@ -559,8 +568,52 @@ fn drop_explanation_from_the_flow_names_its_source() {
         s.lines
     );
     // Without policies the pane says the engine was not consulted.
-    let all = explain::explain(&payer_l7_drop(), None);
+    let all = explain::explain(&payer_l7_drop(), None, None);
     assert!(all[1].lines[0].starts_with("Not consulted"));
+}
+
+#[test]
+fn capabilities_say_what_is_on_what_is_off_and_why() {
+    use holonet_proto::holonet::{Capability, Feature, GetCapabilitiesResponse};
+    let caps = GetCapabilitiesResponse {
+        node_name: "n1".into(),
+        kernel_release: "6.18.0".into(),
+        tc_mode: "tcx".into(),
+        policy_mode: "audit".into(),
+        pin_dir: "/sys/fs/bpf/holonet".into(),
+        kernel_capabilities: vec![
+            Capability {
+                name: "tcx".into(),
+                available: true,
+                detail: "ok".into(),
+            },
+            Capability {
+                name: "kprobe".into(),
+                available: false,
+                detail: "no kprobe_events".into(),
+            },
+        ],
+        features: vec![
+            Feature {
+                name: "L7 HTTP policy".into(),
+                active: true,
+                detail: "in the kernel".into(),
+            },
+            Feature {
+                name: "process attribution".into(),
+                active: false,
+                detail: "not implemented yet".into(),
+            },
+        ],
+        ..Default::default()
+    };
+    assert_eq!(
+        view::capability_lines(&caps),
+        [
+            "node n1: kernel 6.18.0, tc via tcx, policies: audit, pinned; kernel lacks kprobe",
+            "active: L7 HTTP policy │ off: process attribution (not implemented yet)",
+        ]
+    );
 }
 
 #[test]
@@ -713,11 +766,14 @@ fn player_pauses_steps_and_seeks_back() {
 async fn live_source_streams_follows_and_reports_status_and_losses() {
     use std::sync::Arc;
 
-    use holonet_agent::observer::{
-        pipeline::kernel_lost,
-        server::{Listen, bind, serve},
-        service::ObserverService,
-        store::{FlowStore, StoredEvent},
+    use holonet_agent::{
+        agent_service::{AgentFacts, AgentService, PoliciesInForce, capabilities_response},
+        observer::{
+            pipeline::kernel_lost,
+            server::{Listen, bind, serve_with_agent},
+            service::ObserverService,
+            store::{FlowStore, StoredEvent},
+        },
     };
 
     let store = Arc::new(FlowStore::new(4096));
@@ -733,21 +789,47 @@ async fn live_source_streams_follows_and_reports_status_and_losses() {
     })
     .await
     .unwrap();
+    // The agent explains with the demo's policies.
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let ctx = PolicyContext::load(
+        &[root.join("policies/galactic-fhir")],
+        &root.join("policies/endpoints/galactic-fhir.yaml"),
+    )
+    .unwrap();
+    let (_policies_tx, policies_rx) =
+        tokio::sync::watch::channel(Some(Arc::new(PoliciesInForce {
+            resolved: Arc::clone(ctx.resolved()),
+            origin: "policies/galactic-fhir".to_owned(),
+        })));
+    let agent = AgentService::new(
+        capabilities_response(AgentFacts {
+            node_name: "kind-worker".to_owned(),
+            tc_mode: "tcx (test)".to_owned(),
+            policy_mode: "enforce".to_owned(),
+            ..Default::default()
+        }),
+        policies_rx,
+    );
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve(
+    let server = tokio::spawn(serve_with_agent(
         listeners,
         ObserverService::new(Arc::clone(&store), "kind-kind/kind-worker"),
+        Some(agent),
         async move {
             let _ = stop_rx.await;
         },
     ));
     let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+    let (explain_tx, explain_rx) = tokio::sync::mpsc::unbounded_channel();
     let task = tokio::spawn(super::source::live(
-        Some(format!("unix://{}", sock.display())),
-        std::time::Duration::from_secs(5),
-        None,
-        100_000,
+        super::source::LiveSource {
+            server: Some(format!("unix://{}", sock.display())),
+            timeout: std::time::Duration::from_secs(5),
+            tls: None,
+            backfill: 100_000,
+        },
         tx,
+        explain_rx,
     ));
     let mut app = app_with(100_000, true, "org=payer", false);
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
@@ -791,6 +873,61 @@ async fn live_source_streams_follows_and_reports_status_and_losses() {
         line(&buf, 0)
     );
     assert!(line(&buf, 0).contains("lost 7"), "{}", line(&buf, 0));
+
+    // The agent's capabilities reach the status panel.
+    assert!(
+        matches!(&app.source.capabilities, Some(Ok(c)) if c.node_name == "kind-worker"),
+        "{:?}",
+        app.source.capabilities
+    );
+    app.update(Msg::Key(KeyEvent::from(KeyCode::Char('4'))));
+    let text = screen(&buffer(&mut app, 200, 60));
+    assert!(text.contains("node kind-worker: kernel"), "{text}");
+
+    // Enter on the payer's L7 drop asks the agent, whose answer fills the
+    // detail pane.
+    let drop_seq = app
+        .view
+        .seqs()
+        .iter()
+        .copied()
+        .find(|seq| {
+            app.store
+                .get(*seq)
+                .is_some_and(|e| e.flow.verdict == Verdict::Dropped as i32 && e.flow.l7.is_some())
+        })
+        .expect("the payer's L7 drop is in view");
+    app.follow = false;
+    app.selected = Some(drop_seq);
+    let Some(Effect::Explain(flow)) = app.update(Msg::Key(KeyEvent::from(KeyCode::Enter))) else {
+        panic!("Enter on a live flow asks the agent");
+    };
+    let waiting = screen(&buffer(&mut app, 160, 60));
+    assert!(waiting.contains("Waiting for the answer"), "{waiting}");
+    explain_tx.send(*flow).unwrap();
+    loop {
+        let msg = tokio::time::timeout_at(deadline, rx.recv())
+            .await
+            .expect("the agent should answer within 15 s")
+            .expect("channel open");
+        let answered = matches!(msg, Msg::Explained { .. });
+        app.update(msg);
+        if answered {
+            break;
+        }
+    }
+    let detail = screen(&buffer(&mut app, 160, 60));
+    assert!(
+        detail.contains(
+            "Explained by the agent from policies/galactic-fhir in force on node kind-worker"
+        ),
+        "{detail}"
+    );
+    assert!(
+        detail.contains("Verdict by these policies: DROPPED"),
+        "{detail}"
+    );
+    assert!(detail.contains("DarthVader"), "{detail}");
     task.abort();
     let _ = stop_tx.send(());
     let _ = server.await;
@@ -877,6 +1014,8 @@ fn a_missing_agent_is_said_plainly() {
 /// A live dashboard with the seed's flows and the story at step 5.
 fn demo_app(phase: Phase) -> App {
     let mut app = app_with(100_000, true, "", false);
+    // The demo's dashboard explains with the policies the demo hands over.
+    app.options.ask_agent = false;
     app.update(Msg::Events(
         seed_flows()
             .into_iter()

@@ -7,7 +7,10 @@
 //! the keys. Only the rows on screen are formatted, so a frame costs the
 //! same with 100 or 100,000 flows buffered.
 
-use holonet_proto::flow::{Flow, Verdict};
+use holonet_proto::{
+    flow::{Flow, Verdict},
+    holonet::GetCapabilitiesResponse,
+};
 use ratatui::{
     buffer::Buffer,
     layout::Rect,
@@ -71,7 +74,14 @@ fn panel_height(app: &App, kind: PanelKind) -> u16 {
             let n = app.stats().edges.len().clamp(1, 6);
             1 + u16::try_from(n).unwrap_or(6)
         }
-        PanelKind::Status => 4,
+        PanelKind::Status => {
+            let n = if app.source.capabilities.as_ref().is_some_and(Result::is_ok) {
+                4
+            } else {
+                3
+            };
+            1 + n
+        }
     }
 }
 
@@ -586,15 +596,59 @@ fn status_lines(app: &App) -> Vec<String> {
     if s.verdicts[Verdict::Dropped as usize] > 0 {
         seen.push("drops");
     }
-    lines.push(format!(
-        "capabilities: not reported by the source; seen in flows: {}",
-        if seen.is_empty() {
-            "L3/L4 only".to_owned()
-        } else {
-            seen.join(", ")
-        }
-    ));
+    let seen = if seen.is_empty() {
+        "L3/L4 only".to_owned()
+    } else {
+        seen.join(", ")
+    };
+    match &app.source.capabilities {
+        Some(Ok(caps)) => lines.extend(capability_lines(caps)),
+        Some(Err(why)) => lines.push(format!(
+            "capabilities: not reported ({why}); seen in flows: {seen}"
+        )),
+        None => lines.push(format!(
+            "capabilities: not reported by the source; seen in flows: {seen}"
+        )),
+    }
     lines
+}
+
+/// The agent's kernel and datapath in two lines: what runs where, then
+/// which features are on and which are not (with the first reason).
+pub(crate) fn capability_lines(caps: &GetCapabilitiesResponse) -> Vec<String> {
+    let mut head = format!(
+        "node {}: kernel {}, tc via {}, policies: {}",
+        caps.node_name, caps.kernel_release, caps.tc_mode, caps.policy_mode
+    );
+    if !caps.pin_dir.is_empty() {
+        head.push_str(", pinned");
+    }
+    let missing: Vec<&str> = caps
+        .kernel_capabilities
+        .iter()
+        .filter(|c| !c.available)
+        .map(|c| c.name.as_str())
+        .collect();
+    if !missing.is_empty() {
+        head.push_str(&format!("; kernel lacks {}", missing.join(", ")));
+    }
+    let on: Vec<&str> = caps
+        .features
+        .iter()
+        .filter(|f| f.active)
+        .map(|f| f.name.as_str())
+        .collect();
+    let off: Vec<String> = caps
+        .features
+        .iter()
+        .filter(|f| !f.active)
+        .map(|f| format!("{} ({})", f.name, f.detail))
+        .collect();
+    let mut features = format!("active: {}", on.join(", "));
+    if !off.is_empty() {
+        features.push_str(&format!(" │ off: {}", off.join("; ")));
+    }
+    vec![head, features]
 }
 
 fn status_panel(app: &App, r: Rect, buf: &mut Buffer) {
@@ -922,7 +976,11 @@ pub(crate) fn detail_lines(app: &App, flow: &Flow, width: u16) -> Vec<Line<'stat
         "Why this verdict?"
     };
     out.push(Line::styled(why, t.title()));
-    for s in explain::explain(flow, app.options.policy.as_deref()) {
+    for s in explain::explain(
+        flow,
+        app.options.policy.as_deref(),
+        app.agent_explanation.as_ref(),
+    ) {
         for l in wrap(&format!("  [{}]", s.source), width, 3) {
             out.push(Line::styled(l, t.dim()));
         }
