@@ -80,6 +80,7 @@ fn app_with(filter_text: &str, n: usize) -> App {
             policy: None,
             log_path: String::new(),
             replay_speed: Some(Speed::Factor(1.0)),
+            ask_agent: false,
         },
         filter::parse(filter_text).expect("filter"),
         Connection::Live("bench".to_owned()),
