@@ -76,8 +76,10 @@ impl PolicyContext {
     }
 }
 
+#[cfg(test)]
 impl PolicyContext {
-    /// The policies as the engine resolved them.
+    /// The policies as the engine resolved them (tests serve them from an
+    /// agent).
     pub(crate) fn resolved(&self) -> &Arc<Resolved> {
         &self.resolved
     }
