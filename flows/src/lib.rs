@@ -8,6 +8,7 @@
 //! - [`printer`]: `hubble observe` output formats (compact, dict, jsonpb, table);
 //! - [`recording`]: streaming reader for jsonpb flow recordings;
 //! - [`replay`]: `--last/--first/--since/--until` as a request, or applied locally;
+//! - [`timefmt`]: `--time-format` layouts for printed times;
 //! - [`timespec`]: `--since`/`--until` values;
 //! - [`names`]: Cilium's names for drop reasons, trace points, identities.
 //!
@@ -22,4 +23,5 @@ pub mod printer;
 pub mod recording;
 pub mod replay;
 pub mod selector;
+pub mod timefmt;
 pub mod timespec;

@@ -4,8 +4,9 @@
 //! Matched byte for byte against cilium/cilium `hubble/pkg/printer/printer.go`
 //! (commit 18293194f3615d3915981f78347644986a3f01d1), `terminal.go` and
 //! `color.go`:
-//! - times are `time.StampMilli` (`Jan _2 15:04:05.000`) in UTC, `N/A` when
-//!   missing or invalid;
+//! - times are `time.StampMilli` (`Jan _2 15:04:05.000`) in UTC, or another
+//!   `--time-format` layout (see [`crate::timefmt`]), `N/A` when missing or
+//!   invalid;
 //! - endpoints are `ns/pod:port`, else `ns/service`, else the DNS names
 //!   joined by `,`, else the IP (IPv6 in brackets when a port follows);
 //!   without an IP layer the Ethernet addresses are shown;
@@ -34,7 +35,10 @@ use holonet_proto::{
     wkt::Timestamp,
 };
 
-use crate::names;
+use crate::{
+    names,
+    timefmt::{TimeFormat, write_time},
+};
 
 /// Output format, as `hubble observe -o`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -81,6 +85,8 @@ pub struct PrintOptions {
     pub color: bool,
     /// `--ip-translation` (default true): names instead of IPs.
     pub ip_translation: bool,
+    /// `--time-format`.
+    pub time_format: TimeFormat,
 }
 
 impl Default for PrintOptions {
@@ -90,6 +96,7 @@ impl Default for PrintOptions {
             node_name: false,
             color: false,
             ip_translation: true,
+            time_format: TimeFormat::StampMilli,
         }
     }
 }
@@ -393,7 +400,7 @@ impl<W: Write> Printer<W> {
         buf.clear();
         match self.opts.format {
             OutputFormat::Compact => {
-                write_stamp_milli(&mut buf, flow.time.as_ref());
+                write_time(&mut buf, flow.time.as_ref(), self.opts.time_format);
                 if self.opts.node_name {
                     let _ = write!(buf, " [{}]", esc(&flow.node_name));
                 }
@@ -433,7 +440,7 @@ impl<W: Write> Printer<W> {
                     buf.push('\n');
                 }
                 buf.push_str("  TIMESTAMP: ");
-                write_stamp_milli(&mut buf, flow.time.as_ref());
+                write_time(&mut buf, flow.time.as_ref(), self.opts.time_format);
                 buf.push('\n');
                 if self.opts.node_name {
                     let _ = writeln!(buf, "       NODE: {}", esc(&flow.node_name));
@@ -453,7 +460,7 @@ impl<W: Write> Printer<W> {
             OutputFormat::Table => {
                 let mut row = Vec::with_capacity(7);
                 let mut ts = String::new();
-                write_stamp_milli(&mut ts, flow.time.as_ref());
+                write_time(&mut ts, flow.time.as_ref(), self.opts.time_format);
                 row.push(ts);
                 if self.opts.node_name {
                     row.push(esc(&flow.node_name).into_owned());
@@ -567,7 +574,7 @@ pub fn node_status_message(
         return String::from_utf8(out).ok();
     }
     let mut ts = String::new();
-    write_stamp_milli(&mut ts, resp.time.as_ref());
+    write_time(&mut ts, resp.time.as_ref(), opts.time_format);
     let prefix = format!("{ts} [{}]", resp.node_name);
     let n = s.node_names.len();
     let names = join_with_cut_off(&s.node_names, ", ", 50);
@@ -684,38 +691,7 @@ pub fn flow_type(flow: &Flow, out: &mut String) {
 /// Go's `time.StampMilli` in UTC (`Mar  2 09:41:07.512`), or `N/A` for a
 /// missing or invalid timestamp (`timestamppb.IsValid`).
 pub fn write_stamp_milli(out: &mut String, ts: Option<&Timestamp>) {
-    const MIN: i64 = -62_135_596_800;
-    const MAX: i64 = 253_402_300_800;
-    let Some(ts) =
-        ts.filter(|t| t.seconds >= MIN && t.seconds < MAX && (0..1_000_000_000).contains(&t.nanos))
-    else {
-        out.push_str("N/A");
-        return;
-    };
-    let days = ts.seconds.div_euclid(86_400);
-    let secs = ts.seconds.rem_euclid(86_400);
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let _ = era;
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let m = MONTHS[usize::try_from(month - 1).unwrap_or(0).min(11)];
-    let _ = write!(
-        out,
-        "{m} {day:>2} {:02}:{:02}:{:02}.{:03}",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60,
-        ts.nanos / 1_000_000
-    );
+    write_time(out, ts, TimeFormat::StampMilli);
 }
 
 /// Serialises a `GetFlowsResponse` as Go's protojson does. pbjson writes

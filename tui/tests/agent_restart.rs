@@ -210,6 +210,31 @@ fn enforcement_survives_a_killed_agent_and_a_restart_takes_over() {
         "a flow names its allowing policy:\n{text}"
     );
 
+    // A field mask asks the agent for part of each flow.
+    let masked = output_within(
+        Command::new(env!("CARGO_BIN_EXE_holonet")).args([
+            "observe",
+            "--server",
+            &listen,
+            "--last",
+            "5",
+            "-o",
+            "jsonpb",
+            "--field-mask",
+            "verdict,source.pod_name",
+        ]),
+        Duration::from_secs(30),
+    )
+    .expect("holonet observe --field-mask");
+    let text = String::from_utf8_lossy(&masked.stdout);
+    assert!(
+        text.lines().count() == 5
+            && text
+                .lines()
+                .all(|l| l.contains("\"verdict\"") && !l.contains("\"destination\"")),
+        "only the masked fields:\n{text}"
+    );
+
     // Load: the payer keeps asking for both patients while the agent is
     // killed and restarted.
     let stop = Arc::new(AtomicBool::new(false));

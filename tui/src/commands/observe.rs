@@ -21,10 +21,13 @@ use holonet_flows::{
     printer::{self, OutputFormat, PrintOptions, Printer},
     recording::{RecordingError, RecordingReader},
     replay::{self, Offer, Replay, Selection},
+    timefmt::TimeFormat,
     timespec,
 };
 use holonet_proto::{
+    flow::FlowFilter,
     observer::{GetFlowsRequest, GetFlowsResponse, observer_client::ObserverClient},
+    pbjson_types::FieldMask,
     wkt::Timestamp,
 };
 use tonic::transport::ClientTlsConfig;
@@ -108,6 +111,28 @@ pub(crate) struct ObserveArgs {
     /// Show pod, service and DNS names instead of IP addresses.
     #[arg(long, value_name = "BOOL", default_value_t = true, action = ArgAction::Set, help_heading = "Output")]
     ip_translation: bool,
+    /// Display all information in numeric form (IP addresses, not names).
+    #[arg(long, help_heading = "Output")]
+    numeric: bool,
+    /// How times are printed: StampMilli (default), YearMonthDay,
+    /// YearMonthDayHour, YearMonthDayHourMinute, RFC3339, RFC3339Milli,
+    /// RFC3339Micro, RFC3339Nano or RFC1123Z (case-insensitive; UTC).
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "StampMilli",
+        help_heading = "Output"
+    )]
+    time_format: String,
+    /// Ask the server for these fields only (comma-separated protojson
+    /// paths, e.g. time,verdict,source.pod_name); -o json/jsonpb only.
+    #[arg(
+        long,
+        value_name = "PATHS",
+        value_delimiter = ',',
+        help_heading = "Output"
+    )]
+    field_mask: Vec<String>,
     /// Print the whitelist and blacklist the flags produce, then exit.
     #[arg(long, help_heading = "Output")]
     print_raw_filters: bool,
@@ -136,9 +161,33 @@ pub(crate) struct ObserveArgs {
     #[command(flatten)]
     tls: ClientTlsArgs,
 
+    /// Also show flows matching these JSON-encoded FlowFilters (OR with
+    /// the filter flags); repeat, or put several objects in one value.
+    #[arg(long, value_name = "JSON", help_heading = "Raw filters")]
+    allowlist: Vec<String>,
+    /// Never show flows matching these JSON-encoded FlowFilters.
+    #[arg(long, value_name = "JSON", help_heading = "Raw filters")]
+    denylist: Vec<String>,
+    /// Flows of every namespace (the default; for hubble's habits).
+    #[arg(short = 'A', long, help_heading = "Filters")]
+    all_namespaces: bool,
+
     /// The filter flags (boxed: they are many, and clap keeps them all).
     #[command(flatten)]
     filters: Box<FilterFlags>,
+}
+
+/// `--allowlist`/`--denylist` values: each holds one or more JSON
+/// FlowFilter objects (protojson field names, enum names or numbers), as
+/// `hubble observe` decodes them.
+fn raw_filters(flag: &str, values: &[String]) -> anyhow::Result<Vec<FlowFilter>> {
+    let mut filters = Vec::new();
+    for value in values {
+        for filter in serde_json::Deserializer::from_str(value).into_iter::<FlowFilter>() {
+            filters.push(filter.with_context(|| format!("invalid --{flag} {value:?}"))?);
+        }
+    }
+    Ok(filters)
 }
 
 /// The filter flags of `hubble observe`, plus holonet's `--filter`.
@@ -337,6 +386,13 @@ const VALUE_LONGS: &[&str] = &[
 const VALUE_SHORTS: &[char] = &['o'];
 
 impl FilterFlags {
+    /// Whether a namespace filter flag was given.
+    fn names_a_namespace(&self) -> bool {
+        !(self.namespace.is_empty()
+            && self.from_namespace.is_empty()
+            && self.to_namespace.is_empty())
+    }
+
     /// Values clap parsed for a filter flag.
     fn values(&self, flag: FilterFlag) -> Vec<String> {
         let count = |n: u8| vec![String::new(); usize::from(n)];
@@ -532,7 +588,21 @@ pub(crate) fn run(args: ObserveArgs) -> anyhow::Result<ExitCode> {
         since,
         until,
     };
-    let request = replay::flows_request(&selection, filters)?;
+    let mut request = replay::flows_request(&selection, filters)?;
+    if args.all_namespaces && args.filters.names_a_namespace() {
+        bail!("-A/--all-namespaces contradicts --namespace, --from-namespace and --to-namespace");
+    }
+    request
+        .whitelist
+        .extend(raw_filters("allowlist", &args.allowlist)?);
+    request
+        .blacklist
+        .extend(raw_filters("denylist", &args.denylist)?);
+    if !args.field_mask.is_empty() {
+        request.field_mask = Some(FieldMask {
+            paths: args.field_mask.clone(),
+        });
+    }
 
     if args.print_raw_filters {
         let mut out = String::from("allowlist:\n");
@@ -548,11 +618,19 @@ pub(crate) fn run(args: ObserveArgs) -> anyhow::Result<ExitCode> {
     }
     log::debug!("filter: {}", filter_args.describe());
 
+    let time_format: TimeFormat = args
+        .time_format
+        .parse()
+        .map_err(|e: String| anyhow!("--time-format: {e}"))?;
+    if !args.field_mask.is_empty() && !matches!(format, OutputFormat::Json | OutputFormat::JsonPb) {
+        bail!("--field-mask works with -o json or jsonpb only: the other formats need whole flows");
+    }
     let opts = PrintOptions {
+        time_format,
         format,
         node_name: args.print_node_name,
         color: use_color(&args.color),
-        ip_translation: args.ip_translation,
+        ip_translation: args.ip_translation && !args.numeric,
     };
     let stdout = BufWriter::with_capacity(64 * 1024, io::stdout().lock());
     let mut printer = Printer::new(stdout, opts);
