@@ -99,6 +99,28 @@ fn time_formats_and_numeric_output() {
 }
 
 #[test]
+fn a_field_mask_applies_to_recordings_as_the_agent_applies_it() {
+    let masked = lines(&observe(&[
+        "--last",
+        "2",
+        "-o",
+        "jsonpb",
+        "--field-mask",
+        "verdict,source.pod_name",
+    ]));
+    assert_eq!(masked.len(), 2);
+    for line in &masked {
+        assert!(line.starts_with(r#"{"flow":{"verdict":"#), "{line}");
+        assert!(
+            !line.contains("destination") && !line.contains("l7"),
+            "{line}"
+        );
+    }
+    let err = refused(&["-o", "jsonpb", "--field-mask", "bogus.path"]);
+    assert!(err.contains("`bogus.path` is not a field"), "{err}");
+}
+
+#[test]
 fn contradictions_are_refused_with_the_reason() {
     let err = refused(&["--field-mask", "time,verdict"]);
     assert!(err.contains("-o json or jsonpb only"), "{err}");

@@ -15,7 +15,7 @@ use std::{
 
 use anyhow::{Context, anyhow, bail};
 use clap::ArgAction;
-use holonet_agent::relay::peers::status_reason;
+use holonet_agent::{observer::mask::FieldMask as MaskFilter, relay::peers::status_reason};
 use holonet_flows::{
     flags::{FilterArgs, FilterFlag, FilterToken, raw_filter_json},
     printer::{self, OutputFormat, PrintOptions, Printer},
@@ -26,7 +26,10 @@ use holonet_flows::{
 };
 use holonet_proto::{
     flow::FlowFilter,
-    observer::{GetFlowsRequest, GetFlowsResponse, observer_client::ObserverClient},
+    observer::{
+        GetFlowsRequest, GetFlowsResponse, get_flows_response::ResponseTypes,
+        observer_client::ObserverClient,
+    },
     pbjson_types::FieldMask,
     wkt::Timestamp,
 };
@@ -635,7 +638,25 @@ pub(crate) fn run(args: ObserveArgs) -> anyhow::Result<ExitCode> {
     let stdout = BufWriter::with_capacity(64 * 1024, io::stdout().lock());
     let mut printer = Printer::new(stdout, opts);
     let result = match &args.input_file {
-        Some(path) => replay_file(path, &request, &mut printer, &opts, args.debug),
+        Some(path) => {
+            // The agent applies a field mask before sending; a recording
+            // gets the same treatment here.
+            let mask =
+                MaskFilter::new(&args.field_mask).map_err(|e| anyhow!("--field-mask: {e}"))?;
+            let mut emit_masked = |printer: &mut Printer<_>, resp: GetFlowsResponse| {
+                let resp = match resp.response_types {
+                    Some(ResponseTypes::Flow(flow)) if mask != MaskFilter::All => {
+                        GetFlowsResponse {
+                            response_types: Some(ResponseTypes::Flow(mask.apply(&flow))),
+                            ..resp
+                        }
+                    }
+                    _ => resp,
+                };
+                emit(printer, &opts, args.debug, &resp)
+            };
+            replay_file(path, &request, &mut printer, &mut emit_masked)
+        }
         None => {
             let timeout = timespec::parse_go_duration(&args.timeout)
                 .and_then(|ns| u64::try_from(ns).ok())
@@ -672,8 +693,7 @@ fn replay_file<W: Write>(
     path: &str,
     request: &GetFlowsRequest,
     printer: &mut Printer<W>,
-    opts: &PrintOptions,
-    debug: bool,
+    emit: &mut impl FnMut(&mut Printer<W>, GetFlowsResponse) -> io::Result<()>,
 ) -> Result<(), Stop> {
     let input: Box<dyn BufRead> = if path == "-" {
         Box::new(io::stdin().lock())
@@ -687,7 +707,7 @@ fn replay_file<W: Write>(
         match item {
             Ok(resp) => match replay.offer(resp) {
                 Offer::Emit(resp) => {
-                    emit(printer, opts, debug, &resp)?;
+                    emit(printer, *resp)?;
                     if replay.is_done() {
                         break;
                     }
@@ -706,7 +726,7 @@ fn replay_file<W: Write>(
         }
     }
     for resp in replay.finish() {
-        emit(printer, opts, debug, &resp)?;
+        emit(printer, *resp)?;
     }
     if let Some(summary) = records.stats().skipped_summary() {
         stderr_line!("holonet: warning: {path}: {summary}");
