@@ -27,6 +27,8 @@ use holonet_agent::{
     tls::ServerTlsFiles,
 };
 
+use super::signals::Shutdown;
+
 /// How to attach the TC classifiers.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum TcModeArg {
@@ -249,34 +251,6 @@ fn apply_policies(
     Ok(summary)
 }
 
-/// Resolves when the process is asked to stop (Ctrl-C, SIGTERM, SIGHUP).
-pub(crate) async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).ok();
-    let mut hup = signal(SignalKind::hangup()).ok();
-    let term = async {
-        match term.as_mut() {
-            Some(s) => {
-                s.recv().await;
-            }
-            None => std::future::pending().await,
-        }
-    };
-    let hup = async {
-        match hup.as_mut() {
-            Some(s) => {
-                s.recv().await;
-            }
-            None => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = term => {}
-        () = hup => {}
-    }
-}
-
 fn optional(value: &str) -> Option<&str> {
     (!value.eq_ignore_ascii_case("none") && !value.is_empty()).then_some(value)
 }
@@ -463,9 +437,10 @@ pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
         // Report events the kernel could not hand over as lost events.
         let mut lost_seen = 0;
         let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut shutdown = Shutdown::listen();
         let outcome: anyhow::Result<()> = loop {
             tokio::select! {
-                () = shutdown_signal() => break Ok(()),
+                () = shutdown.recv() => break Ok(()),
                 result = &mut pipeline_task => {
                     break match result {
                         Ok(Ok(())) => Ok(()),

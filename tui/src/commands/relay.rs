@@ -17,7 +17,7 @@ use holonet_agent::{
 };
 use holonet_flows::timespec;
 
-use super::agent::shutdown_signal;
+use super::signals::shutdown_signal;
 
 /// The long help of `holonet relay` (set on the subcommand in main.rs: a
 /// doc comment there would otherwise replace it).

@@ -48,7 +48,7 @@ use holonet_flows::printer::{PrintOptions, Printer};
 use holonet_lab::{ChildGuard, Lab, Pod, fhir::TokenMode, wait_for_tcp_listener};
 use tokio::task::JoinHandle;
 
-use super::agent::{TcModeArg, shutdown_signal};
+use super::{agent::TcModeArg, signals::shutdown_signal};
 use story::{Checked, KUBE_DNS, POD_IDENTITIES, POD_NAMES, Played, SERVER, STORY};
 
 /// The FHIR server's port, as in the seed story.
