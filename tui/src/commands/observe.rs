@@ -808,10 +808,11 @@ async fn stream_from_server<W: Write>(
             anyhow!("GetFlows: {}: {reason}{hint}", s.code())
         })?
         .into_inner();
+    let mut stop = super::signals::Shutdown::listen();
     loop {
         let next = tokio::select! {
             m = stream.message() => m,
-            _ = tokio::signal::ctrl_c() => return Ok(()),
+            () = stop.recv() => return Ok(()),
         };
         match next {
             Ok(Some(resp)) => {
