@@ -134,17 +134,13 @@ pub fn capabilities_response(facts: AgentFacts) -> GetCapabilitiesResponse {
         feature(
             "L7 HTTP policy",
             enforcing,
-            policy_detail(
-                "every HTTP/1.x request checked in the kernel; denied ones answered 403 \
-                 (IPv4; IPv6 requests are dropped without the answer)",
-            ),
+            policy_detail("every HTTP/1.x request checked in the kernel; denied ones answered 403"),
         ),
         feature(
             "DNS policy",
             enforcing,
             policy_detail(
-                "matchName/matchPattern checked on every query; denied ones answered \
-                 REFUSED (IPv4; IPv6 queries are dropped without the answer)",
+                "matchName/matchPattern checked on every query; denied ones answered REFUSED",
             ),
         ),
         feature(

@@ -5,7 +5,7 @@ use std::{
     ffi::OsStr,
     fs,
     hash::{Hash, Hasher},
-    net::Ipv4Addr,
+    net::{Ipv4Addr, Ipv6Addr},
     path::Path,
     process::{Command, Output, Stdio},
     sync::atomic::{AtomicU32, Ordering},
@@ -20,6 +20,10 @@ use crate::{
 /// for it, so a packet to a pod that no longer exists never leaves the machine.
 const POD_RANGE: &str = "10.250.0.0/16";
 const POD_RANGE_BASE: [u8; 2] = [10, 250];
+/// Pods' IPv6 addresses: `10.250.a.b` also has `fd00:250::a:b`.
+const POD_RANGE6: &str = "fd00:250::/96";
+/// The IPv6 next hop of pods, bound like [`POD_GATEWAY`].
+const POD_GATEWAY6: &str = "fe80::1";
 /// The next hop pods use to reach each other: a link-local address bound to
 /// the host-side veth's MAC by a permanent neighbour entry in the pod.
 const POD_GATEWAY: &str = "169.254.1.1";
@@ -69,6 +73,8 @@ pub struct Pod {
     pub host_ifname: String,
     /// The pod's IPv4 address.
     pub ip: Ipv4Addr,
+    /// The pod's IPv6 address (`fd00:250::a:b` for `10.250.a.b`).
+    pub ip6: Ipv6Addr,
 }
 
 impl Pod {
@@ -121,6 +127,8 @@ impl Lab {
         remove_stale();
         write_proc("/proc/sys/net/ipv4/ip_forward", "1")?;
         ip(&["route", "replace", "unreachable", POD_RANGE])?;
+        write_proc("/proc/sys/net/ipv6/conf/all/forwarding", "1")?;
+        ip(&["-6", "route", "replace", "unreachable", POD_RANGE6])?;
         Ok(Self {
             id: NEXT_LAB.fetch_add(1, Ordering::Relaxed),
             pods: Vec::new(),
@@ -159,6 +167,7 @@ impl Lab {
             netns: netns.clone(),
             host_ifname: host_ifname.clone(),
             ip: Ipv4Addr::UNSPECIFIED,
+            ip6: Ipv6Addr::UNSPECIFIED,
         });
         ip(&[
             "link",
@@ -173,12 +182,16 @@ impl Lab {
         ip(&["link", "set", &peer, "netns", &netns])?;
         ip(&["link", "set", &host_ifname, "up"])?;
         let pod_ip = claim_address(&host_ifname, &netns)?;
+        let [_, _, a, b] = pod_ip.octets();
+        let pod_ip6 = Ipv6Addr::new(0xfd00, 0x250, 0, 0, 0, 0, u16::from(a), u16::from(b));
         if let Some(pod) = self.pods.last_mut() {
             pod.ip = pod_ip;
+            pod.ip6 = pod_ip6;
         }
 
         let host_mac = read_sys(&format!("/sys/class/net/{host_ifname}/address"))?;
         let addr = format!("{pod_ip}/32");
+        let addr6 = format!("{pod_ip6}/128");
         for args in [
             vec!["link", "set", &peer, "name", "eth0"],
             vec!["link", "set", "lo", "up"],
@@ -197,11 +210,55 @@ impl Lab {
             ],
             vec!["route", "add", POD_GATEWAY, "dev", "eth0", "scope", "link"],
             vec!["route", "add", POD_RANGE, "via", POD_GATEWAY, "dev", "eth0"],
+            vec!["-6", "addr", "add", &addr6, "dev", "eth0", "nodad"],
+            vec![
+                "-6",
+                "neigh",
+                "replace",
+                POD_GATEWAY6,
+                "lladdr",
+                host_mac.trim(),
+                "dev",
+                "eth0",
+                "nud",
+                "permanent",
+            ],
+            vec![
+                "-6",
+                "route",
+                "add",
+                POD_RANGE6,
+                "via",
+                POD_GATEWAY6,
+                "dev",
+                "eth0",
+            ],
         ] {
             let mut full = vec!["-n", netns.as_str()];
             full.extend(args);
             ip(&full)?;
         }
+        // The host reaches the pod's IPv6 address on its veth without
+        // neighbour discovery (which would wait for duplicate detection).
+        let pod_mac = ip(&["-n", &netns, "-br", "link", "show", "eth0"])?;
+        let pod_mac = String::from_utf8_lossy(&pod_mac.stdout)
+            .split_whitespace()
+            .nth(2)
+            .unwrap_or_default()
+            .to_string();
+        ip(&["-6", "route", "replace", &addr6, "dev", &host_ifname])?;
+        ip(&[
+            "-6",
+            "neigh",
+            "replace",
+            &pod_ip6.to_string(),
+            "lladdr",
+            &pod_mac,
+            "dev",
+            &host_ifname,
+            "nud",
+            "permanent",
+        ])?;
         Ok(self.pods.last().cloned().expect("pushed above"))
     }
 

@@ -1,7 +1,7 @@
 //! Packets the probe writes itself: the `403 Forbidden` answer a client gets
 //! for a request denied by L7 rules, and the RST that closes the server's
-//! side of that connection. Both are built in place of the denied segment
-//! (IPv4; other families are dropped without an answer).
+//! side of that connection. Both are built in place of the denied segment,
+//! over IPv4 or IPv6.
 
 use aya_ebpf::{
     bindings::TC_ACT_SHOT,
@@ -18,6 +18,10 @@ const FORBIDDEN: &[u8; FORBIDDEN_LEN] = b"HTTP/1.1 403 Forbidden\r\ncontent-leng
 const FORBIDDEN_LEN: usize = 104;
 /// Ethernet + IPv4 + TCP headers (no options) + the response.
 const FORBIDDEN_FRAME: usize = 14 + 20 + 20 + FORBIDDEN_LEN;
+/// The same over IPv6 (a 40-byte header without extension headers).
+const FORBIDDEN_FRAME6: usize = 14 + 40 + 20 + FORBIDDEN_LEN;
+const ETH_P_IP: [u8; 2] = [0x08, 0x00];
+const ETH_P_IPV6: [u8; 2] = [0x86, 0xdd];
 const _: () = assert!(FORBIDDEN_LEN.is_multiple_of(2));
 
 /// Sum of the big-endian 16-bit words of `bytes` (even length), computed at
@@ -84,15 +88,50 @@ fn ipv4_header(src: &[u8; 16], dst: &[u8; 16], total_len: u16) -> [u8; 20] {
     ip
 }
 
-/// A TCP header without options; `body_sum` is the word sum of the
-/// payload (of `body_len` bytes), so the checksum covers it.
+/// An IPv6 header without extension headers, from `src` to `dst`, for a
+/// TCP segment of `payload_len` bytes.
+#[inline(always)]
+fn ipv6_header(src: &[u8; 16], dst: &[u8; 16], payload_len: u16) -> [u8; 40] {
+    let mut ip = [0u8; 40];
+    ip[0] = 0x60;
+    ip[4] = (payload_len >> 8) as u8;
+    ip[5] = payload_len as u8;
+    ip[6] = IPPROTO_TCP;
+    ip[7] = 64;
+    let mut i = 0;
+    while i < 16 {
+        ip[8 + i] = src[i];
+        ip[24 + i] = dst[i];
+        i += 1;
+    }
+    ip
+}
+
+/// The word sum of the TCP pseudo-header for a segment of `tcp_len` bytes
+/// from `src` to `dst` (IPv4 addresses in the first four bytes). IPv6's
+/// 32-bit length and next-header fields add up to the same words.
+#[inline(always)]
+fn pseudo_sum(ipv6: bool, src: &[u8; 16], dst: &[u8; 16], tcp_len: u32) -> u32 {
+    let addrs = if ipv6 {
+        header_sum(src) + header_sum(dst)
+    } else {
+        header_sum(&[
+            src[0], src[1], src[2], src[3], dst[0], dst[1], dst[2], dst[3],
+        ])
+    };
+    addrs + u32::from(IPPROTO_TCP) + tcp_len
+}
+
+/// A TCP header without options; `pseudo` is the pseudo-header's word sum
+/// (see [`pseudo_sum`]) and `body_sum` the word sum of the payload, so the
+/// checksum covers both.
 #[inline(always)]
 fn tcp_header(
-    ip: &[u8; 20],
+    pseudo: u32,
     ports: (u16, u16),
     seq_ack: (u32, u32),
     flags: u8,
-    body: (u32, u32),
+    body_sum: u32,
 ) -> [u8; 20] {
     let (sport, dport) = (ports.0.to_be_bytes(), ports.1.to_be_bytes());
     let (seq, ack) = (seq_ack.0.to_be_bytes(), seq_ack.1.to_be_bytes());
@@ -103,14 +142,7 @@ fn tcp_header(
         0, 0, // checksum
         0, 0, // urgent pointer
     ];
-    // Pseudo header (addresses, protocol, TCP length), header, body.
-    let addrs: [u8; 8] = [
-        ip[12], ip[13], ip[14], ip[15], ip[16], ip[17], ip[18], ip[19],
-    ];
-    let (body_len, body_sum) = body;
-    let sum =
-        header_sum(&addrs) + u32::from(IPPROTO_TCP) + 20 + body_len + header_sum(&tcp) + body_sum;
-    let sum = csum_fold(sum);
+    let sum = csum_fold(pseudo + header_sum(&tcp) + body_sum);
     tcp[16] = (sum >> 8) as u8;
     tcp[17] = sum as u8;
     tcp
@@ -118,38 +150,62 @@ fn tcp_header(
 
 /// Rewrites the denied request segment into `HTTP/1.1 403 Forbidden` with
 /// FIN set, from the server's address back to the client, and redirects it
-/// out of this veth into the client pod. IPv4 only; anything else (or a
-/// helper failure) drops the segment.
+/// out of this veth into the client pod. A helper failure drops the
+/// segment.
 #[inline(never)]
 pub(crate) fn answer_forbidden(ctx: &TcContext, pkt: &L4Packet, at_hook: u8) -> i32 {
-    if pkt.family != family::IPV4 {
+    let ipv6 = pkt.family == family::IPV6;
+    if !ipv6 && pkt.family != family::IPV4 {
         return TC_ACT_SHOT;
     }
     let (Ok(dst_mac), Ok(src_mac)) = (ctx.load::<[u8; 6]>(0), ctx.load::<[u8; 6]>(6)) else {
         return TC_ACT_SHOT;
     };
-    let ip = ipv4_header(&pkt.daddr, &pkt.saddr, (FORBIDDEN_FRAME - 14) as u16);
+    let tcp_len = (20 + FORBIDDEN_LEN) as u32;
     let tcp = tcp_header(
-        &ip,
+        pseudo_sum(ipv6, &pkt.daddr, &pkt.saddr, tcp_len),
         (pkt.dport, pkt.sport),
         (pkt.ack, pkt.seq.wrapping_add(pkt.payload_len as u32)),
         tcp_flags::FIN | tcp_flags::PSH | tcp_flags::ACK,
-        (FORBIDDEN_LEN as u32, FORBIDDEN_SUM),
+        FORBIDDEN_SUM,
     );
+    let ether_type = if ipv6 { ETH_P_IPV6 } else { ETH_P_IP };
     let eth: [u8; 14] = [
-        src_mac[0], src_mac[1], src_mac[2], src_mac[3], src_mac[4], src_mac[5], dst_mac[0],
-        dst_mac[1], dst_mac[2], dst_mac[3], dst_mac[4], dst_mac[5], 0x08, 0x00,
+        src_mac[0],
+        src_mac[1],
+        src_mac[2],
+        src_mac[3],
+        src_mac[4],
+        src_mac[5],
+        dst_mac[0],
+        dst_mac[1],
+        dst_mac[2],
+        dst_mac[3],
+        dst_mac[4],
+        dst_mac[5],
+        ether_type[0],
+        ether_type[1],
     ];
     let skb = ctx.skb.skb;
     // SAFETY: helpers on this program's own sk_buff; each pointer and length
     // describes a local array or the constant response.
     unsafe {
-        if bpf_skb_change_tail(skb, FORBIDDEN_FRAME as u32, 0) != 0
-            || bpf_skb_store_bytes(skb, 0, eth.as_ptr().cast(), 14, 0) != 0
-            || bpf_skb_store_bytes(skb, 14, ip.as_ptr().cast(), 20, 0) != 0
-            || bpf_skb_store_bytes(skb, 34, tcp.as_ptr().cast(), 20, 0) != 0
-            || bpf_skb_store_bytes(skb, 54, FORBIDDEN.as_ptr().cast(), FORBIDDEN_LEN as u32, 0) != 0
-        {
+        let written = if ipv6 {
+            let ip = ipv6_header(&pkt.daddr, &pkt.saddr, tcp_len as u16);
+            bpf_skb_change_tail(skb, FORBIDDEN_FRAME6 as u32, 0) == 0
+                && bpf_skb_store_bytes(skb, 14, ip.as_ptr().cast(), 40, 0) == 0
+                && bpf_skb_store_bytes(skb, 54, tcp.as_ptr().cast(), 20, 0) == 0
+                && bpf_skb_store_bytes(skb, 74, FORBIDDEN.as_ptr().cast(), FORBIDDEN_LEN as u32, 0)
+                    == 0
+        } else {
+            let ip = ipv4_header(&pkt.daddr, &pkt.saddr, (FORBIDDEN_FRAME - 14) as u16);
+            bpf_skb_change_tail(skb, FORBIDDEN_FRAME as u32, 0) == 0
+                && bpf_skb_store_bytes(skb, 14, ip.as_ptr().cast(), 20, 0) == 0
+                && bpf_skb_store_bytes(skb, 34, tcp.as_ptr().cast(), 20, 0) == 0
+                && bpf_skb_store_bytes(skb, 54, FORBIDDEN.as_ptr().cast(), FORBIDDEN_LEN as u32, 0)
+                    == 0
+        };
+        if !written || bpf_skb_store_bytes(skb, 0, eth.as_ptr().cast(), 14, 0) != 0 {
             return TC_ACT_SHOT;
         }
         // Enforcing the client's egress (TC ingress of its veth): the answer
@@ -182,32 +238,53 @@ pub(crate) fn redirect_flags(at_hook: u8, to_client: bool) -> u64 {
 #[inline(never)]
 pub(crate) fn reset_server(ctx: &TcContext, pkt: &L4Packet, at_hook: u8) {
     const RST_FRAME: usize = 14 + 20 + 20;
-    if pkt.family != family::IPV4 {
+    const RST_FRAME6: usize = 14 + 40 + 20;
+    let ipv6 = pkt.family == family::IPV6;
+    if !ipv6 && pkt.family != family::IPV4 {
         return;
     }
     let (Ok(dst_mac), Ok(src_mac)) = (ctx.load::<[u8; 6]>(0), ctx.load::<[u8; 6]>(6)) else {
         return;
     };
-    let ip = ipv4_header(&pkt.saddr, &pkt.daddr, (RST_FRAME - 14) as u16);
     let tcp = tcp_header(
-        &ip,
+        pseudo_sum(ipv6, &pkt.saddr, &pkt.daddr, 20),
         (pkt.sport, pkt.dport),
         (pkt.seq, pkt.ack),
         tcp_flags::RST | tcp_flags::ACK,
-        (0, 0),
+        0,
     );
+    let ether_type = if ipv6 { ETH_P_IPV6 } else { ETH_P_IP };
     let eth: [u8; 14] = [
-        dst_mac[0], dst_mac[1], dst_mac[2], dst_mac[3], dst_mac[4], dst_mac[5], src_mac[0],
-        src_mac[1], src_mac[2], src_mac[3], src_mac[4], src_mac[5], 0x08, 0x00,
+        dst_mac[0],
+        dst_mac[1],
+        dst_mac[2],
+        dst_mac[3],
+        dst_mac[4],
+        dst_mac[5],
+        src_mac[0],
+        src_mac[1],
+        src_mac[2],
+        src_mac[3],
+        src_mac[4],
+        src_mac[5],
+        ether_type[0],
+        ether_type[1],
     ];
     let skb = ctx.skb.skb;
     // SAFETY: helpers on this program's own sk_buff with local arrays.
     unsafe {
-        if bpf_skb_change_tail(skb, RST_FRAME as u32, 0) != 0
-            || bpf_skb_store_bytes(skb, 0, eth.as_ptr().cast(), 14, 0) != 0
-            || bpf_skb_store_bytes(skb, 14, ip.as_ptr().cast(), 20, 0) != 0
-            || bpf_skb_store_bytes(skb, 34, tcp.as_ptr().cast(), 20, 0) != 0
-        {
+        let written = if ipv6 {
+            let ip = ipv6_header(&pkt.saddr, &pkt.daddr, 20);
+            bpf_skb_change_tail(skb, RST_FRAME6 as u32, 0) == 0
+                && bpf_skb_store_bytes(skb, 14, ip.as_ptr().cast(), 40, 0) == 0
+                && bpf_skb_store_bytes(skb, 54, tcp.as_ptr().cast(), 20, 0) == 0
+        } else {
+            let ip = ipv4_header(&pkt.saddr, &pkt.daddr, (RST_FRAME - 14) as u16);
+            bpf_skb_change_tail(skb, RST_FRAME as u32, 0) == 0
+                && bpf_skb_store_bytes(skb, 14, ip.as_ptr().cast(), 20, 0) == 0
+                && bpf_skb_store_bytes(skb, 34, tcp.as_ptr().cast(), 20, 0) == 0
+        };
+        if !written || bpf_skb_store_bytes(skb, 0, eth.as_ptr().cast(), 14, 0) != 0 {
             return;
         }
         let _ = ctx.clone_redirect((*skb).ifindex, redirect_flags(at_hook, false));

@@ -162,26 +162,34 @@ unsafe extern "C" fn name_step(index: u32, ctx: *mut c_void) -> i64 {
 
 /// Turns the denied query into its `REFUSED` answer in place (the whole
 /// query echoed with QR set, rcode 5, no answers) and sends it back to the
-/// client. IPv4 only; anything else (or a helper failure) drops the query.
+/// client, over IPv4 or IPv6. A helper failure drops the query.
 #[inline(never)]
 pub(crate) fn answer_refused(ctx: &TcContext, pkt: &L4Packet, at_hook: u8) -> i32 {
-    if pkt.family != family::IPV4 || pkt.payload_offset < 8 {
+    let ipv6 = pkt.family == family::IPV6;
+    if (!ipv6 && pkt.family != family::IPV4) || pkt.payload_offset < 8 {
         return TC_ACT_SHOT;
     }
+    let l4 = pkt.payload_offset - 8;
     // Zero-initialised buffers filled by the helper: older verifiers refuse
-    // to read stack bytes a helper wrote into uninitialised space.
-    let (mut macs, mut addrs, mut flags) = ([0u8; 12], [0u8; 8], [0u8; 1]);
+    // to read stack bytes a helper wrote into uninitialised space. `header`
+    // is the DNS header from the flags on (flags, QD, AN and NS counts).
+    let (mut macs, mut header, mut checksum) = ([0u8; 12], [0u8; 8], [0u8; 2]);
     let skb = ctx.skb.skb;
     // SAFETY: helper reads from this program's own sk_buff into local arrays
     // of exactly the lengths given.
     let loaded = unsafe {
         bpf_skb_load_bytes(skb as *const _, 0, macs.as_mut_ptr().cast(), 12) == 0
-            && bpf_skb_load_bytes(skb as *const _, 26, addrs.as_mut_ptr().cast(), 8) == 0
             && bpf_skb_load_bytes(
                 skb as *const _,
                 (pkt.payload_offset + 2) as u32,
-                flags.as_mut_ptr().cast(),
-                1,
+                header.as_mut_ptr().cast(),
+                8,
+            ) == 0
+            && bpf_skb_load_bytes(
+                skb as *const _,
+                (l4 + 6) as u32,
+                checksum.as_mut_ptr().cast(),
+                2,
             ) == 0
     };
     if !loaded {
@@ -191,24 +199,58 @@ pub(crate) fn answer_refused(ctx: &TcContext, pkt: &L4Packet, at_hook: u8) -> i3
         macs[6], macs[7], macs[8], macs[9], macs[10], macs[11], macs[0], macs[1], macs[2], macs[3],
         macs[4], macs[5],
     ];
-    // Swapping the addresses leaves the IPv4 header checksum as it was.
-    let ip: [u8; 8] = [
-        addrs[4], addrs[5], addrs[6], addrs[7], addrs[0], addrs[1], addrs[2], addrs[3],
-    ];
     let (sport, dport) = (pkt.sport.to_be_bytes(), pkt.dport.to_be_bytes());
-    // Ports swapped; checksum 0: "none" for UDP over IPv4.
     let udp: [u8; 4] = [dport[0], dport[1], sport[0], sport[1]];
-    let udp_checksum: [u8; 2] = [0, 0];
     // QR set, opcode and RD kept; rcode REFUSED; no answer or authority
     // records (additional records, e.g. EDNS, are echoed).
-    let dns: [u8; 2] = [(flags[0] & 0x79) | 0x80, 0x05];
+    let dns: [u8; 2] = [(header[0] & 0x79) | 0x80, 0x05];
     let counts: [u8; 4] = [0; 4];
-    let l4 = pkt.payload_offset - 8;
+    // Swapping addresses and ports leaves every checksum as it was. Over
+    // IPv4 the UDP checksum becomes 0 ("none"); IPv6 requires one, updated
+    // for the changed DNS words (RFC 1624).
+    let udp_checksum: [u8; 2] = if ipv6 {
+        let word = |b: [u8; 2]| u32::from(u16::from_be_bytes(b));
+        let mut sum = u32::from(!u16::from_be_bytes(checksum));
+        let changes = [
+            ([header[0], header[1]], dns),
+            ([header[4], header[5]], [0, 0]),
+            ([header[6], header[7]], [0, 0]),
+        ];
+        let mut i = 0;
+        while i < changes.len() {
+            let (old, new) = changes[i];
+            sum += u32::from(!(word(old) as u16)) + word(new);
+            i += 1;
+        }
+        sum = (sum & 0xffff) + (sum >> 16);
+        sum = (sum & 0xffff) + (sum >> 16);
+        let folded = !(sum as u16);
+        (if folded == 0 { 0xffff } else { folded }).to_be_bytes()
+    } else {
+        [0, 0]
+    };
     // SAFETY: helpers on this program's own sk_buff; each pointer and
     // length describes a local array.
     unsafe {
-        if bpf_skb_store_bytes(skb, 0, eth.as_ptr().cast(), 12, 0) != 0
-            || bpf_skb_store_bytes(skb, 26, ip.as_ptr().cast(), 8, 0) != 0
+        let addresses_swapped = if ipv6 {
+            bpf_skb_store_bytes(skb, 22, pkt.daddr.as_ptr().cast(), 16, 0) == 0
+                && bpf_skb_store_bytes(skb, 38, pkt.saddr.as_ptr().cast(), 16, 0) == 0
+        } else {
+            // Swapping the addresses leaves the IPv4 header checksum as it was.
+            let ip: [u8; 8] = [
+                pkt.daddr[0],
+                pkt.daddr[1],
+                pkt.daddr[2],
+                pkt.daddr[3],
+                pkt.saddr[0],
+                pkt.saddr[1],
+                pkt.saddr[2],
+                pkt.saddr[3],
+            ];
+            bpf_skb_store_bytes(skb, 26, ip.as_ptr().cast(), 8, 0) == 0
+        };
+        if !addresses_swapped
+            || bpf_skb_store_bytes(skb, 0, eth.as_ptr().cast(), 12, 0) != 0
             || bpf_skb_store_bytes(skb, l4 as u32, udp.as_ptr().cast(), 4, 0) != 0
             || bpf_skb_store_bytes(skb, (l4 + 6) as u32, udp_checksum.as_ptr().cast(), 2, 0) != 0
             || bpf_skb_store_bytes(

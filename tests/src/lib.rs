@@ -150,6 +150,11 @@ impl HttpServer {
     /// Serves `files` (path relative to the root, content) from `pod` on
     /// `port`, and waits until it listens.
     pub fn start(pod: &holonet_lab::Pod, port: u16, files: &[(&str, &str)]) -> Self {
+        Self::start_on(pod, "0.0.0.0", port, files)
+    }
+
+    /// [`HttpServer::start`] on address `bind` (`::` serves IPv6 and IPv4).
+    pub fn start_on(pod: &holonet_lab::Pod, bind: &str, port: u16, files: &[(&str, &str)]) -> Self {
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let dir = std::env::temp_dir().join(format!(
             "holonet-http-{}-{}",
@@ -170,6 +175,8 @@ impl HttpServer {
                     "-m",
                     "http.server",
                     &port.to_string(),
+                    "--bind",
+                    bind,
                     "--directory",
                     &dir.to_string_lossy(),
                 ],
