@@ -6,7 +6,7 @@
 #
 # BIN_DIR holds `holonet` and the end-to-end test binaries under their target
 # names (status, walking_skeleton, enforcement_l3l4, star_wars, hostile_l7,
-# observer_e2e, dns_policy). CHECKS (space-separated names) limits the run; the default is
+# observer_e2e, dns_policy, ipv6). CHECKS (space-separated names) limits the run; the default is
 # all of them. CHECK_TIMEOUT (seconds, default 600) bounds each check.
 #
 # Every check prints, on stdout,
@@ -17,7 +17,7 @@
 # kernel says why (N/A is never silent). POSIX sh: busybox ash in the VMs.
 
 bin=${1:?usage: checks.sh BIN_DIR}
-all="status caps events-clsact events-tcx policy l7-403 l7-star-wars l7-hostile dns grpc process"
+all="status caps events-clsact events-tcx policy l7-403 l7-star-wars l7-hostile dns dns-policy ipv6 grpc process"
 checks=${CHECKS:-$all}
 limit=${CHECK_TIMEOUT:-600}
 out=${TMPDIR:-/tmp}/holonet-check.$$
@@ -119,6 +119,9 @@ fi
 
 # DNS rules enforced in the kernel: allowed names answered, others REFUSED.
 tests dns-policy dns_policy dns_rules_allow_named_queries_and_refuse_the_rest
+
+# The same enforcement and answers over IPv6.
+tests ipv6 ipv6 enforcement_and_answers_over_ipv6
 
 # Flows through the Hubble gRPC API and the recorder.
 tests grpc observer_e2e curl_requests_come_out_of_get_flows_as_hubble_flows
