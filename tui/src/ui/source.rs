@@ -205,7 +205,6 @@ impl Batcher {
     }
 }
 
-/// Streams flows from an agent or relay until the UI goes away.
 /// Where and how to reach the agent or relay.
 #[derive(Debug)]
 pub(crate) struct LiveSource {
@@ -222,6 +221,8 @@ pub(crate) struct LiveSource {
 /// How long an explanation or capabilities request may take.
 const AGENT_CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Streams flows from an agent or relay until the UI goes away, and
+/// answers the dashboard's explanation requests over the same connection.
 pub(crate) async fn live(
     source: LiveSource,
     tx: Sender<Msg>,
@@ -292,14 +293,14 @@ pub(crate) async fn live(
             continue;
         };
         channel_tx.send_replace(Some(channel.clone()));
-        let capabilities = ask_capabilities(channel.clone()).await;
-        if tx
-            .send(Msg::Source(SourceMsg::Capabilities(capabilities)))
-            .await
-            .is_err()
-        {
-            return;
-        }
+        // Asked beside the stream: a server slow to answer it delays no flow.
+        let (caps_channel, caps_tx) = (channel.clone(), tx.clone());
+        tokio::spawn(async move {
+            let capabilities = ask_capabilities(caps_channel).await;
+            let _ = caps_tx
+                .send(Msg::Source(SourceMsg::Capabilities(capabilities)))
+                .await;
+        });
         let mut client = ObserverClient::new(channel);
         let request = GetFlowsRequest {
             number: if since.is_some() { 0 } else { backfill },
