@@ -634,21 +634,14 @@ impl App {
         self.dirty = true;
     }
 
-    /// Asks the agent about the selected flow, unless it already answered
-    /// (or is answering) for that flow.
+    /// Asks the agent about the selected flow, afresh each time the pane
+    /// opens: the policies in force may have changed since.
     fn ask_agent_to_explain(&mut self) -> Option<Effect> {
         if !self.options.ask_agent {
             return None;
         }
         let flow = self.selected_flow()?.1.clone();
         let key = flow_key(&flow);
-        if self
-            .agent_explanation
-            .as_ref()
-            .is_some_and(|e| e.key == key && !matches!(e.answer, Some(Err(_))))
-        {
-            return None;
-        }
         self.agent_explanation = Some(AgentExplanation { key, answer: None });
         Some(Effect::Explain(Box::new(flow)))
     }
