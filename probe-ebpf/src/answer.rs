@@ -88,6 +88,28 @@ fn ipv4_header(src: &[u8; 16], dst: &[u8; 16], total_len: u16) -> [u8; 20] {
     ip
 }
 
+/// An Ethernet header to `dst` from `src` for an IPv4 or IPv6 packet.
+#[inline(always)]
+fn eth_header(dst: &[u8; 6], src: &[u8; 6], ipv6: bool) -> [u8; 14] {
+    let ether_type = if ipv6 { ETH_P_IPV6 } else { ETH_P_IP };
+    [
+        dst[0],
+        dst[1],
+        dst[2],
+        dst[3],
+        dst[4],
+        dst[5],
+        src[0],
+        src[1],
+        src[2],
+        src[3],
+        src[4],
+        src[5],
+        ether_type[0],
+        ether_type[1],
+    ]
+}
+
 /// An IPv6 header without extension headers, from `src` to `dst`, for a
 /// TCP segment of `payload_len` bytes.
 #[inline(always)]
@@ -169,23 +191,7 @@ pub(crate) fn answer_forbidden(ctx: &TcContext, pkt: &L4Packet, at_hook: u8) -> 
         tcp_flags::FIN | tcp_flags::PSH | tcp_flags::ACK,
         FORBIDDEN_SUM,
     );
-    let ether_type = if ipv6 { ETH_P_IPV6 } else { ETH_P_IP };
-    let eth: [u8; 14] = [
-        src_mac[0],
-        src_mac[1],
-        src_mac[2],
-        src_mac[3],
-        src_mac[4],
-        src_mac[5],
-        dst_mac[0],
-        dst_mac[1],
-        dst_mac[2],
-        dst_mac[3],
-        dst_mac[4],
-        dst_mac[5],
-        ether_type[0],
-        ether_type[1],
-    ];
+    let eth = eth_header(&src_mac, &dst_mac, ipv6);
     let skb = ctx.skb.skb;
     // SAFETY: helpers on this program's own sk_buff; each pointer and length
     // describes a local array or the constant response.
@@ -253,23 +259,7 @@ pub(crate) fn reset_server(ctx: &TcContext, pkt: &L4Packet, at_hook: u8) {
         tcp_flags::RST | tcp_flags::ACK,
         0,
     );
-    let ether_type = if ipv6 { ETH_P_IPV6 } else { ETH_P_IP };
-    let eth: [u8; 14] = [
-        dst_mac[0],
-        dst_mac[1],
-        dst_mac[2],
-        dst_mac[3],
-        dst_mac[4],
-        dst_mac[5],
-        src_mac[0],
-        src_mac[1],
-        src_mac[2],
-        src_mac[3],
-        src_mac[4],
-        src_mac[5],
-        ether_type[0],
-        ether_type[1],
-    ];
+    let eth = eth_header(&dst_mac, &src_mac, ipv6);
     let skb = ctx.skb.skb;
     // SAFETY: helpers on this program's own sk_buff with local arrays.
     unsafe {

@@ -257,6 +257,33 @@ impl ProbeHarness {
     }
 }
 
+/// A DNS client for `python3 -c DNS_CLIENT SERVER NAME MODE`: sends one
+/// crafted query (over IPv6 when SERVER has a colon) and prints the
+/// answer's rcode, with ` QR` when it is a response, or TIMEOUT (also for
+/// a datagram whose checksum the client's stack rejects). MODE: `query`,
+/// `two-questions` or `response` (QR set).
+pub const DNS_CLIENT: &str = r#"
+import socket, struct, sys
+server, name, mode = sys.argv[1], sys.argv[2], sys.argv[3]
+qname = b"".join(bytes([len(l)]) + l.encode() for l in name.split(".")) + b"\0"
+question = qname + b"\x00\x01\x00\x01"
+flags, count = (0x0100, 1)
+if mode == "two-questions":
+    count = 2
+    question = question * 2
+if mode == "response":
+    flags = 0x8180
+msg = struct.pack(">HHHHHH", 0x4242, flags, count, 0, 0, 0) + question
+s = socket.socket(socket.AF_INET6 if ":" in server else socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(1.5)
+s.sendto(msg, (server, 53))
+try:
+    data, _ = s.recvfrom(4096)
+    print("RCODE:%d" % (data[3] & 0x0f) + (" QR" if data[2] & 0x80 else ""))
+except socket.timeout:
+    print("TIMEOUT")
+"#;
+
 /// A lab pod as the endpoints file describes it.
 #[derive(Clone, Copy, Debug)]
 pub struct PodSpec<'a> {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use holonet_agent::flow::{FlowKind, Verdict};
 use holonet_lab::{Lab, Pod};
-use holonet_tests::{PodSpec, ProbeHarness, privileged, render};
+use holonet_tests::{DNS_CLIENT, PodSpec, ProbeHarness, privileged, render};
 
 const POLICY: &str = r#"
 apiVersion: cilium.io/v2
@@ -52,30 +52,6 @@ while True:
     question = data[12:i + 5]
     answer = b"\xc0\x0c\x00\x01\x00\x01\x00\x00\x00\x1e\x00\x04\x0a\x00\x00\x01"
     s.sendto(data[:2] + b"\x81\x80\x00\x01\x00\x01\x00\x00\x00\x00" + question + answer, peer)
-"#;
-
-/// Sends one crafted query and prints the answer's rcode or TIMEOUT.
-/// `mode`: `query`, `two-questions` or `response` (QR set).
-const DNS_CLIENT: &str = r#"
-import socket, struct, sys
-server, name, mode = sys.argv[1], sys.argv[2], sys.argv[3]
-qname = b"".join(bytes([len(l)]) + l.encode() for l in name.split(".")) + b"\0"
-question = qname + b"\x00\x01\x00\x01"
-flags, count = (0x0100, 1)
-if mode == "two-questions":
-    count = 2
-    question = question * 2
-if mode == "response":
-    flags = 0x8180
-msg = struct.pack(">HHHHHH", 0x4242, flags, count, 0, 0, 0) + question
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.settimeout(1.5)
-s.sendto(msg, (server, 53))
-try:
-    data, _ = s.recvfrom(4096)
-    print("RCODE:%d" % (data[3] & 0x0f) + (" QR" if data[2] & 0x80 else ""))
-except socket.timeout:
-    print("TIMEOUT")
 "#;
 
 async fn query(client: &Pod, server: &Pod, name: &str, mode: &str) -> String {

@@ -12,7 +12,7 @@ use std::{
 
 use holonet_agent::flow::{FlowKind, Verdict};
 use holonet_lab::{Lab, Pod, output_within};
-use holonet_tests::{HttpServer, PodSpec, ProbeHarness, privileged, render};
+use holonet_tests::{DNS_CLIENT, HttpServer, PodSpec, ProbeHarness, privileged, render};
 
 const POLICY: &str = r#"
 apiVersion: cilium.io/v2
@@ -50,23 +50,6 @@ while True:
     s.sendto(data[:2] + b"\x81\x80" + data[4:6] + b"\x00\x00\x00\x00\x00\x00" + data[12:], peer)
 "#;
 
-/// Sends one query over IPv6 and prints the answer's rcode or TIMEOUT (a
-/// datagram with a bad checksum never reaches the socket: TIMEOUT).
-const DNS_CLIENT: &str = r#"
-import socket, struct, sys
-server, name = sys.argv[1], sys.argv[2]
-qname = b"".join(bytes([len(l)]) + l.encode() for l in name.split(".")) + b"\0"
-msg = struct.pack(">HHHHHH", 0x4242, 0x0100, 1, 0, 0, 0) + qname + b"\x00\x1c\x00\x01"
-s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
-s.settimeout(1.5)
-s.sendto(msg, (server, 53))
-try:
-    data, _ = s.recvfrom(4096)
-    print("RCODE:%d" % (data[3] & 0x0f) + (" QR" if data[2] & 0x80 else ""))
-except socket.timeout:
-    print("TIMEOUT")
-"#;
-
 /// `curl -6` from `client`; returns (status code or curl's exit, body, seconds).
 fn curl(client: &Pod, url: &str) -> (String, String, f64) {
     let started = Instant::now();
@@ -92,7 +75,7 @@ fn dns_query(client: &Pod, server: &Pod, name: &str) -> String {
     let out = output_within(
         &mut client.command(
             "python3",
-            &["-c", DNS_CLIENT, &server.ip6.to_string(), name],
+            &["-c", DNS_CLIENT, &server.ip6.to_string(), name, "query"],
         ),
         Duration::from_secs(20),
     )
