@@ -34,11 +34,13 @@ use std::{
 
 use anyhow::{Context, bail};
 use holonet_agent::{
+    agent_service::{AgentFacts, AgentService, PoliciesInForce, capabilities_response},
     events::EventReader,
     loader::{TcMode, TcProbe},
     observer::{
         endpoints,
         pipeline::Pipeline,
+        policy_names::PolicyNames,
         server::{self, Listen},
         service::ObserverService,
         store::{FlowStore, Follower, StoredEvent},
@@ -46,6 +48,8 @@ use holonet_agent::{
 };
 use holonet_flows::printer::{PrintOptions, Printer};
 use holonet_lab::{ChildGuard, Lab, Pod, fhir::TokenMode, wait_for_tcp_listener};
+use holonet_policy::resolve::Resolved;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::{agent::TcModeArg, signals::shutdown_signal};
@@ -251,6 +255,26 @@ fn remove_stale_files(dir: &std::path::Path) -> Vec<PathBuf> {
 
 const VADER: &str = r#"{"resourceType":"Patient","id":"DarthVader","gender":"male","birthDate":"1977-05-25","name":[{"use":"official","family":"Vader","given":["Darth"]}]}"#;
 
+/// Where the policies the story applies are published: the pipeline names
+/// them in flows, the API explains flows with them.
+#[derive(Debug)]
+pub(super) struct Published {
+    names: watch::Sender<Option<Arc<PolicyNames>>>,
+    policies: watch::Sender<Option<Arc<PoliciesInForce>>>,
+}
+
+impl Published {
+    /// The policies now in force, resolved.
+    pub(super) fn publish(&self, resolved: &Arc<Resolved>) {
+        self.names
+            .send_replace(Some(Arc::new(PolicyNames::new(Arc::clone(resolved)))));
+        self.policies.send_replace(Some(Arc::new(PoliciesInForce {
+            resolved: Arc::clone(resolved),
+            origin: "the policies the demo applied so far".to_owned(),
+        })));
+    }
+}
+
 /// The Observer API's task and what stops it.
 type Api = (
     tokio::sync::oneshot::Sender<()>,
@@ -283,6 +307,8 @@ pub(super) struct Stage {
     pipeline: JoinHandle<Result<(), holonet_agent::events::ReadError>>,
     /// The Observer API on 127.0.0.1:4245, when the port was free.
     api: Option<Api>,
+    /// The policies applied so far, for flows and explanations.
+    published: Published,
     /// The recorder (`--record`).
     recorder: Option<(PathBuf, JoinHandle<std::io::Result<()>>)>,
     _files: TempDir,
@@ -412,7 +438,11 @@ impl Stage {
         let (endpoints_tx, endpoints_rx) = tokio::sync::watch::channel(Arc::new(directory));
         let store = Arc::new(FlowStore::new(65_536));
         let reader = EventReader::new(probe.take_events()?)?;
-        let pipeline = Pipeline::new(NODE, probe.interfaces().clone(), endpoints_rx);
+        let (names, names_rx) = watch::channel(None);
+        let (policies, policies_rx) = watch::channel(None);
+        let published = Published { names, policies };
+        let pipeline = Pipeline::new(NODE, probe.interfaces().clone(), endpoints_rx)
+            .with_policy_names(names_rx);
         let pipeline_store = Arc::clone(&store);
         let pipeline = tokio::spawn(async move {
             let _keep = endpoints_tx;
@@ -440,9 +470,24 @@ impl Stage {
             Ok(listeners) => {
                 let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
                 let service = ObserverService::new(Arc::clone(&store), NODE);
-                let task = tokio::spawn(server::serve(listeners, service, async move {
-                    let _ = stop_rx.await;
-                }));
+                let agent = AgentService::new(
+                    capabilities_response(AgentFacts {
+                        node_name: NODE.to_owned(),
+                        tc_mode: format!("{mode} ({why})"),
+                        policy_mode: "enforce".to_owned(),
+                        interfaces: pods.iter().map(|p| p.host_ifname.clone()).collect(),
+                        pin_dir: None,
+                    }),
+                    policies_rx,
+                );
+                let task = tokio::spawn(server::serve_with_agent(
+                    listeners,
+                    service,
+                    Some(agent),
+                    async move {
+                        let _ = stop_rx.await;
+                    },
+                ));
                 Some((stop_tx, task))
             }
             Err(err) => {
@@ -468,6 +513,7 @@ impl Stage {
             store,
             pipeline,
             api,
+            published,
             recorder,
             _files: files,
             _lab: lab,

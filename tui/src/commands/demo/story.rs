@@ -13,7 +13,7 @@ use anyhow::{Context, bail};
 use holonet_agent::loader::TcProbe;
 use holonet_lab::{Pod, fhir::FHIR_BASE};
 
-use super::{FHIR_PORT, NODE, Stage, background::Background};
+use super::{FHIR_PORT, NODE, Published, Stage, background::Background};
 
 /// What a request step should end with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -325,11 +325,13 @@ pub(super) async fn curl(
     }
 }
 
-/// Enforces the policy directory in the kernel.
+/// Enforces the policy directory in the kernel, and publishes it for the
+/// flows' policy names and the API's explanations.
 fn apply_policies(
     probe: &mut TcProbe,
     policy_dir: &Path,
     endpoints_file: &Path,
+    published: &Published,
 ) -> anyhow::Result<String> {
     let config =
         holonet_agent::datapath::config::load(&[policy_dir.to_path_buf()], endpoints_file, NODE)?;
@@ -337,6 +339,7 @@ fn apply_policies(
     if !unattached.is_empty() {
         bail!("no interface found for {}", unattached.join(", "));
     }
+    published.publish(&config.resolved);
     Ok(format!(
         "{} policy object(s) enforced in the kernel",
         config.policies
@@ -357,9 +360,13 @@ impl Stage {
             }
             Step::Apply { file, yaml, .. } => {
                 std::fs::write(self.policy_dir.join(file), yaml)?;
-                let summary =
-                    apply_policies(&mut self.probe, &self.policy_dir, &self.endpoints_file)
-                        .with_context(|| format!("applying {file}"))?;
+                let summary = apply_policies(
+                    &mut self.probe,
+                    &self.policy_dir,
+                    &self.endpoints_file,
+                    &self.published,
+                )
+                .with_context(|| format!("applying {file}"))?;
                 Ok(Played::Note(summary))
             }
             Step::Background { .. } => {
