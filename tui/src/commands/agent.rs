@@ -430,7 +430,7 @@ pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
             policies_rx,
         );
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let server_task = tokio::spawn(server::serve_with_agent(listeners, service, Some(agent_service), async move {
+        let mut server_task = tokio::spawn(server::serve_with_agent(listeners, service, Some(agent_service), async move {
             let _ = stop_rx.await;
         }));
 
@@ -476,8 +476,17 @@ pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
         store.close();
         let _ = stop_tx.send(());
         let _ = metrics_stop_tx.send(());
-        if let Ok(Err(err)) = server_task.await {
-            eprintln!("holonet agent: {err}");
+        // A client that stopped reading keeps its stream, and so the
+        // graceful shutdown, open: give clients a moment, then stop anyway.
+        match tokio::time::timeout(Duration::from_secs(5), &mut server_task).await {
+            Ok(Ok(Err(err))) => eprintln!("holonet agent: {err}"),
+            Ok(_) => {}
+            Err(_) => {
+                eprintln!(
+                    "holonet agent: clients still connected 5 s after the stop; closing their connections"
+                );
+                server_task.abort();
+            }
         }
         if let Some(task) = export_task {
             match tokio::time::timeout(Duration::from_secs(5), task).await {
