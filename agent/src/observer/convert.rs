@@ -171,6 +171,13 @@ pub fn to_proto(
         ..Default::default()
     };
     let udp = flow.l4_proto == 17;
+    // L7 flows are records of a request, response or DNS message, not of a
+    // packet: as Hubble writes them (from the proxy), their l4 has the
+    // ports only and they carry no policy match type.
+    let l7 = matches!(
+        flow.kind,
+        FlowKind::HttpRequest(_) | FlowKind::HttpResponse(_) | FlowKind::Dns(_)
+    );
     let l4 = Layer4 {
         protocol: Some(if udp {
             layer4::Protocol::Udp(pb::Udp {
@@ -181,7 +188,7 @@ pub fn to_proto(
             layer4::Protocol::Tcp(pb::Tcp {
                 source_port: u32::from(flow.source.port()),
                 destination_port: u32::from(flow.destination.port()),
-                flags: Some(proto_tcp_flags(flow.tcp_flags)),
+                flags: (!l7).then(|| proto_tcp_flags(flow.tcp_flags)),
             })
         }),
     };
@@ -334,11 +341,9 @@ pub fn to_proto(
             }
         }
     }
-    out.policy_match_type = u32::from(flow.match_type);
-    let l7 = matches!(
-        flow.kind,
-        FlowKind::HttpRequest(_) | FlowKind::HttpResponse(_) | FlowKind::Dns(_)
-    );
+    if !l7 {
+        out.policy_match_type = u32::from(flow.match_type);
+    }
     if verdict == pb::Verdict::Dropped && !l7 {
         // Cilium's drop notifications: type 1 with the reason as sub-type;
         // whether a dropped packet was a reply is not known. (A request
@@ -462,18 +467,26 @@ mod tests {
 
     #[test]
     fn request_line_becomes_an_l7_http_request() {
+        let mut request = flow(
+            kind::HTTP_REQUEST,
+            tcp_flags::PSH | tcp_flags::ACK,
+            hook::TC_EGRESS,
+            b"GET /intersystems/fhir/r5/Patient/DarthVader HTTP/1.1\r\nHost: x\r\n",
+        );
+        request.match_type = 2;
         let f = to_proto(
-            &flow(
-                kind::HTTP_REQUEST,
-                tcp_flags::PSH | tcp_flags::ACK,
-                hook::TC_EGRESS,
-                b"GET /intersystems/fhir/r5/Patient/DarthVader HTTP/1.1\r\nHost: x\r\n",
-            ),
+            &request,
             "n",
             &EndpointDirectory::empty(),
             &mut UuidSource::new(),
         );
         assert_eq!(f.r#type(), FlowType::L7);
+        // As Hubble writes L7 flows: ports without TCP flags, no match type.
+        let Some(layer4::Protocol::Tcp(tcp)) = f.l4.as_ref().and_then(|l| l.protocol) else {
+            panic!("tcp expected");
+        };
+        assert_eq!(tcp.flags, None);
+        assert_eq!(f.policy_match_type, 0);
         assert_eq!(f.event_type.expect("type").r#type, 129);
         assert_eq!(f.traffic_direction(), TrafficDirection::Ingress);
         let l7 = f.l7.expect("l7");

@@ -135,6 +135,9 @@ pub(crate) fn from_flow(flow: &Flow) -> Section {
         let name = row::drop_reason_name(flow);
         let code = u8::try_from(flow.drop_reason_desc).ok();
         match (name, code.and_then(holonet_flows::names::drop_reason_text)) {
+            ("", _) if flow.l7.is_some() => lines.push(format!(
+                "{verdict} by L7 rules (L7 flows carry no drop reason, as in Hubble)."
+            )),
             ("", _) => lines.push(format!("{verdict}, but the flow carries no drop reason.")),
             (n, Some(text)) => lines.push(format!("Drop reason: {n} ({text}).")),
             (n, None) => lines.push(format!("Drop reason: {n}.")),
