@@ -235,6 +235,23 @@ fn enforcement_survives_a_killed_agent_and_a_restart_takes_over() {
         "only the masked fields:\n{text}"
     );
 
+    // The agent describes itself (holonet.Agent GetCapabilities).
+    let status = output_within(
+        Command::new(env!("CARGO_BIN_EXE_holonet")).args(["status", "--server", &listen]),
+        Duration::from_secs(30),
+    )
+    .expect("holonet status --server");
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(status.status.success(), "{status:?}");
+    for expected in [
+        "node restart-node",
+        "policies: enforce",
+        "pinned under: ",
+        "process attribution",
+    ] {
+        assert!(text.contains(expected), "{expected:?} in:\n{text}");
+    }
+
     // Load: the payer keeps asking for both patients while the agent is
     // killed and restarted.
     let stop = Arc::new(AtomicBool::new(false));
