@@ -108,7 +108,9 @@ fn remote(args: &StatusArgs) -> anyhow::Result<ExitCode> {
                             found = Some(c);
                             break;
                         }
-                        Ok(Err(e)) => errors.push(format!("{uri}: {e}")),
+                        Ok(Err(e)) => {
+                            errors.push(format!("{uri}: {}", crate::ui::source::chain(&e)));
+                        }
                         Err(_) => errors.push(format!("{uri}: no connection after {timeout:?}")),
                     }
                 }

@@ -116,7 +116,7 @@ fn to_event(resp: GetFlowsResponse) -> Option<Event> {
 }
 
 /// An error with its causes (`transport error: … Connection refused`).
-fn chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {
