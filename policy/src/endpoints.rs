@@ -63,6 +63,13 @@ pub struct Identity {
     pub reserved: bool,
 }
 
+impl Endpoint {
+    /// Every address of the pod: `ip`, then `ips`.
+    pub fn ips(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        std::iter::once(self.ip).chain(self.extra_ips.iter().copied())
+    }
+}
+
 fn ser_labels<S: serde::Serializer>(l: &LabelSet, s: S) -> Result<S::Ok, S::Error> {
     s.collect_seq(l.iter().map(|l| l.to_string()))
 }
@@ -78,6 +85,9 @@ pub struct Endpoint {
     pub pod_labels: Vec<(String, String)>,
     /// Pod IP.
     pub ip: IpAddr,
+    /// The pod's other addresses (`ips:`), e.g. its IPv6 address in a
+    /// dual-stack cluster: the same endpoint and identity.
+    pub extra_ips: Vec<IpAddr>,
     /// Node the pod runs on.
     pub node: String,
     /// Service account.
@@ -247,9 +257,9 @@ impl Cluster {
         }
     }
 
-    /// Finds an endpoint by IP.
+    /// Finds an endpoint by any of its addresses.
     pub fn endpoint_by_ip(&self, ip: IpAddr) -> Option<&Endpoint> {
-        self.endpoints.iter().find(|e| e.ip == ip)
+        self.endpoints.iter().find(|e| e.ips().any(|a| a == ip))
     }
 }
 
@@ -400,13 +410,13 @@ pub fn parse_endpoints(src: &SourceFile) -> Result<Cluster, EndpointsError> {
         for (k, _) in m {
             if !matches!(
                 k.as_str(),
-                Some("name" | "namespace" | "labels" | "ip" | "node" | "serviceAccount")
+                Some("name" | "namespace" | "labels" | "ip" | "ips" | "node" | "serviceAccount")
             ) {
                 errs.push(d(
                     file,
                     k,
                     &format!("{path}.{}", k.as_str().unwrap_or_default()),
-                    "unknown field (expected name, namespace, labels, ip, node, serviceAccount)",
+                    "unknown field (expected name, namespace, labels, ip, ips, node, serviceAccount)",
                 ));
             }
         }
@@ -447,6 +457,38 @@ pub fn parse_endpoints(src: &SourceFile) -> Result<Cluster, EndpointsError> {
                 continue;
             }
         };
+        let mut extra_ips = Vec::new();
+        if let Some(list) = field(m, "ips") {
+            match &list.kind {
+                NodeKind::Seq(items) => {
+                    for (j, item) in items.iter().enumerate() {
+                        match item.as_str().map(str::parse::<IpAddr>) {
+                            Some(Ok(addr)) if addr != ip && !extra_ips.contains(&addr) => {
+                                extra_ips.push(addr);
+                            }
+                            Some(Ok(_)) => errs.push(d(
+                                file,
+                                item,
+                                &format!("{path}.ips[{j}]"),
+                                "address listed twice for this endpoint",
+                            )),
+                            _ => errs.push(d(
+                                file,
+                                item,
+                                &format!("{path}.ips[{j}]"),
+                                "invalid IP address",
+                            )),
+                        }
+                    }
+                }
+                _ => errs.push(d(
+                    file,
+                    list,
+                    &format!("{path}.ips"),
+                    "expected a list of IP addresses",
+                )),
+            }
+        }
         let node = field(m, "node")
             .and_then(|n| n.as_str())
             .unwrap_or("node-1")
@@ -463,6 +505,7 @@ pub fn parse_endpoints(src: &SourceFile) -> Result<Cluster, EndpointsError> {
                 namespace,
                 pod_labels,
                 ip,
+                extra_ips,
                 node,
                 service_account,
                 identity: 0,
@@ -533,5 +576,33 @@ mod tests {
                 .contains("b.yaml:3:9: error: endpoints[0].ip"),
             "{bad}"
         );
+    }
+
+    #[test]
+    fn a_dual_stack_pod_is_one_endpoint_with_both_addresses() {
+        let c = parse_endpoints(&SourceFile::new(
+            "d.yaml",
+            "endpoints:\n  - {name: a, labels: {app: a}, ip: 10.0.0.1, ips: [\"fd00::1\"]}\n",
+        ))
+        .unwrap();
+        let by_v4 = c.endpoint_by_ip("10.0.0.1".parse().unwrap()).unwrap();
+        let by_v6 = c.endpoint_by_ip("fd00::1".parse().unwrap()).unwrap();
+        assert_eq!(by_v4, by_v6);
+        assert_eq!(
+            by_v6.ips().map(|ip| ip.to_string()).collect::<Vec<_>>(),
+            ["10.0.0.1", "fd00::1"]
+        );
+        for (ips, error) in [
+            ("[nope]", "endpoints[0].ips[0]: invalid IP address"),
+            (
+                "[\"10.0.0.1\"]",
+                "endpoints[0].ips[0]: address listed twice",
+            ),
+            ("fd00::1", "endpoints[0].ips: expected a list"),
+        ] {
+            let text = format!("endpoints:\n  - {{name: a, ip: 10.0.0.1, ips: {ips}}}\n");
+            let err = parse_endpoints(&SourceFile::new("e.yaml", text)).unwrap_err();
+            assert!(err.to_string().contains(error), "{ips}: {err}");
+        }
     }
 }

@@ -295,13 +295,14 @@ pub struct PodSpec<'a> {
     pub labels: &'a str,
 }
 
-/// The endpoints file of `pods`, all on node `node`.
+/// The endpoints file of `pods`, all on node `node` (dual-stack: each
+/// pod's IPv6 address under `ips`).
 pub fn endpoints_file(node: &str, pods: &[PodSpec<'_>]) -> String {
     let mut text = String::from("cluster: default\nendpoints:\n");
     for p in pods {
         text.push_str(&format!(
-            "  - {{name: {}, namespace: {}, labels: {{{}}}, ip: {}, node: {node}}}\n",
-            p.pod.name, p.namespace, p.labels, p.pod.ip
+            "  - {{name: {}, namespace: {}, labels: {{{}}}, ip: {}, ips: [\"{}\"], node: {node}}}\n",
+            p.pod.name, p.namespace, p.labels, p.pod.ip, p.pod.ip6
         ));
     }
     text

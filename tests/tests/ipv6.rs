@@ -2,8 +2,9 @@
 //! `403 Forbidden` from the kernel at once (no hanging client), an allowed
 //! one is answered by the server, a port without a rule is dropped, and a
 //! DNS query denied by DNS rules is answered `REFUSED` with a UDP checksum
-//! the client's stack accepts. The pods are dual-stack; the rules name the
-//! pods' IPv6 range with `toCIDR`.
+//! the client's stack accepts. The pods are dual-stack (the endpoints file
+//! lists each pod's IPv6 address under `ips`), so rules select the server
+//! by its labels whichever address family the client uses.
 
 use std::{
     net::IpAddr,
@@ -25,14 +26,18 @@ spec:
     matchLabels:
       app: client
   egress:
-  - toCIDR: ["fd00:250::/96"]
+  - toEndpoints:
+    - matchLabels:
+        app: server
     toPorts:
     - ports: [{port: "8080", protocol: TCP}]
       rules:
         http:
         - method: GET
           path: "/allowed"
-  - toCIDR: ["fd00:250::/96"]
+  - toEndpoints:
+    - matchLabels:
+        app: server
     toPorts:
     - ports: [{port: "53", protocol: UDP}]
       rules:

@@ -160,17 +160,19 @@ pub fn compile(resolved: &Resolved, node_name: &str) -> Result<CompiledDatapath,
     let cluster: &Cluster = &resolved.cluster;
     let mut out = CompiledDatapath::default();
 
-    // Every endpoint's address, cluster-wide.
+    // Every endpoint's addresses, cluster-wide.
     for ep in &cluster.endpoints {
-        let (addr, prefix_len) = ipcache_host(ep.ip);
-        out.ipcache.push(IpcacheRecord {
-            prefix_len,
-            addr,
-            value: IpcacheValue {
-                identity: ep.identity,
-                flags: 0,
-            },
-        });
+        for ip in ep.ips() {
+            let (addr, prefix_len) = ipcache_host(ip);
+            out.ipcache.push(IpcacheRecord {
+                prefix_len,
+                addr,
+                value: IpcacheValue {
+                    identity: ep.identity,
+                    flags: 0,
+                },
+            });
+        }
     }
 
     // Every CIDR any local endpoint's rules name gets one identity.

@@ -44,22 +44,22 @@ impl EndpointDirectory {
                 .map(|id| id.labels.iter().map(ToString::to_string).collect())
                 .unwrap_or_default();
             let local = ep.node == node_name;
-            dir.by_ip.insert(
-                ep.ip,
-                Endpoint {
-                    id: if local {
-                        u32::try_from(index + 1).unwrap_or(0)
-                    } else {
-                        0
-                    },
-                    identity: ep.identity,
-                    cluster_name: cluster.name.clone(),
-                    namespace: ep.namespace.clone(),
-                    labels,
-                    pod_name: ep.name.clone(),
-                    workloads: Vec::new(),
+            let endpoint = Endpoint {
+                id: if local {
+                    u32::try_from(index + 1).unwrap_or(0)
+                } else {
+                    0
                 },
-            );
+                identity: ep.identity,
+                cluster_name: cluster.name.clone(),
+                namespace: ep.namespace.clone(),
+                labels,
+                pod_name: ep.name.clone(),
+                workloads: Vec::new(),
+            };
+            for ip in ep.ips() {
+                dir.by_ip.insert(ip, endpoint.clone());
+            }
         }
         dir
     }

@@ -58,7 +58,7 @@ impl PolicyNames {
             .endpoints
             .iter()
             .enumerate()
-            .map(|(i, e)| (e.ip, i))
+            .flat_map(|(i, e)| e.ips().map(move |ip| (ip, i)))
             .collect();
         Self {
             resolved,
