@@ -35,7 +35,7 @@ use holonet_proto::{
 };
 use tonic::transport::ClientTlsConfig;
 
-use super::tls::{ClientTlsArgs, connect_tls, tls_hint};
+use super::tls::{ClientTlsArgs, connect_first, tls_hint};
 
 /// Writes a line to stderr, ignoring failures (`eprintln!` would panic
 /// when stderr is closed).
@@ -766,31 +766,11 @@ async fn stream_from_server<W: Write>(
         timeout,
     } = target;
     let candidates = server_candidates(server.as_deref())?;
-    let mut client = None;
-    let mut errors = Vec::new();
     let used_tls = tls.is_some();
-    let plain: &[String] = match tls {
-        Some(tls) => {
-            client = connect_tls(&candidates, tls, timeout, &mut errors)
-                .await
-                .map(ObserverClient::new);
-            &[]
-        }
-        None => &candidates,
-    };
-    for uri in plain {
-        match tokio::time::timeout(timeout, ObserverClient::connect(uri.clone())).await {
-            Ok(Ok(c)) => {
-                client = Some(c);
-                break;
-            }
-            Ok(Err(e)) => errors.push(format!("{uri}: {:#}", anyhow::Error::new(e))),
-            Err(_) => errors.push(format!("{uri}: no connection after {timeout:?}")),
-        }
-    }
-    let Some(mut client) = client else {
-        return Err(anyhow!("cannot reach a Hubble Observer API ({})", errors.join("; ")).into());
-    };
+    let channel = connect_first(&candidates, tls, timeout)
+        .await
+        .map_err(|e| anyhow!("cannot reach a Hubble Observer API ({e})"))?;
+    let mut client = ObserverClient::new(channel);
     let follow = request.follow;
     let mut stream = client
         .get_flows(request)

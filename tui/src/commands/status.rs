@@ -92,33 +92,9 @@ fn remote(args: &StatusArgs) -> anyhow::Result<ExitCode> {
     let caps = runtime.block_on(async {
         let candidates =
             crate::ui::source::server_candidates(server.as_deref()).map_err(anyhow::Error::msg)?;
-        let mut errors = Vec::new();
-        let channel = match tls {
-            Some(tls) => {
-                crate::ui::source::connect_tls(&candidates, tls, timeout, &mut errors).await
-            }
-            None => {
-                let mut found = None;
-                for uri in &candidates {
-                    let endpoint = tonic::transport::Endpoint::from_shared(uri.clone())
-                        .map_err(|e| anyhow!("{uri}: {e}"))?
-                        .connect_timeout(timeout);
-                    match tokio::time::timeout(timeout, endpoint.connect()).await {
-                        Ok(Ok(c)) => {
-                            found = Some(c);
-                            break;
-                        }
-                        Ok(Err(e)) => {
-                            errors.push(format!("{uri}: {}", crate::ui::source::chain(&e)));
-                        }
-                        Err(_) => errors.push(format!("{uri}: no connection after {timeout:?}")),
-                    }
-                }
-                found
-            }
-        };
-        let channel =
-            channel.ok_or_else(|| anyhow!("cannot reach the agent ({})", errors.join("; ")))?;
+        let channel = crate::ui::source::connect_first(&candidates, tls, timeout)
+            .await
+            .map_err(|e| anyhow!("cannot reach the agent ({e})"))?;
         let mut client = AgentClient::new(channel);
         let call = client.get_capabilities(GetCapabilitiesRequest {});
         match tokio::time::timeout(timeout, call).await {

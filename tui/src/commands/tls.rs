@@ -7,7 +7,7 @@ use anyhow::bail;
 use holonet_agent::tls::ClientTlsFiles;
 use tonic::transport::ClientTlsConfig;
 
-pub(crate) use crate::ui::source::{connect_tls, tls_hint};
+pub(crate) use crate::ui::source::{connect_first, tls_hint};
 
 /// `--tls`, `--tls-ca-cert-files`, `--tls-client-cert-file`,
 /// `--tls-client-key-file`, `--tls-server-name`.

@@ -844,6 +844,37 @@ pub(crate) async fn connect_tls(
     None
 }
 
+/// Connects to the first of `candidates` that answers, over TLS when `tls`
+/// is given; the error says why each one failed. (`holonet observe` and
+/// `holonet status --server` use it; the dashboard reports each attempt.)
+pub(crate) async fn connect_first(
+    candidates: &[String],
+    tls: Option<tonic::transport::ClientTlsConfig>,
+    timeout: Duration,
+) -> Result<Channel, String> {
+    let mut errors = Vec::new();
+    if let Some(tls) = tls {
+        return connect_tls(candidates, tls, timeout, &mut errors)
+            .await
+            .ok_or_else(|| errors.join("; "));
+    }
+    for uri in candidates {
+        let endpoint = match Endpoint::from_shared(uri.clone()) {
+            Ok(e) => e.connect_timeout(timeout),
+            Err(e) => {
+                errors.push(format!("{uri}: {}", chain(&e)));
+                continue;
+            }
+        };
+        match tokio::time::timeout(timeout, endpoint.connect()).await {
+            Ok(Ok(channel)) => return Ok(channel),
+            Ok(Err(e)) => errors.push(format!("{uri}: {}", chain(&e))),
+            Err(_) => errors.push(format!("{uri}: no connection after {timeout:?}")),
+        }
+    }
+    Err(errors.join("; "))
+}
+
 /// Adds what to check to a certificate error.
 pub(crate) fn tls_hint(cause: &str) -> String {
     if cause.contains("UnknownIssuer") || cause.contains("certificate") {
