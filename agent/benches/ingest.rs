@@ -7,6 +7,10 @@
 //!
 //! Run: `cargo bench -p holonet-agent --bench ingest`.
 
+// The allocator the `holonet` binary uses, so the figures are the agent's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};

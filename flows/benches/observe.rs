@@ -6,6 +6,10 @@
 //! trace events between a handful of pods), written once with holonet's
 //! own jsonpb printer, then replayed from memory for each iteration.
 
+// The allocator the `holonet` binary uses, so the figures are its own.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::{hint::black_box, io::Cursor};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};

@@ -16,6 +16,10 @@
 #[allow(dead_code, unreachable_pub, unused_imports, clippy::all)]
 mod ui;
 
+// The allocator the `holonet` binary uses, so the figures are its own.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::hint::black_box;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
