@@ -32,7 +32,6 @@ use holonet_proto::{
     },
     observer::{GetFlowsResponse, get_flows_response::ResponseTypes},
     relay::NodeState,
-    wkt::Timestamp,
 };
 
 use crate::{
@@ -686,12 +685,6 @@ pub fn flow_type(flow: &Flow, out: &mut String) {
         },
         _ => out.push_str("UNKNOWN"),
     }
-}
-
-/// Go's `time.StampMilli` in UTC (`Mar  2 09:41:07.512`), or `N/A` for a
-/// missing or invalid timestamp (`timestamppb.IsValid`).
-pub fn write_stamp_milli(out: &mut String, ts: Option<&Timestamp>) {
-    write_time(out, ts, TimeFormat::StampMilli);
 }
 
 /// Serialises a `GetFlowsResponse` as Go's protojson does. pbjson writes

@@ -330,51 +330,56 @@ fn type_column_follows_event_types() {
 #[test]
 fn times_are_stamp_milli_in_utc_or_na() {
     let mut s = String::new();
-    write_stamp_milli(
+    write_time(
         &mut s,
         Some(&Timestamp {
             seconds: 1_709_370_000,
             nanos: 999_999_999,
         }),
+        TimeFormat::StampMilli,
     );
     assert_eq!(s, "Mar  2 09:00:00.999");
     s.clear();
-    write_stamp_milli(
+    write_time(
         &mut s,
         Some(&Timestamp {
             seconds: 0,
             nanos: 0,
         }),
+        TimeFormat::StampMilli,
     );
     assert_eq!(s, "Jan  1 00:00:00.000");
     s.clear();
-    write_stamp_milli(
+    write_time(
         &mut s,
         Some(&Timestamp {
             seconds: 951_782_400,
             nanos: 0,
         }),
+        TimeFormat::StampMilli,
     );
     assert_eq!(s, "Feb 29 00:00:00.000");
     s.clear();
-    write_stamp_milli(&mut s, None);
+    write_time(&mut s, None, TimeFormat::StampMilli);
     assert_eq!(s, "N/A");
     s.clear();
-    write_stamp_milli(
+    write_time(
         &mut s,
         Some(&Timestamp {
             seconds: 0,
             nanos: -1,
         }),
+        TimeFormat::StampMilli,
     );
     assert_eq!(s, "N/A");
     s.clear();
-    write_stamp_milli(
+    write_time(
         &mut s,
         Some(&Timestamp {
             seconds: i64::MAX,
             nanos: 0,
         }),
+        TimeFormat::StampMilli,
     );
     assert_eq!(s, "N/A");
 }
