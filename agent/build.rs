@@ -16,7 +16,7 @@ use std::{
 };
 
 /// The probe binaries, each becoming `OUT_DIR/<name>`.
-const PROBES: &[&str] = &["holonet-tc"];
+const PROBES: &[&str] = &["holonet-tc", "holonet-proc"];
 const BPF_TARGET: &str = "bpfel-unknown-none";
 
 fn main() {

@@ -106,6 +106,9 @@ pub struct AgentFacts {
     pub interfaces: Vec<String>,
     /// Where the probe is pinned, if it is.
     pub pin_dir: Option<String>,
+    /// Process attribution: whether it runs, and with which hooks or why
+    /// not.
+    pub process: (bool, String),
 }
 
 /// Probes the kernel (see [`capabilities::probe_all`]) and describes what
@@ -156,11 +159,7 @@ pub fn capabilities_response(facts: AgentFacts) -> GetCapabilitiesResponse {
                 None => "the probe is detached when the agent exits".to_owned(),
             },
         ),
-        feature(
-            "process attribution",
-            false,
-            capabilities::process_attribution(&caps).to_owned(),
-        ),
+        feature("process attribution", facts.process.0, facts.process.1),
     ];
     let kernel_capabilities = caps
         .iter()

@@ -88,12 +88,17 @@ impl Hook {
         match self {
             Self::TcClsact | Self::RingBuffer | Self::BpfLoop => Need::Required,
             Self::Tcx => Need::Optional("preferred TC attachment (6.6+); clsact otherwise"),
-            Self::Kprobe => Need::Optional("process attribution (planned); tracepoints otherwise"),
-            Self::Tracepoint | Self::RawTracepoint => {
-                Need::Optional("process attribution fallback (planned)")
+            Self::Kprobe => {
+                Need::Optional("process attribution (preferred); raw tracepoints otherwise")
             }
+            Self::Tracepoint => Need::Optional(
+                "not used: the process fallback uses raw tracepoints, which need no tracefs",
+            ),
+            Self::RawTracepoint => Need::Optional("process attribution where kprobes are missing"),
             Self::Fentry => Need::Optional("not used yet"),
-            Self::Btf => Need::Optional("fentry and CO-RE; the TC probe does not need it"),
+            Self::Btf => Need::Optional(
+                "process attribution reads socket fields at offsets found in it; the TC probe does not need it",
+            ),
         }
     }
 }
@@ -129,16 +134,29 @@ pub fn unsupported(caps: &[Capability]) -> Option<String> {
     ))
 }
 
-/// Where flows could get their process from on a kernel with `caps`, and
-/// that holonet does not attribute processes yet.
-pub fn process_attribution(caps: &[Capability]) -> &'static str {
-    let has = |hook: Hook| caps.iter().any(|c| c.hook == hook && c.available);
+/// Which hooks process attribution uses on a kernel with `caps`, and why;
+/// what an agent started with `--process-hook auto` does.
+pub fn process_attribution(caps: &[Capability]) -> String {
+    let find = |hook: Hook| caps.iter().find(|c| c.hook == hook);
+    let has = |hook: Hook| find(hook).is_some_and(|c| c.available);
+    if !has(Hook::Btf) {
+        return format!(
+            "not available: the socket probe needs kernel BTF ({}); flows carry no process",
+            find(Hook::Btf).map_or("not probed", |c| c.detail.as_str())
+        );
+    }
     if has(Hook::Kprobe) {
-        "not implemented yet; it will use kprobes, which this kernel has"
-    } else if has(Hook::Tracepoint) || has(Hook::RawTracepoint) {
-        "not implemented yet; kprobes are missing here, so it will fall back to tracepoints"
+        "kprobes on tcp_connect, inet_csk_listen_start/stop and tcp_rcv_space_adjust \
+         (this kernel has kprobes)"
+            .to_string()
+    } else if has(Hook::RawTracepoint) {
+        format!(
+            "raw tracepoints inet_sock_set_state, net_dev_queue and tcp_rcv_space_adjust, \
+             because kprobes are missing ({})",
+            find(Hook::Kprobe).map_or("not probed", |c| c.detail.as_str())
+        )
     } else {
-        "not available: neither kprobes nor tracepoints; flows will carry no process"
+        "not available: neither kprobes nor raw tracepoints; flows carry no process".to_string()
     }
 }
 
@@ -228,7 +246,8 @@ fn tracefs_events() -> Option<&'static str> {
     .find(|p| Path::new(p).is_dir())
 }
 
-fn probe(hook: Hook) -> Capability {
+/// Probes one hook.
+pub fn probe(hook: Hook) -> Capability {
     let kernel = KernelVersion::current().ok();
     let result = match hook {
         Hook::TcClsact => program_type(hook, ProgramType::SchedClassifier, "sched_cls").map(|()| {

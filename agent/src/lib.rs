@@ -27,5 +27,6 @@ pub mod flow;
 pub mod latency;
 pub mod loader;
 pub mod observer;
+pub mod process;
 pub mod relay;
 pub mod tls;

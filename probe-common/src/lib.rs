@@ -18,3 +18,4 @@ pub mod event;
 pub mod l7;
 pub mod names;
 pub mod policy;
+pub mod process;

@@ -76,3 +76,30 @@ pub const DATAPATH_MAPS: &[&str] = &[
     "DROPS_SEEN",
     "DROP_SCRATCH",
 ];
+
+/// Object file name of the socket probe (process attribution).
+pub const PROC_OBJECT: &str = "holonet-proc";
+
+/// Ring buffer carrying [`crate::process::ProcessEvent`] records.
+pub const PROC_EVENTS_MAP: &str = "PROC_EVENTS";
+
+/// Array, one slot: the kernel's [`crate::process::SockLayout`].
+pub const SOCK_LAYOUT_MAP: &str = "SOCK_LAYOUT";
+
+/// Per-CPU counters indexed by [`crate::process::proc_counter`] slots.
+pub const PROC_COUNTERS_MAP: &str = "PROC_COUNTERS";
+
+/// The socket probe's kprobes: program name and the kernel function it probes.
+pub const PROC_KPROBES: &[(&str, &str)] = &[
+    ("holonet_kp_connect", "tcp_connect"),
+    ("holonet_kp_listen", "inet_csk_listen_start"),
+    ("holonet_kp_unlisten", "inet_csk_listen_stop"),
+    ("holonet_kp_receive", "tcp_rcv_space_adjust"),
+];
+
+/// The socket probe's raw tracepoints: program name and tracepoint.
+pub const PROC_RAW_TRACEPOINTS: &[(&str, &str)] = &[
+    ("holonet_tp_state", "inet_sock_set_state"),
+    ("holonet_tp_xmit", "net_dev_queue"),
+    ("holonet_tp_receive", "tcp_rcv_space_adjust"),
+];

@@ -15,6 +15,7 @@ use crate::{
     events::{EventReader, ReadError},
     flow::Flow,
     latency::LatencyTracker,
+    process::{ProcessInfo, SharedFeed},
 };
 
 /// Events drained from the ring buffer per wake-up.
@@ -33,6 +34,7 @@ pub struct Pipeline {
     pub endpoints: tokio::sync::watch::Receiver<Arc<EndpointDirectory>>,
     /// The policies in force, to name the ones behind each verdict.
     policy_names: Option<tokio::sync::watch::Receiver<Option<Arc<PolicyNames>>>>,
+    processes: Option<SharedFeed>,
     uuids: UuidSource,
 }
 
@@ -50,6 +52,7 @@ impl Pipeline {
             node_name: node_name.into(),
             endpoints,
             policy_names: None,
+            processes: None,
             uuids: UuidSource::new(),
         }
     }
@@ -61,6 +64,14 @@ impl Pipeline {
         names: tokio::sync::watch::Receiver<Option<Arc<PolicyNames>>>,
     ) -> Self {
         self.policy_names = Some(names);
+        self
+    }
+
+    /// Names the processes at both ends of TCP flows from what the socket
+    /// probe reported (drained before each batch, so every socket whose
+    /// packets are in the batch is known).
+    pub fn with_processes(mut self, feed: SharedFeed) -> Self {
+        self.processes = Some(feed);
         self
     }
 
@@ -83,6 +94,10 @@ impl Pipeline {
                 .policy_names
                 .as_mut()
                 .and_then(|rx| rx.borrow_and_update().clone());
+            let mut processes = self.processes.as_ref().and_then(|feed| feed.lock().ok());
+            if let Some(feed) = processes.as_mut() {
+                feed.drain();
+            }
             for event in &batch {
                 let mut flow = Flow::from_event(event, &self.clock, &self.interfaces);
                 latency.observe(&mut flow);
@@ -91,10 +106,30 @@ impl Pipeline {
                 if let Some(names) = &names {
                     names.annotate(&mut converted);
                 }
+                if let Some(feed) = &processes
+                    && flow.l4_proto == TCP
+                {
+                    let (source, destination) = feed.table().attribute(
+                        flow.source,
+                        flow.destination,
+                        converted.is_reply.map(|r| r.value),
+                    );
+                    converted.holonet_source_process = source.map(to_proto_process);
+                    converted.holonet_destination_process = destination.map(to_proto_process);
+                }
                 stored.push(StoredEvent::Flow(converted));
             }
             store.push_batch(stored);
         }
+    }
+}
+
+const TCP: u8 = 6;
+
+fn to_proto_process(process: ProcessInfo) -> holonet_proto::flow::HolonetProcess {
+    holonet_proto::flow::HolonetProcess {
+        pid: process.pid,
+        command: process.command.to_string(),
     }
 }
 

@@ -24,6 +24,7 @@ use holonet_agent::{
         service::ObserverService,
         store::{DEFAULT_CAPACITY, FlowStore},
     },
+    process::ProcessHook,
     tls::ServerTlsFiles,
 };
 
@@ -51,6 +52,31 @@ impl From<TcModeArg> for TcMode {
     }
 }
 
+/// Which hooks name the process behind each TCP flow.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum ProcessHookArg {
+    /// kprobes where the kernel has them, raw tracepoints otherwise.
+    #[default]
+    Auto,
+    /// kprobes only (fails, with a warning, where the kernel has none).
+    Kprobe,
+    /// Raw tracepoints only.
+    Tracepoint,
+    /// No process attribution.
+    Off,
+}
+
+impl From<ProcessHookArg> for ProcessHook {
+    fn from(arg: ProcessHookArg) -> Self {
+        match arg {
+            ProcessHookArg::Auto => Self::Auto,
+            ProcessHookArg::Kprobe => Self::Kprobe,
+            ProcessHookArg::Tracepoint => Self::Tracepoint,
+            ProcessHookArg::Off => Self::Off,
+        }
+    }
+}
+
 /// What `holonet agent --help` explains (the subcommand's one-line summary
 /// in main.rs would hide a `long_about` set here).
 pub(crate) const LONG_ABOUT: &str = "Load holonet's TC probe, attach it to the given \
@@ -59,7 +85,8 @@ RST, HTTP requests and responses (with latency), DNS queries and answers, and ev
 with its reason. With --endpoints and --policies it enforces CiliumNetworkPolicies in the \
 kernel (L3/L4, HTTP method and path, DNS names; a denied request gets 403, a denied query \
 REFUSED) and pins the probe so enforcement outlives the agent. Flows are kept in a bounded \
-ring and served over Hubble's Observer gRPC API, so `holonet observe`, the TUI and the \
+ring and served over Hubble's Observer gRPC API (TCP flows name the process at each end, \
+from kprobes or, where the kernel has none, raw tracepoints), so `holonet observe`, the TUI and the \
 `hubble` CLI can read them.\n\n\
 Attach it to the host-side veth of each pod: TC ingress there is the pod's egress \
 (from-endpoint), TC egress the pod's ingress (to-endpoint). Needs root (or CAP_BPF, \
@@ -91,6 +118,11 @@ pub(crate) struct AgentArgs {
     /// How to attach the TC classifiers.
     #[arg(long, value_enum, default_value_t)]
     tc_mode: TcModeArg,
+    /// Which hooks name the process at each end of TCP flows (socket
+    /// owners seen at connect, listen and read); `holonet status` says
+    /// which one `auto` picks here.
+    #[arg(long, value_enum, default_value_t)]
+    process_hook: ProcessHookArg,
     /// Name of this node, stamped on every flow.
     #[arg(long, value_name = "NAME")]
     node_name: Option<String>,
@@ -385,9 +417,14 @@ pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
             if serving.is_empty() { "nothing".to_string() } else { serving.join(" and ") }
         );
 
+        let processes = holonet_agent::process::start(args.process_hook.into());
+        eprintln!("holonet agent: process attribution: {}", processes.detail);
         let reader = EventReader::new(probe.take_events()?)?;
-        let pipeline = Pipeline::new(node_name.clone(), probe.interfaces().clone(), endpoints_rx)
+        let mut pipeline = Pipeline::new(node_name.clone(), probe.interfaces().clone(), endpoints_rx)
             .with_policy_names(names_rx);
+        if let Some(feed) = &processes.feed {
+            pipeline = pipeline.with_processes(std::sync::Arc::clone(feed));
+        }
         let print = args.print;
         let pipeline_store = Arc::clone(&store);
         let mut pipeline_task = tokio::spawn(pipeline.run(reader, pipeline_store, move |flow| {
@@ -426,6 +463,7 @@ pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
                 },
                 interfaces: args.ifaces.clone(),
                 pin_dir: probe.pin_dir().map(|d| d.display().to_string()),
+                process: (processes.active(), processes.detail.clone()),
             }),
             policies_rx,
         );

@@ -602,7 +602,7 @@ fn capabilities_say_what_is_on_what_is_off_and_why() {
             Feature {
                 name: "process attribution".into(),
                 active: false,
-                detail: "not implemented yet".into(),
+                detail: "off: turned off with --process-hook off".into(),
             },
         ],
         ..Default::default()
@@ -611,7 +611,7 @@ fn capabilities_say_what_is_on_what_is_off_and_why() {
         view::capability_lines(&caps),
         [
             "node n1: kernel 6.18.0, tc via tcx, policies: audit, pinned; kernel lacks kprobe",
-            "active: L7 HTTP policy │ off: process attribution (not implemented yet)",
+            "active: L7 HTTP policy │ off: process attribution (off: turned off with --process-hook off)",
         ]
     );
 }

@@ -26,7 +26,7 @@ mod story;
 
 use std::{
     io::{IsTerminal, Write},
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::ExitCode,
     sync::Arc,
     time::Duration,
@@ -45,6 +45,7 @@ use holonet_agent::{
         service::ObserverService,
         store::{FlowStore, Follower, StoredEvent},
     },
+    process::{ProcessAttribution, ProcessHook},
 };
 use holonet_flows::printer::{PrintOptions, Printer};
 use holonet_lab::{ChildGuard, Lab, Pod, fhir::TokenMode, wait_for_tcp_listener};
@@ -291,6 +292,8 @@ pub(super) struct Stage {
     _servers: Vec<ChildGuard>,
     /// The TC probe on every pod's host-side veth.
     probe: TcProbe,
+    /// The socket probe naming the processes behind flows.
+    _processes: ProcessAttribution,
     /// The pods, in the order of [`story::POD_NAMES`].
     pods: Vec<Pod>,
     /// Where the story writes the policies it applies.
@@ -315,10 +318,13 @@ pub(super) struct Stage {
     _lab: Lab,
 }
 
-/// Starts a server in a pod and waits for its socket.
+/// Starts a server in a pod and waits for its socket. The server runs this
+/// executable through a link named `command` in `dir`, which becomes its
+/// command name in flows (the kernel names a process after the file it
+/// executed).
 async fn start_server(
     pod: &Pod,
-    what: &str,
+    (what, command, dir): (&str, &str, &Path),
     args: &[String],
     udp: bool,
     port: u16,
@@ -326,11 +332,14 @@ async fn start_server(
     // Our own executable by its /proc link: it stays valid even when a
     // rebuild replaces the file while the demo runs.
     let own = PathBuf::from(format!("/proc/{}/exe", std::process::id()));
-    let exe = if own.exists() {
+    let target = if own.exists() {
         own
     } else {
         std::env::current_exe().context("finding the holonet binary")?
     };
+    let exe = dir.join(command);
+    std::os::unix::fs::symlink(&target, &exe)
+        .with_context(|| format!("linking {} to {}", exe.display(), target.display()))?;
     let child = pod
         .spawn(what, &exe.to_string_lossy(), args)
         .with_context(|| format!("starting the {what} in pod {}", pod.name))?;
@@ -394,7 +403,17 @@ impl Stage {
                 dns_args.extend(["--pod".to_string(), format!("{}={}", p.name, p.ip)]);
             }
         }
-        let dns = start_server(&pods[KUBE_DNS], "DNS server", &dns_args, true, 53).await?;
+        // Process attribution starts before the servers, so their
+        // listening sockets are seen.
+        let processes = holonet_agent::process::start(ProcessHook::Auto);
+        let dns = start_server(
+            &pods[KUBE_DNS],
+            ("DNS server", "kube-dns", &files.0),
+            &dns_args,
+            true,
+            53,
+        )
+        .await?;
         for (i, pod) in pods.iter().enumerate() {
             if i != KUBE_DNS {
                 lab.set_resolver(
@@ -416,7 +435,14 @@ impl Stage {
             "--require-token-file".into(),
             token_file.to_string_lossy().to_string(),
         ];
-        let fhir = start_server(&pods[SERVER], "FHIR server", &fhir_args, false, FHIR_PORT).await?;
+        let fhir = start_server(
+            &pods[SERVER],
+            ("FHIR server", "fhir-server", &files.0),
+            &fhir_args,
+            false,
+            FHIR_PORT,
+        )
+        .await?;
         println!(
             "[2/4] FHIR R5 server listening in coruscanthealth on port {FHIR_PORT}; kube-dns answers the pods' names"
         );
@@ -441,8 +467,11 @@ impl Stage {
         let (names, names_rx) = watch::channel(None);
         let (policies, policies_rx) = watch::channel(None);
         let published = Published { names, policies };
-        let pipeline = Pipeline::new(NODE, probe.interfaces().clone(), endpoints_rx)
+        let mut pipeline = Pipeline::new(NODE, probe.interfaces().clone(), endpoints_rx)
             .with_policy_names(names_rx);
+        if let Some(feed) = &processes.feed {
+            pipeline = pipeline.with_processes(Arc::clone(feed));
+        }
         let pipeline_store = Arc::clone(&store);
         let pipeline = tokio::spawn(async move {
             let _keep = endpoints_tx;
@@ -477,6 +506,7 @@ impl Stage {
                         policy_mode: "enforce".to_owned(),
                         interfaces: pods.iter().map(|p| p.host_ifname.clone()).collect(),
                         pin_dir: None,
+                        process: (processes.active(), processes.detail.clone()),
                     }),
                     policies_rx,
                 );
@@ -496,6 +526,7 @@ impl Stage {
             }
         };
         println!("[3/4] TC probe on the pods' host veths via {mode} ({why})");
+        println!("      process attribution: {}", processes.detail);
         if api.is_some() {
             println!(
                 "      flows are served on {DEMO_LISTEN}: try `holonet observe --server localhost:4245 --last 50`"
@@ -505,6 +536,7 @@ impl Stage {
             background: None,
             _servers: vec![fhir, dns],
             probe,
+            _processes: processes,
             pods,
             policy_dir,
             endpoints_file,

@@ -1,0 +1,117 @@
+//! The socket probe's ring buffer, drained into the process table.
+//!
+//! The flow pipeline drains it before converting each batch of flow events:
+//! a socket's record is written before its packets reach the TC probe, so
+//! every record a flow event could need is in the table by then. A
+//! background task also drains it on a timer, so records do not pile up
+//! while no flows arrive.
+
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use aya::maps::{MapData, RingBuf};
+use probe_common::process::ProcessEvent;
+
+use super::table::ProcessTable;
+
+/// How often the background task drains the ring.
+pub const DRAIN_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The ring and the table it feeds.
+pub struct ProcessFeed {
+    ring: Option<RingBuf<MapData>>,
+    table: ProcessTable,
+    applied: u64,
+    malformed: u64,
+}
+
+impl std::fmt::Debug for ProcessFeed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProcessFeed")
+            .field("applied", &self.applied)
+            .field("malformed", &self.malformed)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The feed as the pipeline and the drain task share it.
+pub type SharedFeed = Arc<Mutex<ProcessFeed>>;
+
+impl ProcessFeed {
+    /// A feed over the socket probe's `PROC_EVENTS` ring.
+    pub fn new(ring: RingBuf<MapData>) -> Self {
+        Self {
+            ring: Some(ring),
+            table: ProcessTable::default(),
+            applied: 0,
+            malformed: 0,
+        }
+    }
+
+    /// A feed without a probe, over a table filled by the caller (tests and
+    /// replays).
+    pub fn from_table(table: ProcessTable) -> Self {
+        Self {
+            ring: None,
+            table,
+            applied: 0,
+            malformed: 0,
+        }
+    }
+
+    /// Applies every record waiting in the ring; returns how many.
+    pub fn drain(&mut self) -> usize {
+        let Some(ring) = self.ring.as_mut() else {
+            return 0;
+        };
+        let mut n = 0;
+        while let Some(item) = ring.next() {
+            match ProcessEvent::decode(&item) {
+                Ok(event) => {
+                    self.table.apply(&event);
+                    n += 1;
+                }
+                Err(err) => {
+                    self.malformed += 1;
+                    log::warn!("skipping a socket-probe record: {err}");
+                }
+            }
+        }
+        self.applied += n as u64;
+        n
+    }
+
+    /// What the records said so far.
+    pub fn table(&self) -> &ProcessTable {
+        &self.table
+    }
+
+    /// Records applied so far.
+    pub fn applied(&self) -> u64 {
+        self.applied
+    }
+
+    /// Records that did not decode (a probe/agent mismatch).
+    pub fn malformed(&self) -> u64 {
+        self.malformed
+    }
+
+    /// Wraps the feed for sharing and starts draining it every
+    /// [`DRAIN_INTERVAL`]; the task ends when the last other holder drops it.
+    /// Must be called within a tokio runtime.
+    pub fn share(self) -> SharedFeed {
+        let shared = Arc::new(Mutex::new(self));
+        let weak = Arc::downgrade(&shared);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(DRAIN_INTERVAL).await;
+                let Some(feed) = weak.upgrade() else { break };
+                let Ok(mut feed) = feed.lock() else { break };
+                feed.drain();
+            }
+        });
+        shared
+    }
+}

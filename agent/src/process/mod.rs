@@ -1,0 +1,72 @@
+//! Process attribution: which process sent or received each TCP flow.
+//!
+//! The socket probe (`probe-ebpf/src/proc.rs`) reports sockets from the
+//! context of the process that owns them: connects, listeners and reads.
+//! [`btf`] finds the kernel structure offsets it needs, [`probe`] loads and
+//! attaches it (kprobes where the kernel has them, raw tracepoints
+//! otherwise), [`feed`] drains its records into a [`table::ProcessTable`],
+//! which the flow pipeline asks for each flow's two ends.
+
+pub mod btf;
+pub mod feed;
+pub mod probe;
+pub mod table;
+
+pub use feed::{ProcessFeed, SharedFeed};
+pub use probe::{ProcessHook, SocketProbe, SocketProbeError};
+pub use table::{ProcessInfo, ProcessTable};
+
+/// Process attribution as an agent started it: the probe and its feed while
+/// it runs, and the sentence `holonet status` shows either way.
+#[derive(Debug)]
+pub struct ProcessAttribution {
+    /// The attached socket probe (dropping it detaches it).
+    pub probe: Option<SocketProbe>,
+    /// What the pipeline asks for each flow.
+    pub feed: Option<SharedFeed>,
+    /// Which hooks are in use and why, or why attribution is off.
+    pub detail: String,
+}
+
+impl ProcessAttribution {
+    /// Whether flows get processes.
+    pub fn active(&self) -> bool {
+        self.feed.is_some()
+    }
+}
+
+/// Starts process attribution with `hook` (resolving `Auto` on this
+/// kernel). A failure is not fatal: it is logged and described in
+/// [`ProcessAttribution::detail`]. Must be called within a tokio runtime.
+pub fn start(hook: ProcessHook) -> ProcessAttribution {
+    let (hook, why) = hook.resolve();
+    let off = |detail: String| ProcessAttribution {
+        probe: None,
+        feed: None,
+        detail,
+    };
+    if hook == ProcessHook::Off {
+        return off(format!("off: {why}"));
+    }
+    let hooks = match hook {
+        ProcessHook::Kprobe => {
+            "kprobes on tcp_connect, inet_csk_listen_start/stop and tcp_rcv_space_adjust"
+        }
+        _ => "raw tracepoints inet_sock_set_state, net_dev_queue and tcp_rcv_space_adjust",
+    };
+    let started = SocketProbe::load(hook).and_then(|mut probe| {
+        let ring = probe.take_events()?;
+        Ok((probe, ring))
+    });
+    match started {
+        Ok((probe, ring)) => ProcessAttribution {
+            probe: Some(probe),
+            feed: Some(ProcessFeed::new(ring).share()),
+            detail: format!("{hooks} ({why}); TCP flows only"),
+        },
+        Err(err) => {
+            log::warn!("process attribution is off: {err}");
+            off(format!("failed: {hooks} could not be used ({why}): {err}"))
+        }
+    }
+}
