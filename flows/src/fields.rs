@@ -2,7 +2,7 @@
 //! (ports, the HTTP or DNS record, the path of a URL), one way for every
 //! consumer: filters, the dashboard's columns and policy explanations.
 
-use holonet_proto::flow::{Dns, Flow, Http, layer4, layer7};
+use holonet_proto::flow::{Dns, Flow, HolonetProcess, Http, layer4, layer7};
 
 /// Source and destination port of a TCP, UDP or SCTP flow.
 pub fn ports(flow: &Flow) -> Option<(u32, u32)> {
@@ -28,6 +28,33 @@ pub fn dns(flow: &Flow) -> Option<&Dns> {
         layer7::Record::Dns(d) => Some(d),
         layer7::Record::Http(_) => None,
     }
+}
+
+/// A process as flows show it: `curl[4321]`. Control characters in the
+/// command (a process can name itself anything) are shown as `?`, so a
+/// name cannot move a terminal's cursor.
+pub fn process_name(process: &HolonetProcess) -> String {
+    let command: String = process
+        .command
+        .chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
+    format!("{command}[{}]", process.pid)
+}
+
+/// The processes at the source and destination of a flow, `?` for an end
+/// whose process is not known; `None` when neither is (holonet agents name
+/// them on TCP flows, Hubble never does).
+pub fn processes(flow: &Flow) -> Option<(String, String)> {
+    let (source, destination) = (
+        flow.holonet_source_process.as_ref(),
+        flow.holonet_destination_process.as_ref(),
+    );
+    if source.is_none() && destination.is_none() {
+        return None;
+    }
+    let name = |p: Option<&HolonetProcess>| p.map_or_else(|| "?".to_string(), process_name);
+    Some((name(source), name(destination)))
 }
 
 /// The path (with query) of an HTTP URL: `http://h:1/p?q` → `/p?q`; a

@@ -35,6 +35,7 @@ use holonet_proto::{
 };
 
 use crate::{
+    fields::{process_name, processes},
     names,
     timefmt::{TimeFormat, write_time},
 };
@@ -411,20 +412,30 @@ impl<W: Write> Printer<W> {
                     Some(r) if r.value => ("<-", true),
                     Some(_) => ("->", false),
                 };
-                let (a, a_id, b, b_id) = if swap {
-                    (&self.dst, dst_id, &self.src, src_id)
+                let src_proc = flow.holonet_source_process.as_ref();
+                let dst_proc = flow.holonet_destination_process.as_ref();
+                let (a, a_id, a_proc, b, b_id, b_proc) = if swap {
+                    (&self.dst, dst_id, dst_proc, &self.src, src_id, src_proc)
                 } else {
-                    (&self.src, src_id, &self.dst, dst_id)
+                    (&self.src, src_id, src_proc, &self.dst, dst_id, dst_proc)
                 };
                 buf.push_str(a);
                 buf.push(' ');
                 self.identity(a_id, &mut buf);
+                if let Some(p) = a_proc {
+                    buf.push(' ');
+                    buf.push_str(&process_name(p));
+                }
                 buf.push(' ');
                 buf.push_str(arrow);
                 buf.push(' ');
                 buf.push_str(b);
                 buf.push(' ');
                 self.identity(b_id, &mut buf);
+                if let Some(p) = b_proc {
+                    buf.push(' ');
+                    buf.push_str(&process_name(p));
+                }
                 buf.push(' ');
                 flow_type(flow, &mut buf);
                 buf.push(' ');
@@ -450,6 +461,9 @@ impl<W: Write> Printer<W> {
                     self.src, self.dst
                 );
                 flow_type(flow, &mut buf);
+                if let Some((source, destination)) = processes(flow) {
+                    let _ = write!(buf, "\n  PROCESSES: {source} -> {destination}");
+                }
                 buf.push_str("\n    VERDICT: ");
                 self.verdict(flow, &mut buf);
                 buf.push_str("\n    SUMMARY: ");

@@ -6,7 +6,7 @@
 #
 # BIN_DIR holds `holonet` and the end-to-end test binaries under their target
 # names (status, walking_skeleton, enforcement_l3l4, star_wars, hostile_l7,
-# observer_e2e, dns_policy, ipv6). CHECKS (space-separated names) limits the run; the default is
+# observer_e2e, dns_policy, ipv6, process). CHECKS (space-separated names) limits the run; the default is
 # all of them. CHECK_TIMEOUT (seconds, default 600) bounds each check.
 #
 # Every check prints, on stdout,
@@ -126,16 +126,12 @@ tests ipv6 ipv6 enforcement_and_answers_over_ipv6
 # Flows through the Hubble gRPC API and the recorder.
 tests grpc observer_e2e curl_requests_come_out_of_get_flows_as_hubble_flows
 
-# Process attribution: kprobes where present, tracepoints otherwise. holonet
-# does not attribute flows to processes yet; when it does, this check runs its
-# test here (same flows asserted with either hook) and the column turns
-# PASS/FAIL.
-if want process; then
-    start=$(date +%s)
-    echo "@@HOLONET-CHECK process BEGIN"
-    if [ "$kprobe" = yes ]; then hook="kprobes present"; else hook="no kprobes: tracepoint fallback"; fi
-    result process N/A "$start" "process attribution is not implemented in holonet yet ($hook)"
-fi
+# Process attribution: curl and a Python server named on every flow, by
+# raw tracepoints everywhere and by kprobes where the kernel has them (the
+# kprobe test then asserts both hook sets name the same processes; without
+# kprobes it asserts that asking for them fails with a clear error).
+tests process process raw_tracepoints_name_the_client_and_the_server \
+    kprobes_name_the_same_processes_as_the_fallback
 
 rm -f "$out"
 echo "@@HOLONET-DONE"

@@ -14,6 +14,8 @@ use std::{
     sync::Arc,
 };
 
+use holonet_proto::observer::get_flows_response::ResponseTypes;
+
 use super::store::{FlowStore, Follower, StoredEvent};
 
 /// Where and how to record.
@@ -126,8 +128,14 @@ impl RotatingWriter {
 
 /// The protojson line for a stored event, with the fields in the order Go's
 /// protojson writes them (the flow first), as Hubble's exporter does.
+/// holonet's own process fields are left out: `hubble observe
+/// --input-file` refuses lines with fields it does not know.
 pub fn line(event: &StoredEvent, node_name: &str) -> io::Result<String> {
-    let response = event.to_response(node_name);
+    let mut response = event.to_response(node_name);
+    if let Some(ResponseTypes::Flow(flow)) = &mut response.response_types {
+        flow.holonet_source_process = None;
+        flow.holonet_destination_process = None;
+    }
     let mut out = Vec::with_capacity(1024);
     holonet_flows::printer::response_json(&mut out, &response)?;
     String::from_utf8(out).map_err(io::Error::other)

@@ -585,3 +585,40 @@ fn output_formats_parse() {
     assert_eq!("table".parse::<OutputFormat>(), Ok(OutputFormat::Table));
     assert!("yaml".parse::<OutputFormat>().is_err());
 }
+
+#[test]
+fn processes_follow_their_endpoints_and_never_reach_the_terminal_raw() {
+    use holonet_proto::flow::HolonetProcess;
+    let mut flows = composed_examples();
+    let proc_of = |command: &str, pid| {
+        Some(HolonetProcess {
+            pid,
+            command: command.into(),
+        })
+    };
+    // The response is a reply: compact prints it server-last, and each
+    // process stays next to its own endpoint.
+    let mut response = flows.remove(1);
+    response.holonet_source_process = proc_of("ledger", 7);
+    response.holonet_destination_process = proc_of("curl\x1b[2J", 4321);
+    let line = compact(response.clone());
+    assert!(
+        line.contains(
+            ":41234 (ID:31245) curl?[2J[4321] <- default/ledger-5f6b-lm2pq:8080 (ID:51231) ledger[7] http-response"
+        ),
+        "{line}"
+    );
+    // Only one end known: the other is shown as `?` in dict output.
+    response.holonet_source_process = None;
+    let dict = print_all(
+        PrintOptions {
+            format: OutputFormat::Dict,
+            ..Default::default()
+        },
+        &[resp(response)],
+    );
+    assert!(
+        dict.contains("       TYPE: http-response\n  PROCESSES: ? -> curl?[2J[4321]\n"),
+        "{dict}"
+    );
+}

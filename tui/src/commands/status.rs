@@ -168,7 +168,7 @@ mod tests {
             features: vec![Feature {
                 name: "process attribution".into(),
                 active: false,
-                detail: "not implemented yet".into(),
+                detail: "failed: kprobes could not be used".into(),
             }],
         });
         assert_eq!(
@@ -178,7 +178,7 @@ mod tests {
              policies: enforce\n\
              interfaces: veth1, veth2\n\
              pinned under: /sys/fs/bpf/holonet/abc\n\
-             \nfeatures:\n  process attribution      off  not implemented yet\n\
+             \nfeatures:\n  process attribution      off  failed: kprobes could not be used\n\
              \nkernel:\n  kprobe          MISSING   no kprobe_events\n"
         );
     }

@@ -1178,3 +1178,38 @@ fn the_demo_hands_over_the_policies_it_applied_for_explanations() {
         "{after}"
     );
 }
+
+#[test]
+fn processes_show_in_the_detail_pane_and_in_a_wide_table() {
+    let mut app = app_with(1000, false, "", false);
+    let mut flow = seed_flows().remove(0);
+    flow.holonet_source_process = Some(holonet_proto::flow::HolonetProcess {
+        pid: 4321,
+        command: "curl".into(),
+    });
+    flow.holonet_destination_process = Some(holonet_proto::flow::HolonetProcess {
+        pid: 99,
+        command: "fhir-server".into(),
+    });
+    app.update(Msg::Events(vec![Event::Flow(Box::new(flow))]));
+    let detail: Vec<String> = view::detail_lines(&app, app.selected_flow().unwrap().1, 100)
+        .iter()
+        .map(|l| l.to_string())
+        .collect();
+    assert!(
+        detail.contains(&"  processes: curl[4321] → fhir-server[99]".to_string()),
+        "{detail:#?}"
+    );
+    // The column is the last to fit: absent at 120 columns, present once
+    // every other column fits.
+    let has = |w: u16| {
+        view::columns(w)
+            .iter()
+            .any(|(c, _)| *c == view::Col::Process)
+    };
+    assert!(!has(120));
+    assert!(has(160));
+    let wide = screen(&buffer(&mut app, 240, 20));
+    assert!(wide.contains("PROCESSES"), "{wide}");
+    assert!(wide.contains("curl[4321] → "), "{wide}");
+}

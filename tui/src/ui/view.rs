@@ -688,11 +688,13 @@ pub(crate) enum Col {
     Code,
     /// L7 latency.
     Latency,
+    /// The processes at both ends (holonet agents, TCP flows).
+    Process,
     /// Drop reason.
     Reason,
 }
 
-const COLS: [(Col, &str, u16, u16); 11] = [
+const COLS: [(Col, &str, u16, u16); 12] = [
     (Col::Time, "TIME", 8, 12),
     (Col::Node, "NODE", 10, 26),
     (Col::Source, "SOURCE", 15, 48),
@@ -704,9 +706,10 @@ const COLS: [(Col, &str, u16, u16); 11] = [
     (Col::Code, "CODE", 4, 4),
     (Col::Latency, "LATENCY", 7, 8),
     (Col::Reason, "DROP REASON", 13, 22),
+    (Col::Process, "PROCESSES", 14, 36),
 ];
 
-const PRIORITY: [Col; 11] = [
+const PRIORITY: [Col; 12] = [
     Col::Verdict,
     Col::Source,
     Col::Destination,
@@ -718,6 +721,7 @@ const PRIORITY: [Col; 11] = [
     Col::Reason,
     Col::Latency,
     Col::Node,
+    Col::Process,
 ];
 
 /// Width of the selection marker column.
@@ -777,7 +781,13 @@ pub(crate) fn columns(width: u16) -> Vec<(Col, u16)> {
         &mut spare,
     );
     grow(
-        &[Col::Reason, Col::Node, Col::Latency, Col::Method],
+        &[
+            Col::Reason,
+            Col::Node,
+            Col::Latency,
+            Col::Method,
+            Col::Process,
+        ],
         None,
         &mut spare,
     );
@@ -821,6 +831,9 @@ fn cell(flow: &Flow, c: Col, w: u16, keys: &[String]) -> String {
         Col::Code => row::status(flow),
         Col::Latency => row::latency(flow),
         Col::Reason => fit(row::drop_reason_name(flow), w),
+        Col::Process => holonet_flows::fields::processes(flow)
+            .map(|(source, destination)| fit(&format!("{source} → {destination}"), w))
+            .unwrap_or_default(),
     }
 }
 
@@ -966,6 +979,11 @@ pub(crate) fn detail_lines(app: &App, flow: &Flow, width: u16) -> Vec<Line<'stat
     ]));
     if !flow.summary.is_empty() {
         for l in wrap(&format!("  {}", flow.summary), width, 4) {
+            out.push(Line::raw(l));
+        }
+    }
+    if let Some((source, destination)) = holonet_flows::fields::processes(flow) {
+        for l in wrap(&format!("  processes: {source} → {destination}"), width, 4) {
             out.push(Line::raw(l));
         }
     }
