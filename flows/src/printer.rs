@@ -178,7 +178,24 @@ impl<W: Write> Printer<W> {
 
     fn write_json(&mut self, resp: &GetFlowsResponse) -> io::Result<()> {
         self.json.clear();
-        response_json(&mut self.json, resp)?;
+        // jsonpb is what `hubble observe --input-file` reads back, and it
+        // refuses fields it does not know: holonet's own stay out of it.
+        let stripped = match &resp.response_types {
+            Some(ResponseTypes::Flow(flow))
+                if self.opts.format == OutputFormat::JsonPb
+                    && (flow.holonet_source_process.is_some()
+                        || flow.holonet_destination_process.is_some()) =>
+            {
+                let mut copy = resp.clone();
+                if let Some(ResponseTypes::Flow(flow)) = &mut copy.response_types {
+                    flow.holonet_source_process = None;
+                    flow.holonet_destination_process = None;
+                }
+                Some(copy)
+            }
+            _ => None,
+        };
+        response_json(&mut self.json, stripped.as_ref().unwrap_or(resp))?;
         write_html_escaped(&mut self.w, &self.json)?;
         self.w.write_all(b"\n")?;
         self.line += 1;

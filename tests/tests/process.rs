@@ -60,7 +60,13 @@ fn describe(flow: &Flow) -> String {
 /// Runs curl from a client pod to a Python server in another, with the
 /// socket probe attached by `hook`, and returns every TCP flow's
 /// attribution, with the pids replaced by role names so runs compare.
-async fn attributed_flows(test: &str, hook: ProcessHook) -> BTreeSet<Attributed> {
+/// With `server_first`, the server listens before the socket probe is
+/// attached, as a server does that ran before the agent started.
+async fn attributed_flows(
+    test: &str,
+    hook: ProcessHook,
+    server_first: bool,
+) -> BTreeSet<Attributed> {
     let mut lab = Lab::new().expect("lab");
     let client = lab.add_pod("client").expect("client pod");
     let server_pod = lab.add_pod("server").expect("server pod");
@@ -68,12 +74,15 @@ async fn attributed_flows(test: &str, hook: ProcessHook) -> BTreeSet<Attributed>
     std::fs::create_dir_all(&dir).expect("dir");
     std::fs::write(dir.join("hello.txt"), "hello\n").expect("file");
 
-    // The socket probe first, so the server's listen() is seen.
-    let attribution = process::start(hook);
-    let feed = attribution
-        .feed
-        .clone()
-        .unwrap_or_else(|| panic!("process attribution did not start: {}", attribution.detail));
+    let start_probe = || {
+        let attribution = process::start(hook);
+        let feed = attribution
+            .feed
+            .clone()
+            .unwrap_or_else(|| panic!("process attribution did not start: {}", attribution.detail));
+        (attribution, feed)
+    };
+    let early = (!server_first).then(start_probe);
     let mut server = server_pod
         .spawn(
             "http server",
@@ -91,6 +100,7 @@ async fn attributed_flows(test: &str, hook: ProcessHook) -> BTreeSet<Attributed>
         .expect("server");
     wait_for_tcp_listener(&server_pod.netns, 8080, Duration::from_secs(15)).expect("listening");
     let server_pid = server.pid().expect("server pid");
+    let (attribution, feed) = early.unwrap_or_else(start_probe);
 
     let mut probe = TcProbe::load(TcMode::Auto).expect("TC probe");
     probe.attach(&client.host_ifname).expect("attach client");
@@ -209,7 +219,7 @@ async fn raw_tracepoints_name_the_client_and_the_server() {
     let Some(_watchdog) = privileged("process_tracepoint") else {
         return;
     };
-    let flows = attributed_flows("process-tp", ProcessHook::Tracepoint).await;
+    let flows = attributed_flows("process-tp", ProcessHook::Tracepoint, false).await;
     assert_both_ends_named(&flows);
 }
 
@@ -235,11 +245,20 @@ async fn kprobes_name_the_same_processes_as_the_fallback() {
         );
         return;
     }
-    let kprobes = attributed_flows("process-kp", ProcessHook::Kprobe).await;
+    let kprobes = attributed_flows("process-kp", ProcessHook::Kprobe, false).await;
     assert_both_ends_named(&kprobes);
-    let tracepoints = attributed_flows("process-kp-tp", ProcessHook::Tracepoint).await;
+    let tracepoints = attributed_flows("process-kp-tp", ProcessHook::Tracepoint, false).await;
     assert_eq!(
         kprobes, tracepoints,
         "both hook sets name the same processes"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_listening_before_the_agent_started_is_named_from_proc() {
+    let Some(_watchdog) = privileged("process_existing") else {
+        return;
+    };
+    let flows = attributed_flows("process-pre", ProcessHook::Auto, true).await;
+    assert_both_ends_named(&flows);
 }

@@ -42,9 +42,15 @@ pub type SharedFeed = Arc<Mutex<ProcessFeed>>;
 impl ProcessFeed {
     /// A feed over the socket probe's `PROC_EVENTS` ring.
     pub fn new(ring: RingBuf<MapData>) -> Self {
+        Self::with_table(ring, ProcessTable::default())
+    }
+
+    /// A feed over the ring whose records update `table` (which may hold
+    /// what was known before the probe was attached).
+    pub fn with_table(ring: RingBuf<MapData>, table: ProcessTable) -> Self {
         Self {
             ring: Some(ring),
-            table: ProcessTable::default(),
+            table,
             applied: 0,
             malformed: 0,
         }

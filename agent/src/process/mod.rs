@@ -4,12 +4,14 @@
 //! context of the process that owns them: connects, listeners and reads.
 //! [`btf`] finds the kernel structure offsets it needs, [`probe`] loads and
 //! attaches it (kprobes where the kernel has them, raw tracepoints
-//! otherwise), [`feed`] drains its records into a [`table::ProcessTable`],
-//! which the flow pipeline asks for each flow's two ends.
+//! otherwise), [`scan`] finds the listeners open before it was, and
+//! [`feed`] drains its records into a [`table::ProcessTable`], which the
+//! flow pipeline asks for each flow's two ends.
 
 pub mod btf;
 pub mod feed;
 pub mod probe;
+pub mod scan;
 pub mod table;
 
 pub use feed::{ProcessFeed, SharedFeed};
@@ -59,11 +61,24 @@ pub fn start(hook: ProcessHook) -> ProcessAttribution {
         Ok((probe, ring))
     });
     match started {
-        Ok((probe, ring)) => ProcessAttribution {
-            probe: Some(probe),
-            feed: Some(ProcessFeed::new(ring).share()),
-            detail: format!("{hooks} ({why}); TCP flows only"),
-        },
+        Ok((probe, ring)) => {
+            // Listeners opened before the probe was attached; later ones,
+            // and closes of these, arrive through the ring and are applied
+            // after them.
+            let mut table = ProcessTable::default();
+            let existing = scan::existing_listeners(std::path::Path::new("/proc"));
+            for event in &existing {
+                table.apply(event);
+            }
+            ProcessAttribution {
+                probe: Some(probe),
+                feed: Some(ProcessFeed::with_table(ring, table).share()),
+                detail: format!(
+                    "{hooks} ({why}); TCP flows only; {} listeners were open at start",
+                    existing.len()
+                ),
+            }
+        }
         Err(err) => {
             log::warn!("process attribution is off: {err}");
             off(format!("failed: {hooks} could not be used ({why}): {err}"))

@@ -621,4 +621,21 @@ fn processes_follow_their_endpoints_and_never_reach_the_terminal_raw() {
         dict.contains("       TYPE: http-response\n  PROCESSES: ? -> curl?[2J[4321]\n"),
         "{dict}"
     );
+    // JSON keeps them; jsonpb (what `hubble observe --input-file` reads)
+    // leaves them out.
+    let mut both = composed_examples().remove(0);
+    both.holonet_source_process = proc_of("curl", 1);
+    let json = |format| {
+        print_all(
+            PrintOptions {
+                format,
+                ..Default::default()
+            },
+            &[resp(both.clone())],
+        )
+    };
+    assert!(
+        json(OutputFormat::Json).contains(r#""holonet_source_process":{"pid":1,"command":"curl"}"#)
+    );
+    assert!(!json(OutputFormat::JsonPb).contains("holonet"));
 }
