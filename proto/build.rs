@@ -32,6 +32,28 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .extern_path(".google.protobuf", "::pbjson_types")
         .compile_protos(PROTOS, &["api/v1"])?;
 
+    // The agent's Observer server sends GetFlowsResponses it encoded itself
+    // (straight from the stored flow, without the copy tonic would need):
+    // a second server-only build of the service whose response type is
+    // `crate::encoded::EncodedGetFlowsResponse`, every other type shared.
+    let encoded_dir = out_dir.join("encoded");
+    std::fs::create_dir_all(&encoded_dir)?;
+    tonic_prost_build::configure()
+        .build_server(true)
+        .build_client(false)
+        .out_dir(&encoded_dir)
+        .compile_well_known_types(true)
+        .extern_path(
+            ".observer.GetFlowsResponse",
+            "crate::encoded::EncodedGetFlowsResponse",
+        )
+        .extern_path(".observer", "crate::observer")
+        .extern_path(".flow", "crate::flow")
+        .extern_path(".relay", "crate::relay")
+        .extern_path(".google.protobuf.Timestamp", "crate::wkt::Timestamp")
+        .extern_path(".google.protobuf", "::pbjson_types")
+        .compile_protos(&["api/v1/observer/observer.proto"], &["api/v1"])?;
+
     let set = std::fs::read(&descriptors)?;
     pbjson_build::Builder::new()
         .register_descriptors(&set)?

@@ -83,7 +83,9 @@ fn ingest(c: &mut Criterion) {
             for bytes in &raw {
                 let event = FlowEvent::decode(bytes).expect("valid record");
                 let flow = Flow::from_event(&event, &clock, &names);
-                batch.push(StoredEvent::Flow(to_proto(&flow, "n", &dir, &mut uuids)));
+                batch.push(Arc::new(StoredEvent::Flow(to_proto(
+                    &flow, "n", &dir, &mut uuids,
+                ))));
             }
             store.push_batch(batch);
         });

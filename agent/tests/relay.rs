@@ -437,9 +437,13 @@ async fn a_peer_down_is_reported_and_its_flows_return_when_it_comes_back() {
 struct Refusing;
 
 #[tonic::async_trait]
-impl holonet_proto::observer::observer_server::Observer for Refusing {
+impl holonet_proto::observer_encoded::observer_server::Observer for Refusing {
     type GetFlowsStream = std::pin::Pin<
-        Box<dyn tokio_stream::Stream<Item = Result<GetFlowsResponse, tonic::Status>> + Send>,
+        Box<
+            dyn tokio_stream::Stream<
+                    Item = Result<holonet_proto::encoded::EncodedGetFlowsResponse, tonic::Status>,
+                > + Send,
+        >,
     >;
 
     async fn get_flows(

@@ -144,7 +144,7 @@ async fn the_relay_dials_peers_over_mutual_tls_and_reports_a_wrong_ca() {
     assert_eq!(state, PeerState::Connected);
     assert_eq!(peers.peers()[0].name(), "tls-node");
     let relay = RelayService::new(Arc::clone(&peers), RelayOptions::default());
-    let status = holonet_proto::observer::observer_server::Observer::server_status(
+    let status = holonet_proto::observer_encoded::observer_server::Observer::server_status(
         &relay,
         tonic::Request::new(ServerStatusRequest {}),
     )

@@ -18,6 +18,7 @@
     reason = "generated code"
 )]
 
+pub mod encoded;
 pub mod wkt;
 
 /// Flow model: `flow.Flow`, filters, L4/L7 records, verdicts, drop reasons.
@@ -43,6 +44,12 @@ pub mod observer {
 pub mod holonet {
     include!(concat!(env!("OUT_DIR"), "/holonet.rs"));
     include!(concat!(env!("OUT_DIR"), "/holonet.serde.rs"));
+}
+
+/// The `observer.Observer` service as the agent serves it: GetFlows sends
+/// responses it encoded itself ([`encoded::EncodedGetFlowsResponse`]).
+pub mod observer_encoded {
+    include!(concat!(env!("OUT_DIR"), "/encoded/observer.rs"));
 }
 
 /// Well-known protobuf types (Timestamp, wrappers, FieldMask) with protojson serde.

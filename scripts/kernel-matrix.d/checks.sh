@@ -129,9 +129,13 @@ tests grpc observer_e2e curl_requests_come_out_of_get_flows_as_hubble_flows
 # Process attribution: curl and a Python server named on every flow, by
 # raw tracepoints everywhere and by kprobes where the kernel has them (the
 # kprobe test then asserts both hook sets name the same processes; without
-# kprobes it asserts that asking for them fails with a clear error).
+# kprobes it asserts that asking for them fails with a clear error), a
+# server that listened before the agent started, found in /proc, and two
+# silent servers on one wildcard port in two pods, told apart.
 tests process process raw_tracepoints_name_the_client_and_the_server \
-    kprobes_name_the_same_processes_as_the_fallback
+    kprobes_name_the_same_processes_as_the_fallback \
+    a_server_listening_before_the_agent_started_is_named_from_proc \
+    listeners_on_one_port_in_two_pods_are_told_apart
 
 rm -f "$out"
 echo "@@HOLONET-DONE"

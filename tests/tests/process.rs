@@ -3,6 +3,9 @@
 //! end of every TCP flow while a real curl fetches from a real Python
 //! server, over IPv4 and IPv6.
 //!
+//! Servers that never read, in two pods on the same wildcard port, are
+//! named only through their listeners, told apart by network namespace.
+//!
 //! Each hook set is checked on its own, and both must name the same
 //! processes for the same traffic: kprobes where the kernel has them (the
 //! kernel matrix runs this in VMs that do), raw tracepoints everywhere.
@@ -261,4 +264,93 @@ async fn a_server_listening_before_the_agent_started_is_named_from_proc() {
     };
     let flows = attributed_flows("process-pre", ProcessHook::Auto, true).await;
     assert_both_ends_named(&flows);
+}
+
+/// A listening socket that is never accepted from or read: connections to
+/// it complete in the kernel, and only its listener names the process.
+const SILENT_SERVER: &str = "import socket, time\n\
+s = socket.socket(socket.AF_INET6)\n\
+s.bind(('::', 8080))\n\
+s.listen(16)\n\
+time.sleep(120)\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listeners_on_one_port_in_two_pods_are_told_apart() {
+    let Some(_watchdog) = privileged("process_listeners") else {
+        return;
+    };
+    let mut lab = Lab::new().expect("lab");
+    let client = lab.add_pod("client").expect("client pod");
+    let pods = [
+        lab.add_pod("silent-a").expect("pod a"),
+        lab.add_pod("silent-b").expect("pod b"),
+    ];
+    let attribution = process::start(ProcessHook::Auto);
+    let feed = attribution
+        .feed
+        .clone()
+        .unwrap_or_else(|| panic!("process attribution did not start: {}", attribution.detail));
+    let mut servers = Vec::new();
+    for pod in &pods {
+        let server = pod
+            .spawn("silent server", "python3", &["-c", SILENT_SERVER])
+            .expect("server");
+        wait_for_tcp_listener(&pod.netns, 8080, Duration::from_secs(15)).expect("listening");
+        servers.push(server);
+    }
+    let pids: Vec<u32> = servers.iter().map(|s| s.pid().expect("pid")).collect();
+
+    let mut probe = TcProbe::load(TcMode::Auto).expect("TC probe");
+    probe.attach(&client.host_ifname).expect("attach client");
+    let (_endpoints_tx, endpoints_rx) =
+        tokio::sync::watch::channel(Arc::new(endpoints::EndpointDirectory::default()));
+    let store = Arc::new(FlowStore::new(4096));
+    let reader = EventReader::new(probe.take_events().expect("events")).expect("reader");
+    let pipeline =
+        Pipeline::new("n", probe.interfaces().clone(), endpoints_rx).with_processes(feed);
+    let pipeline_task = tokio::spawn(pipeline.run(reader, Arc::clone(&store), |_| {}));
+    for pod in &pods {
+        // The request is sent and never answered: curl gives up after 1 s.
+        let url = format!("http://{}:8080/", pod.ip);
+        let mut cmd = client.command("curl", &["-sS", "--max-time", "1", &url]);
+        let _ = output_within(&mut cmd, Duration::from_secs(20)).expect("curl ran");
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    pipeline_task.abort();
+    let (events, _) = store.snapshot();
+    for server in &mut servers {
+        server.stop();
+    }
+    drop(probe);
+    drop(attribution);
+
+    for (pod, pid) in pods.iter().zip(&pids) {
+        let to_pod: Vec<(String, String)> = events
+            .iter()
+            .filter_map(|e| match e.as_ref() {
+                StoredEvent::Flow(f)
+                    if f.ip
+                        .as_ref()
+                        .is_some_and(|ip| ip.destination == pod.ip.to_string()) =>
+                {
+                    Some((describe(f), show(f.holonet_destination_process.as_ref())))
+                }
+                _ => None,
+            })
+            .collect();
+        let want = format!("python3[{pid}]");
+        for kind in ["tcp SYN", "l7 Request"] {
+            assert!(
+                to_pod.contains(&(kind.to_string(), want.clone())),
+                "{kind} to {} names {want}: {to_pod:?}",
+                pod.name
+            );
+        }
+        assert!(
+            to_pod.iter().all(|(_, p)| *p == want),
+            "every flow to {} names {want}: {to_pod:?}",
+            pod.name
+        );
+    }
+    drop(lab);
 }

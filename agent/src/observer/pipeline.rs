@@ -106,10 +106,10 @@ impl Pipeline {
                 if let Some(names) = &names {
                     names.annotate(&mut converted);
                 }
-                if let Some(feed) = &processes
+                if let Some(feed) = processes.as_mut()
                     && flow.l4_proto == TCP
                 {
-                    let (source, destination) = feed.table().attribute(
+                    let (source, destination) = feed.attribute(
                         flow.source,
                         flow.destination,
                         converted.is_reply.map(|r| r.value),
@@ -117,7 +117,7 @@ impl Pipeline {
                     converted.holonet_source_process = source.map(to_proto_process);
                     converted.holonet_destination_process = destination.map(to_proto_process);
                 }
-                stored.push(StoredEvent::Flow(converted));
+                stored.push(Arc::new(StoredEvent::Flow(converted)));
             }
             store.push_batch(stored);
         }

@@ -11,8 +11,9 @@ use std::sync::Arc;
 
 use holonet_flows::filter::FlowFilterSet;
 use holonet_proto::{
+    encoded::EncodedGetFlowsResponse,
     flow::{Flow, LostEvent, LostEventSource},
-    observer::{GetFlowsRequest, GetFlowsResponse, get_flows_response::ResponseTypes},
+    observer::GetFlowsRequest,
     wkt::Timestamp,
 };
 use tokio::sync::mpsc;
@@ -103,23 +104,25 @@ impl FlowQuery {
         }
     }
 
-    fn response(&self, event: &StoredEvent) -> GetFlowsResponse {
+    /// The response for a stored event, encoded straight from the store
+    /// (a masked flow is copied first, with only the asked-for fields).
+    fn response(&self, event: &StoredEvent) -> EncodedGetFlowsResponse {
         match event {
-            StoredEvent::Flow(flow) => GetFlowsResponse {
-                node_name: flow.node_name.clone(),
-                time: flow.time,
-                response_types: Some(ResponseTypes::Flow(self.mask.apply(flow))),
-            },
+            StoredEvent::Flow(flow) if self.mask == FieldMask::All => {
+                EncodedGetFlowsResponse::flow(flow, &flow.node_name, flow.time.as_ref())
+            }
+            StoredEvent::Flow(flow) => EncodedGetFlowsResponse::flow(
+                &self.mask.apply(flow),
+                &flow.node_name,
+                flow.time.as_ref(),
+            ),
             StoredEvent::Lost(lost) => self.lost_response(*lost),
         }
     }
 
-    fn lost_response(&self, lost: LostEvent) -> GetFlowsResponse {
-        GetFlowsResponse {
-            node_name: self.node_name.clone(),
-            time: Some(chrono::Utc::now().into()),
-            response_types: Some(ResponseTypes::LostEvents(lost)),
-        }
+    fn lost_response(&self, lost: LostEvent) -> EncodedGetFlowsResponse {
+        let now: Timestamp = chrono::Utc::now().into();
+        EncodedGetFlowsResponse::lost_events(&lost, &self.node_name, Some(&now))
     }
 
     /// The stored events this query returns from history, in order.
@@ -170,22 +173,18 @@ impl FlowQuery {
     pub async fn run(
         self,
         store: Arc<FlowStore>,
-        tx: mpsc::Sender<Result<GetFlowsResponse, Status>>,
+        tx: mpsc::Sender<Result<EncodedGetFlowsResponse, Status>>,
     ) {
         // Anything appended after this snapshot is picked up by the follower,
-        // which starts at `next_seq`.
+        // which starts at `next_seq`. Responses are encoded as they are
+        // sent; the snapshot keeps the selected flows alive until then.
         let (history, next_seq) = store.snapshot();
-        let selected: Vec<GetFlowsResponse> = self
-            .select_history(&history)
-            .into_iter()
-            .map(|e| self.response(e))
-            .collect();
-        drop(history);
-        for response in selected {
-            if tx.send(Ok(response)).await.is_err() {
+        for event in self.select_history(&history) {
+            if tx.send(Ok(self.response(event))).await.is_err() {
                 return;
             }
         }
+        drop(history);
         if !self.follow {
             return;
         }

@@ -13,7 +13,7 @@ use std::{
 
 use holonet_proto::{
     holonet::agent_server::AgentServer,
-    observer::observer_server::{Observer, ObserverServer},
+    observer_encoded::observer_server::{Observer, ObserverServer},
 };
 use tokio::net::{TcpListener, UnixListener};
 use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};

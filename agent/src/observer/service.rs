@@ -3,11 +3,12 @@
 use std::{collections::BTreeSet, pin::Pin, sync::Arc};
 
 use holonet_proto::{
+    encoded::EncodedGetFlowsResponse,
     observer::{
-        GetFlowsRequest, GetFlowsResponse, GetNamespacesRequest, GetNamespacesResponse,
-        GetNodesRequest, GetNodesResponse, Namespace, Node, ServerStatusRequest,
-        ServerStatusResponse, observer_server::Observer,
+        GetFlowsRequest, GetNamespacesRequest, GetNamespacesResponse, GetNodesRequest,
+        GetNodesResponse, Namespace, Node, ServerStatusRequest, ServerStatusResponse,
     },
+    observer_encoded::observer_server::Observer,
     pbjson_types::UInt32Value,
     relay::NodeState,
 };
@@ -44,7 +45,7 @@ impl ObserverService {
     }
 }
 
-type FlowStream = Pin<Box<dyn Stream<Item = Result<GetFlowsResponse, Status>> + Send>>;
+type FlowStream = Pin<Box<dyn Stream<Item = Result<EncodedGetFlowsResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl Observer for ObserverService {

@@ -143,20 +143,28 @@ impl FlowStore {
     }
 
     /// Appends events, overwriting the oldest when full, and wakes readers.
-    pub fn push_batch(&self, batch: impl IntoIterator<Item = StoredEvent>) {
+    /// Callers that build a large batch pass it as `Arc`s: a batch of
+    /// thousands of flows by value is megabytes, allocated and paged in
+    /// afresh each time. The overwritten events are freed after the lock is
+    /// released.
+    pub fn push_batch<E: Into<Arc<StoredEvent>>>(&self, batch: impl IntoIterator<Item = E>) {
         let now = Instant::now();
+        let mut evicted = Vec::new();
         let next = {
             let mut ring = self.lock();
             for event in batch {
-                if ring.events.len() == self.capacity {
-                    ring.events.pop_front();
+                if ring.events.len() == self.capacity
+                    && let Some((_, old)) = ring.events.pop_front()
+                {
+                    evicted.push(old);
                     ring.first_seq += 1;
                 }
-                ring.events.push_back((now, Arc::new(event)));
+                ring.events.push_back((now, event.into()));
             }
             ring.first_seq + ring.events.len() as u64
         };
         self.newest.send_replace(next);
+        drop(evicted);
     }
 
     /// Sequence number one past the newest event.

@@ -7,14 +7,18 @@
 //! while no flows arrive.
 
 use std::{
+    net::SocketAddr,
     sync::{Arc, Mutex},
     time::Duration,
 };
 
 use aya::maps::{MapData, RingBuf};
-use probe_common::process::ProcessEvent;
+use probe_common::process::{ProcessEvent, proc_kind};
 
-use super::table::ProcessTable;
+use super::{
+    netns::NetnsAddresses,
+    table::{ProcessInfo, ProcessTable},
+};
 
 /// How often the background task drains the ring.
 pub const DRAIN_INTERVAL: Duration = Duration::from_millis(100);
@@ -23,6 +27,7 @@ pub const DRAIN_INTERVAL: Duration = Duration::from_millis(100);
 pub struct ProcessFeed {
     ring: Option<RingBuf<MapData>>,
     table: ProcessTable,
+    namespaces: NetnsAddresses,
     applied: u64,
     malformed: u64,
 }
@@ -51,6 +56,7 @@ impl ProcessFeed {
         Self {
             ring: Some(ring),
             table,
+            namespaces: NetnsAddresses::new("/proc"),
             applied: 0,
             malformed: 0,
         }
@@ -62,6 +68,7 @@ impl ProcessFeed {
         Self {
             ring: None,
             table,
+            namespaces: NetnsAddresses::new("/proc"),
             applied: 0,
             malformed: 0,
         }
@@ -76,7 +83,12 @@ impl ProcessFeed {
         while let Some(item) = ring.next() {
             match ProcessEvent::decode(&item) {
                 Ok(event) => {
-                    self.table.apply(&event);
+                    // A listener's namespace tells it apart from others on
+                    // the same port in other pods.
+                    let netns = (event.kind == proc_kind::LISTEN)
+                        .then(|| self.namespaces.learn_pid(event.tgid))
+                        .flatten();
+                    self.table.apply(&event, netns);
                     n += 1;
                 }
                 Err(err) => {
@@ -92,6 +104,31 @@ impl ProcessFeed {
     /// What the records said so far.
     pub fn table(&self) -> &ProcessTable {
         &self.table
+    }
+
+    /// The processes at both ends of a flow (see
+    /// [`ProcessTable::attribute`]), telling listeners in different network
+    /// namespaces apart by the namespaces' addresses.
+    pub fn attribute(
+        &mut self,
+        source: SocketAddr,
+        destination: SocketAddr,
+        is_reply: Option<bool>,
+    ) -> (Option<ProcessInfo>, Option<ProcessInfo>) {
+        let namespaces = &mut self.namespaces;
+        self.table
+            .attribute(source, destination, is_reply, &mut |netns, ip| {
+                namespaces.owns(netns, ip)
+            })
+    }
+
+    /// Applies records found another way (listeners open before the probe
+    /// was attached), with their processes' namespaces.
+    pub fn apply_existing(&mut self, events: &[ProcessEvent]) {
+        for event in events {
+            let netns = self.namespaces.learn_pid(event.tgid);
+            self.table.apply(event, netns);
+        }
     }
 
     /// Records applied so far.

@@ -10,6 +10,7 @@
 
 pub mod btf;
 pub mod feed;
+pub mod netns;
 pub mod probe;
 pub mod scan;
 pub mod table;
@@ -65,14 +66,12 @@ pub fn start(hook: ProcessHook) -> ProcessAttribution {
             // Listeners opened before the probe was attached; later ones,
             // and closes of these, arrive through the ring and are applied
             // after them.
-            let mut table = ProcessTable::default();
             let existing = scan::existing_listeners(std::path::Path::new("/proc"));
-            for event in &existing {
-                table.apply(event);
-            }
+            let mut feed = ProcessFeed::with_table(ring, ProcessTable::default());
+            feed.apply_existing(&existing);
             ProcessAttribution {
                 probe: Some(probe),
-                feed: Some(ProcessFeed::with_table(ring, table).share()),
+                feed: Some(feed.share()),
                 detail: format!(
                     "{hooks} ({why}); TCP flows only; {} listeners were open at start",
                     existing.len()

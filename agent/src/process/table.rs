@@ -9,9 +9,11 @@
 //!   the server side of a connection before its process read anything,
 //!   which is when the handshake and the first request are seen.
 //!
-//! A listener answers only when it names one process: the same port bound
-//! to a wildcard address in two network namespaces (which the probe cannot
-//! tell apart) gives no answer rather than a wrong one. Exact sockets are
+//! When several processes listen on the same port with a wildcard address
+//! (a server per pod, each in its own network namespace), the listener in
+//! the namespace that owns the flow's address answers; the caller says
+//! which namespace owns which address. If that still leaves more than one,
+//! or none, there is no answer rather than a wrong one. Exact sockets are
 //! kept in two generations of bounded size, so the table never grows
 //! without limit and recent sockets are always kept.
 
@@ -61,13 +63,20 @@ pub const SOCKETS_PER_GENERATION: usize = 65_536;
 /// A socket as seen from its owner: (local, remote).
 type SocketKey = (SocketAddr, SocketAddr);
 
+/// A listening process and its network namespace, when known.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Listener {
+    process: ProcessInfo,
+    netns: Option<u64>,
+}
+
 /// The sockets' owners and the listeners.
 #[derive(Debug)]
 pub struct ProcessTable {
     current: HashMap<SocketKey, ProcessInfo>,
     previous: HashMap<SocketKey, ProcessInfo>,
     per_generation: usize,
-    listeners: HashMap<SocketAddr, Vec<ProcessInfo>>,
+    listeners: HashMap<SocketAddr, Vec<Listener>>,
 }
 
 impl Default for ProcessTable {
@@ -104,9 +113,10 @@ impl ProcessTable {
         }
     }
 
-    /// Learns from one record of the socket probe. Records of unknown kinds
-    /// or families are ignored.
-    pub fn apply(&mut self, event: &ProcessEvent) {
+    /// Learns from one record of the socket probe; `netns` is the network
+    /// namespace of a listener's process, when known. Records of unknown
+    /// kinds or families are ignored.
+    pub fn apply(&mut self, event: &ProcessEvent, netns: Option<u64>) {
         let (Some(local_ip), Some(remote_ip)) = (
             address(event.family, event.saddr),
             address(event.family, event.daddr),
@@ -129,15 +139,15 @@ impl ProcessTable {
             proc_kind::LISTEN if event.sport != 0 => {
                 let process = ProcessInfo::from_event(event);
                 let entry = self.listeners.entry(local).or_default();
-                entry.retain(|p| p.pid != process.pid);
-                entry.push(process);
+                entry.retain(|l| l.process.pid != process.pid);
+                entry.push(Listener { process, netns });
             }
             proc_kind::UNLISTEN => {
                 if let Some(entry) = self.listeners.get_mut(&local) {
                     if entry.len() == 1 {
                         entry.clear();
                     } else {
-                        entry.retain(|p| p.pid != event.tgid);
+                        entry.retain(|l| l.process.pid != event.tgid);
                     }
                     if entry.is_empty() {
                         self.listeners.remove(&local);
@@ -159,18 +169,23 @@ impl ProcessTable {
     }
 
     /// The one process listening on `local` (bound to that address, or to
-    /// the wildcard of either family), if exactly one is.
-    pub fn listener(&self, local: SocketAddr) -> Option<&ProcessInfo> {
+    /// the wildcard of either family), if exactly one is; among several,
+    /// the one whose namespace owns the address (`owns(netns, ip)`).
+    pub fn listener(
+        &self,
+        local: SocketAddr,
+        owns: &mut impl FnMut(u64, IpAddr) -> bool,
+    ) -> Option<&ProcessInfo> {
         let ip = canonical(local.ip());
         let port = local.port();
         if let Some(bound) = self.listeners.get(&SocketAddr::new(ip, port)) {
-            return unique(bound.iter());
+            return pick(bound.iter().collect(), ip, owns);
         }
         let v4_any = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port);
         let v6_any = SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port);
         // A dual-stack wildcard socket accepts IPv4 too; an IPv4 wildcard
         // does not accept IPv6.
-        let candidates: Vec<&ProcessInfo> = if ip.is_ipv4() {
+        let candidates: Vec<&Listener> = if ip.is_ipv4() {
             [v4_any, v6_any]
                 .iter()
                 .filter_map(|k| self.listeners.get(k))
@@ -179,24 +194,49 @@ impl ProcessTable {
         } else {
             self.listeners.get(&v6_any).into_iter().flatten().collect()
         };
-        unique(candidates.into_iter())
+        pick(candidates, ip, owns)
     }
 
     /// The processes at the source and destination of a flow from `source`
     /// to `destination`. `is_reply` says which end is the server, whose
-    /// listener answers while its socket is not known yet.
+    /// listener answers while its socket is not known yet; `owns(netns,
+    /// ip)` tells whether an address belongs to a network namespace.
     pub fn attribute(
         &self,
         source: SocketAddr,
         destination: SocketAddr,
         is_reply: Option<bool>,
+        owns: &mut impl FnMut(u64, IpAddr) -> bool,
     ) -> (Option<ProcessInfo>, Option<ProcessInfo>) {
-        let source_process = self
-            .socket_owner(source, destination)
-            .or_else(|| (is_reply == Some(true)).then(|| self.listener(source))?);
-        let destination_process = self
-            .socket_owner(destination, source)
-            .or_else(|| (is_reply == Some(false)).then(|| self.listener(destination))?);
+        let mut source_process = self.socket_owner(source, destination);
+        let mut destination_process = self.socket_owner(destination, source);
+        match is_reply {
+            Some(true) if source_process.is_none() => {
+                source_process = self.listener(source, owns);
+            }
+            Some(false) if destination_process.is_none() => {
+                destination_process = self.listener(destination, owns);
+            }
+            // Direction unknown (a FIN the datapath did not track): the
+            // end with a listener on its port is the server, if only one
+            // end has one.
+            None => {
+                let at_source = source_process
+                    .is_none()
+                    .then(|| self.listener(source, owns))
+                    .flatten();
+                let at_destination = destination_process
+                    .is_none()
+                    .then(|| self.listener(destination, owns))
+                    .flatten();
+                match (at_source, at_destination) {
+                    (Some(p), None) => source_process = Some(p),
+                    (None, Some(p)) => destination_process = Some(p),
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
         (source_process.cloned(), destination_process.cloned())
     }
 
@@ -206,10 +246,27 @@ impl ProcessTable {
     }
 }
 
-/// The process when all candidates are the same one.
-fn unique<'a>(mut candidates: impl Iterator<Item = &'a ProcessInfo>) -> Option<&'a ProcessInfo> {
-    let first = candidates.next()?;
-    candidates.all(|p| p.pid == first.pid).then_some(first)
+/// The process when all candidates are the same one; otherwise the one
+/// process among those whose namespace owns `ip`.
+fn pick<'a>(
+    candidates: Vec<&'a Listener>,
+    ip: IpAddr,
+    owns: &mut impl FnMut(u64, IpAddr) -> bool,
+) -> Option<&'a ProcessInfo> {
+    let first = candidates.first()?;
+    if candidates
+        .iter()
+        .all(|l| l.process.pid == first.process.pid)
+    {
+        return Some(&first.process);
+    }
+    let mut owners = candidates
+        .into_iter()
+        .filter(|l| l.netns.is_some_and(|ns| owns(ns, ip)));
+    let owner = owners.next()?;
+    owners
+        .all(|l| l.process.pid == owner.process.pid)
+        .then_some(&owner.process)
 }
 
 #[cfg(test)]
@@ -244,6 +301,10 @@ mod tests {
         e
     }
 
+    fn no_netns(_: u64, _: IpAddr) -> bool {
+        false
+    }
+
     fn addr(s: &str) -> SocketAddr {
         s.parse().unwrap()
     }
@@ -256,120 +317,180 @@ mod tests {
     #[test]
     fn the_client_is_known_from_its_connect_and_the_server_from_its_listener() {
         let mut table = ProcessTable::default();
-        table.apply(&event(
-            proc_kind::LISTEN,
-            "0.0.0.0:52773",
-            "0.0.0.0:0",
-            100,
-            "fhir-server",
-        ));
-        table.apply(&event(
-            proc_kind::CONNECT,
-            "10.250.1.2:40000",
-            "10.250.0.2:52773",
-            200,
-            "curl",
-        ));
+        table.apply(
+            &event(
+                proc_kind::LISTEN,
+                "0.0.0.0:52773",
+                "0.0.0.0:0",
+                100,
+                "fhir-server",
+            ),
+            None,
+        );
+        table.apply(
+            &event(
+                proc_kind::CONNECT,
+                "10.250.1.2:40000",
+                "10.250.0.2:52773",
+                200,
+                "curl",
+            ),
+            None,
+        );
         let client = addr("10.250.1.2:40000");
         let server = addr("10.250.0.2:52773");
         assert_eq!(
-            names(table.attribute(client, server, Some(false))),
+            names(table.attribute(client, server, Some(false), &mut no_netns)),
             ("curl[200]".into(), "fhir-server[100]".into())
         );
         assert_eq!(
-            names(table.attribute(server, client, Some(true))),
+            names(table.attribute(server, client, Some(true), &mut no_netns)),
             ("fhir-server[100]".into(), "curl[200]".into())
         );
-        // Without knowing which end is the server, the listener is not asked.
+        // Without knowing which end is the server, the end with a listener
+        // is taken for it.
         assert_eq!(
-            names(table.attribute(client, server, None)),
-            ("curl[200]".into(), "-".into())
+            names(table.attribute(client, server, None, &mut no_netns)),
+            ("curl[200]".into(), "fhir-server[100]".into())
+        );
+        // When both ends have a listener on their port, neither is guessed.
+        table.apply(
+            &event(
+                proc_kind::LISTEN,
+                "0.0.0.0:40001",
+                "0.0.0.0:0",
+                300,
+                "other",
+            ),
+            None,
+        );
+        assert_eq!(
+            names(table.attribute(addr("10.250.1.3:40001"), server, None, &mut no_netns)),
+            ("-".into(), "-".into())
         );
     }
 
     #[test]
     fn a_worker_reading_the_socket_overrides_the_listener() {
         let mut table = ProcessTable::default();
-        table.apply(&event(
-            proc_kind::LISTEN,
-            "0.0.0.0:80",
-            "0.0.0.0:0",
-            1,
-            "master",
-        ));
-        table.apply(&event(
-            proc_kind::RECEIVE,
-            "10.0.0.1:80",
-            "10.0.0.2:5555",
-            7,
-            "worker",
-        ));
-        let (_, server) = table.attribute(addr("10.0.0.2:5555"), addr("10.0.0.1:80"), Some(false));
+        table.apply(
+            &event(proc_kind::LISTEN, "0.0.0.0:80", "0.0.0.0:0", 1, "master"),
+            None,
+        );
+        table.apply(
+            &event(
+                proc_kind::RECEIVE,
+                "10.0.0.1:80",
+                "10.0.0.2:5555",
+                7,
+                "worker",
+            ),
+            None,
+        );
+        let (_, server) = table.attribute(
+            addr("10.0.0.2:5555"),
+            addr("10.0.0.1:80"),
+            Some(false),
+            &mut no_netns,
+        );
         assert_eq!(server.unwrap().to_string(), "worker[7]");
     }
 
     #[test]
     fn wildcard_listeners_of_two_processes_give_no_answer() {
         let mut table = ProcessTable::default();
-        table.apply(&event(
-            proc_kind::LISTEN,
-            "0.0.0.0:8080",
-            "0.0.0.0:0",
-            1,
-            "a",
-        ));
-        table.apply(&event(proc_kind::LISTEN, "[::]:8080", "[::]:0", 2, "b"));
-        assert_eq!(table.listener(addr("10.0.0.9:8080")), None);
+        table.apply(
+            &event(proc_kind::LISTEN, "0.0.0.0:8080", "0.0.0.0:0", 1, "a"),
+            None,
+        );
+        table.apply(
+            &event(proc_kind::LISTEN, "[::]:8080", "[::]:0", 2, "b"),
+            None,
+        );
+        assert_eq!(table.listener(addr("10.0.0.9:8080"), &mut no_netns), None);
         // IPv6 traffic can only reach the IPv6 wildcard.
         assert_eq!(
-            table.listener(addr("[fd00::9]:8080")).unwrap().to_string(),
+            table
+                .listener(addr("[fd00::9]:8080"), &mut no_netns)
+                .unwrap()
+                .to_string(),
             "b[2]"
         );
         // A specific bind wins over wildcards.
-        table.apply(&event(
-            proc_kind::LISTEN,
-            "10.0.0.9:8080",
-            "0.0.0.0:0",
-            3,
-            "c",
-        ));
+        table.apply(
+            &event(proc_kind::LISTEN, "10.0.0.9:8080", "0.0.0.0:0", 3, "c"),
+            None,
+        );
         assert_eq!(
-            table.listener(addr("10.0.0.9:8080")).unwrap().to_string(),
+            table
+                .listener(addr("10.0.0.9:8080"), &mut no_netns)
+                .unwrap()
+                .to_string(),
             "c[3]"
         );
     }
 
     #[test]
+    fn wildcard_listeners_in_two_namespaces_are_told_apart_by_address() {
+        let mut table = ProcessTable::default();
+        table.apply(
+            &event(proc_kind::LISTEN, "0.0.0.0:8080", "0.0.0.0:0", 1, "pod-a"),
+            Some(100),
+        );
+        table.apply(
+            &event(proc_kind::LISTEN, "[::]:8080", "[::]:0", 2, "pod-b"),
+            Some(200),
+        );
+        let mut owns = |netns: u64, ip: IpAddr| {
+            (netns, ip) == (100, "10.0.0.1".parse().unwrap())
+                || (netns, ip) == (200, "10.0.0.2".parse().unwrap())
+        };
+        assert_eq!(
+            table
+                .listener(addr("10.0.0.1:8080"), &mut owns)
+                .unwrap()
+                .to_string(),
+            "pod-a[1]"
+        );
+        assert_eq!(
+            table
+                .listener(addr("10.0.0.2:8080"), &mut owns)
+                .unwrap()
+                .to_string(),
+            "pod-b[2]"
+        );
+        // An address neither namespace owns: no guess.
+        assert_eq!(table.listener(addr("10.0.0.3:8080"), &mut owns), None);
+    }
+
+    #[test]
     fn a_closed_listener_is_forgotten() {
         let mut table = ProcessTable::default();
-        table.apply(&event(
-            proc_kind::LISTEN,
-            "0.0.0.0:53",
-            "0.0.0.0:0",
-            5,
-            "dns",
-        ));
-        assert!(table.listener(addr("10.0.0.1:53")).is_some());
-        table.apply(&event(
-            proc_kind::UNLISTEN,
-            "0.0.0.0:53",
-            "0.0.0.0:0",
-            5,
-            "dns",
-        ));
-        assert_eq!(table.listener(addr("10.0.0.1:53")), None);
+        table.apply(
+            &event(proc_kind::LISTEN, "0.0.0.0:53", "0.0.0.0:0", 5, "dns"),
+            None,
+        );
+        assert!(table.listener(addr("10.0.0.1:53"), &mut no_netns).is_some());
+        table.apply(
+            &event(proc_kind::UNLISTEN, "0.0.0.0:53", "0.0.0.0:0", 5, "dns"),
+            None,
+        );
+        assert_eq!(table.listener(addr("10.0.0.1:53"), &mut no_netns), None);
     }
 
     #[test]
     fn ipv4_mapped_sockets_match_ipv4_flows() {
         let mut table = ProcessTable::default();
-        table.apply(&event(
-            proc_kind::RECEIVE,
-            "[::ffff:10.0.0.1]:8000",
-            "[::ffff:10.0.0.2]:4000",
-            9,
-            "python3",
-        ));
+        table.apply(
+            &event(
+                proc_kind::RECEIVE,
+                "[::ffff:10.0.0.1]:8000",
+                "[::ffff:10.0.0.2]:4000",
+                9,
+                "python3",
+            ),
+            None,
+        );
         let owner = table.socket_owner(addr("10.0.0.1:8000"), addr("10.0.0.2:4000"));
         assert_eq!(owner.unwrap().to_string(), "python3[9]");
     }
@@ -378,13 +499,16 @@ mod tests {
     fn the_table_stays_bounded_and_keeps_the_newest_sockets() {
         let mut table = ProcessTable::with_generation_size(4);
         for port in 1..=20u16 {
-            table.apply(&event(
-                proc_kind::CONNECT,
-                &format!("10.0.0.1:{port}"),
-                "10.0.0.2:80",
-                u32::from(port),
-                "c",
-            ));
+            table.apply(
+                &event(
+                    proc_kind::CONNECT,
+                    &format!("10.0.0.1:{port}"),
+                    "10.0.0.2:80",
+                    u32::from(port),
+                    "c",
+                ),
+                None,
+            );
         }
         assert!(table.sockets() <= 8);
         assert!(
@@ -403,10 +527,10 @@ mod tests {
     fn records_without_ports_or_with_unknown_families_are_ignored() {
         let mut table = ProcessTable::default();
         let mut e = event(proc_kind::CONNECT, "10.0.0.1:0", "10.0.0.2:80", 1, "x");
-        table.apply(&e);
+        table.apply(&e, None);
         e.sport = 1000;
         e.family = 99;
-        table.apply(&e);
+        table.apply(&e, None);
         assert_eq!(table.sockets(), 0);
     }
 
@@ -415,8 +539,8 @@ mod tests {
         fn arbitrary_records_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 64)) {
             let mut table = ProcessTable::with_generation_size(2);
             if let Ok(e) = ProcessEvent::decode(&bytes) {
-                table.apply(&e);
-                let _ = table.attribute(addr("10.0.0.1:1"), addr("10.0.0.2:2"), Some(false));
+                table.apply(&e, None);
+                let _ = table.attribute(addr("10.0.0.1:1"), addr("10.0.0.2:2"), Some(false), &mut no_netns);
             }
         }
     }

@@ -9,17 +9,19 @@ use std::{
 };
 
 use holonet_proto::{
+    encoded::EncodedGetFlowsResponse,
     observer::{
         GetFlowsRequest, GetFlowsResponse, GetNamespacesRequest, GetNamespacesResponse,
         GetNodesRequest, GetNodesResponse, Namespace, Node, ServerStatusRequest,
-        ServerStatusResponse, Tls, get_flows_response::ResponseTypes, observer_server::Observer,
+        ServerStatusResponse, Tls, get_flows_response::ResponseTypes,
     },
+    observer_encoded::observer_server::Observer,
     pbjson_types::UInt32Value,
     relay::{NodeState, NodeStatusEvent},
     wkt::Timestamp,
 };
 use tokio::{sync::mpsc, task::JoinSet};
-use tokio_stream::{Stream, wrappers::ReceiverStream};
+use tokio_stream::{Stream, StreamExt, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status};
 
 use super::{
@@ -73,7 +75,7 @@ impl RelayService {
     }
 }
 
-type FlowStream = Pin<Box<dyn Stream<Item = Result<GetFlowsResponse, Status>> + Send>>;
+type FlowStream = Pin<Box<dyn Stream<Item = Result<EncodedGetFlowsResponse, Status>> + Send>>;
 type Out = mpsc::Sender<Result<GetFlowsResponse, Status>>;
 
 fn node_status(state: NodeState, names: Vec<String>, message: String) -> GetFlowsResponse {
@@ -125,7 +127,9 @@ impl Observer for RelayService {
         } else {
             tokio::spawn(history(peers, req, self.options, tx));
         }
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        let encoded = ReceiverStream::new(rx)
+            .map(|response| response.map(|r| EncodedGetFlowsResponse::from_message(&r)));
+        Ok(Response::new(Box::pin(encoded)))
     }
 
     async fn get_nodes(
