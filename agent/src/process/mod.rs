@@ -73,7 +73,7 @@ pub fn start(hook: ProcessHook) -> ProcessAttribution {
                 probe: Some(probe),
                 feed: Some(feed.share()),
                 detail: format!(
-                    "{hooks} ({why}); TCP flows only; {} listeners were open at start",
+                    "{hooks} ({why}); TCP flows only; {} listeners already open were found in /proc",
                     existing.len()
                 ),
             }

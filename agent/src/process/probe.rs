@@ -53,16 +53,13 @@ impl ProcessHook {
     pub fn resolve(self) -> (Self, String) {
         match self {
             Self::Auto => {
-                let kprobe = capabilities::probe(Hook::Kprobe);
-                if kprobe.available {
+                if capabilities::probe(Hook::Kprobe).available {
                     (Self::Kprobe, "kprobes are available".to_string())
                 } else {
                     (
                         Self::Tracepoint,
-                        format!(
-                            "kprobes are not available ({}), so raw tracepoints stand in",
-                            kprobe.detail
-                        ),
+                        "this kernel has no kprobes (see holonet status); raw tracepoints stand in"
+                            .to_string(),
                     )
                 }
             }
