@@ -61,6 +61,8 @@ const TOP_LEVEL: &[&str] = &[
     "ingress_denied_by",
     "policy_log",
     "aggregate",
+    "holonet_source_process",
+    "holonet_destination_process",
 ];
 
 const ENDPOINT_FIELDS: &[&str] = &[
@@ -198,6 +200,14 @@ fn copy_top_level(out: &mut Flow, from: &Flow, field: &str) {
         "ingress_denied_by" => out.ingress_denied_by.clone_from(&from.ingress_denied_by),
         "policy_log" => out.policy_log.clone_from(&from.policy_log),
         "aggregate" => out.aggregate = from.aggregate,
+        "holonet_source_process" => {
+            out.holonet_source_process
+                .clone_from(&from.holonet_source_process);
+        }
+        "holonet_destination_process" => {
+            out.holonet_destination_process
+                .clone_from(&from.holonet_destination_process);
+        }
         _ => {}
     }
 }
@@ -295,6 +305,21 @@ mod tests {
         );
         assert!(src.labels.is_empty());
         assert!(out.l7.is_none());
+    }
+
+    #[test]
+    fn holonet_process_fields_can_be_masked() {
+        let mut flow = sample();
+        flow.holonet_source_process = Some(holonet_proto::flow::HolonetProcess {
+            pid: 42,
+            command: "curl".into(),
+        });
+        flow.holonet_destination_process = flow.holonet_source_process.clone();
+        let mask = FieldMask::new(&["holonet_source_process".to_string()]).unwrap();
+        let out = mask.apply(&flow);
+        assert_eq!(out.holonet_source_process, flow.holonet_source_process);
+        assert_eq!(out.holonet_destination_process, None);
+        assert_eq!(out.node_name, "");
     }
 
     #[test]
