@@ -146,7 +146,7 @@ pub fn process_attribution(caps: &[Capability]) -> String {
         );
     }
     if has(Hook::Kprobe) {
-        "kprobes on tcp_connect, inet_csk_listen_start/stop and tcp_rcv_space_adjust \
+        "kprobes on tcp_connect, inet_csk_listen_start/stop, tcp_rcv_space_adjust and tcp_set_state \
          (this kernel has kprobes)"
             .to_string()
     } else if has(Hook::RawTracepoint) {

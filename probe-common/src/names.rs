@@ -95,6 +95,7 @@ pub const PROC_KPROBES: &[(&str, &str)] = &[
     ("holonet_kp_listen", "inet_csk_listen_start"),
     ("holonet_kp_unlisten", "inet_csk_listen_stop"),
     ("holonet_kp_receive", "tcp_rcv_space_adjust"),
+    ("holonet_kp_state", "tcp_set_state"),
 ];
 
 /// The socket probe's raw tracepoints: program name and tracepoint.

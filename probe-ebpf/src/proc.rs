@@ -5,8 +5,8 @@
 //! design):
 //! - kprobes, where the kernel has them: `tcp_connect` (the client, in
 //!   `connect()`), `inet_csk_listen_start` / `inet_csk_listen_stop` (the
-//!   server's listening socket) and `tcp_rcv_space_adjust` (any process
-//!   reading from a socket);
+//!   server's listening socket), `tcp_rcv_space_adjust` (any process
+//!   reading from a socket) and `tcp_set_state` (a socket closing);
 //! - raw tracepoints otherwise: `inet_sock_set_state` remembers the process
 //!   that moves a socket to SYN_SENT (inside `connect()`, before the source
 //!   port is chosen) and reports listeners; `net_dev_queue` reports that
@@ -47,6 +47,12 @@ static PROC_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(proc_coun
 /// once per reading process (and a retransmitted SYN not at all).
 #[map(name = "PROC_SEEN")]
 static PROC_SEEN: LruHashMap<SeenKey, u8> = LruHashMap::with_max_entries(65_536, 0);
+
+/// The process last reported reading from each socket: a read by the same
+/// process returns after one lookup, before any socket field is read (this
+/// hook runs on every `recvmsg()`). Entries go when the socket closes.
+#[map(name = "PROC_READERS")]
+static PROC_READERS: LruHashMap<u64, u32> = LruHashMap::with_max_entries(65_536, 0);
 
 /// The process that put a socket into SYN_SENT, until its SYN is queued.
 #[map(name = "PROC_CONNECTING")]
@@ -208,11 +214,37 @@ fn holonet_kp_unlisten(ctx: ProbeContext) -> u32 {
     0
 }
 
+/// A read from socket `sk` by the current process: reported unless this
+/// process was the last one reported reading from it.
+fn report_reader(sk: u64) {
+    if sk == 0 {
+        return;
+    }
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    // SAFETY: the value is copied out at once.
+    if unsafe { PROC_READERS.get(sk) }.copied() == Some(tgid) {
+        return;
+    }
+    let _ = PROC_READERS.insert(sk, tgid, 0);
+    report_current(sk, proc_kind::RECEIVE, true);
+}
+
 /// `void tcp_rcv_space_adjust(struct sock *sk)`: called from `recvmsg()`
 /// after data was copied to the reading process.
 #[kprobe]
 fn holonet_kp_receive(ctx: ProbeContext) -> u32 {
-    report_current(ctx.arg::<u64>(0).unwrap_or(0), proc_kind::RECEIVE, true);
+    report_reader(ctx.arg::<u64>(0).unwrap_or(0));
+    0
+}
+
+/// `void tcp_set_state(struct sock *sk, int state)`: forgets a closing
+/// socket's reader, so a new socket at the same address is reported.
+#[kprobe]
+fn holonet_kp_state(ctx: ProbeContext) -> u32 {
+    let sk = ctx.arg::<u64>(0).unwrap_or(0);
+    if ctx.arg::<u64>(1) == Some(u64::from(kernel::TCP_CLOSE)) {
+        let _ = PROC_READERS.remove(sk);
+    }
     0
 }
 
@@ -237,6 +269,9 @@ fn holonet_tp_state(ctx: RawTracePointContext) -> i32 {
         report_current(sk, proc_kind::UNLISTEN, false);
     } else if old == u64::from(kernel::TCP_SYN_SENT) {
         let _ = PROC_CONNECTING.remove(sk);
+    }
+    if new == u64::from(kernel::TCP_CLOSE) {
+        let _ = PROC_READERS.remove(sk);
     }
     0
 }
@@ -272,7 +307,7 @@ fn holonet_tp_xmit(ctx: RawTracePointContext) -> i32 {
 /// `tcp_rcv_space_adjust(struct sock *sk)`: see [`holonet_kp_receive`].
 #[raw_tracepoint(tracepoint = "tcp_rcv_space_adjust")]
 fn holonet_tp_receive(ctx: RawTracePointContext) -> i32 {
-    report_current(ctx.arg(0), proc_kind::RECEIVE, true);
+    report_reader(ctx.arg(0));
     0
 }
 

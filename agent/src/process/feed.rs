@@ -25,7 +25,7 @@ pub const DRAIN_INTERVAL: Duration = Duration::from_millis(100);
 
 /// The ring and the table it feeds.
 pub struct ProcessFeed {
-    ring: Option<RingBuf<MapData>>,
+    ring: RingBuf<MapData>,
     table: ProcessTable,
     namespaces: NetnsAddresses,
     applied: u64,
@@ -45,28 +45,12 @@ impl std::fmt::Debug for ProcessFeed {
 pub type SharedFeed = Arc<Mutex<ProcessFeed>>;
 
 impl ProcessFeed {
-    /// A feed over the socket probe's `PROC_EVENTS` ring.
-    pub fn new(ring: RingBuf<MapData>) -> Self {
-        Self::with_table(ring, ProcessTable::default())
-    }
-
-    /// A feed over the ring whose records update `table` (which may hold
-    /// what was known before the probe was attached).
+    /// A feed over the socket probe's `PROC_EVENTS` ring whose records
+    /// update `table` (which may hold what was known before the probe was
+    /// attached).
     pub fn with_table(ring: RingBuf<MapData>, table: ProcessTable) -> Self {
         Self {
-            ring: Some(ring),
-            table,
-            namespaces: NetnsAddresses::new("/proc"),
-            applied: 0,
-            malformed: 0,
-        }
-    }
-
-    /// A feed without a probe, over a table filled by the caller (tests and
-    /// replays).
-    pub fn from_table(table: ProcessTable) -> Self {
-        Self {
-            ring: None,
+            ring,
             table,
             namespaces: NetnsAddresses::new("/proc"),
             applied: 0,
@@ -76,11 +60,8 @@ impl ProcessFeed {
 
     /// Applies every record waiting in the ring; returns how many.
     pub fn drain(&mut self) -> usize {
-        let Some(ring) = self.ring.as_mut() else {
-            return 0;
-        };
         let mut n = 0;
-        while let Some(item) = ring.next() {
+        while let Some(item) = self.ring.next() {
             match ProcessEvent::decode(&item) {
                 Ok(event) => {
                     // A listener's namespace tells it apart from others on

@@ -53,7 +53,7 @@ pub fn start(hook: ProcessHook) -> ProcessAttribution {
     }
     let hooks = match hook {
         ProcessHook::Kprobe => {
-            "kprobes on tcp_connect, inet_csk_listen_start/stop and tcp_rcv_space_adjust"
+            "kprobes on tcp_connect, inet_csk_listen_start/stop, tcp_rcv_space_adjust and tcp_set_state"
         }
         _ => "raw tracepoints inet_sock_set_state, net_dev_queue and tcp_rcv_space_adjust",
     };

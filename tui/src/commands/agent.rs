@@ -474,6 +474,7 @@ pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
 
         // Report events the kernel could not hand over as lost events.
         let mut lost_seen = 0;
+        let mut process_lost_seen = 0;
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut shutdown = Shutdown::listen();
         let outcome: anyhow::Result<()> = loop {
@@ -503,6 +504,16 @@ pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
                         if counters.events_lost > lost_seen {
                             store.push_batch([kernel_lost(counters.events_lost - lost_seen)]);
                             lost_seen = counters.events_lost;
+                        }
+                    }
+                    if let Some(Ok(counters)) = processes.probe.as_ref().map(|p| p.counters()) {
+                        if counters.lost > process_lost_seen {
+                            eprintln!(
+                                "holonet agent: {} socket-probe records lost (its ring was full); \
+                                 some flows may lack their processes",
+                                counters.lost - process_lost_seen
+                            );
+                            process_lost_seen = counters.lost;
                         }
                     }
                 }
@@ -543,6 +554,12 @@ pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
             counters.parse_errors,
             status.seen_flows
         );
+        if let Some(Ok(counters)) = processes.probe.as_ref().map(|p| p.counters()) {
+            eprintln!(
+                "holonet agent: socket probe: {} records ({} lost, {} sockets unreadable)",
+                counters.sent, counters.lost, counters.read_failed
+            );
+        }
         if let Some(dir) = probe.pin_dir() {
             eprintln!(
                 "holonet agent: the probe stays attached and enforcing (pinned under {}); \
