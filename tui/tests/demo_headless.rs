@@ -48,6 +48,21 @@ fn the_seed_story_ends_as_the_blog_says() {
     assert!(!stdout.contains("\x1b[?1049h"), "{stdout}");
 }
 
+/// The pids of `pid`'s children that are the demo's servers (its other
+/// children, such as a client's curl, come and go).
+fn servers_of(pid: u32) -> Vec<u32> {
+    children(pid)
+        .into_iter()
+        .filter(|child| {
+            std::fs::read(format!("/proc/{child}/cmdline")).is_ok_and(|cmdline| {
+                String::from_utf8_lossy(&cmdline)
+                    .split('\0')
+                    .any(|arg| arg == "demo-fhir-server" || arg == "demo-dns-server")
+            })
+        })
+        .collect()
+}
+
 /// The pids of `pid`'s children.
 fn children(pid: u32) -> Vec<u32> {
     let mut out = Vec::new();
@@ -94,14 +109,14 @@ fn a_run_killed_outright_is_cleaned_up_by_the_next_one() {
     let pid = victim.id();
     // Wait until all seven pods exist and the servers run in them.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while namespaces_of(pid).len() < 7 || children(pid).len() < 2 {
+    while namespaces_of(pid).len() < 7 || servers_of(pid).len() < 2 {
         assert!(
             std::time::Instant::now() < deadline,
             "the demo did not set up its pods"
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    let servers = children(pid);
+    let servers = servers_of(pid);
     let files = std::env::temp_dir().join(format!("holonet-demo-{pid}"));
     assert!(files.exists(), "{}", files.display());
     victim.kill().expect("SIGKILL");
