@@ -144,3 +144,36 @@ fn a_run_killed_outright_is_cleaned_up_by_the_next_one() {
     assert!(namespaces_of(pid).is_empty(), "{:?}", namespaces_of(pid));
     assert!(!files.exists(), "{} left behind", files.display());
 }
+
+/// A server whose demo is already gone when it starts (killed between the
+/// fork and the server's first check) exits at once instead of running on.
+#[test]
+fn a_server_started_for_a_dead_demo_exits_at_once() {
+    // Not our pid: this test is the server's parent, the "demo" is gone.
+    let gone = u32::MAX - 1;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port");
+    let mut server = Command::new(env!("CARGO_BIN_EXE_holonet"))
+        .args([
+            "demo-fhir-server",
+            "--port",
+            &port.to_string(),
+            "--demo-pid",
+            &gone.to_string(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("starting the server");
+    let status = holonet_lab::wait_within(&mut server, std::time::Duration::from_secs(10));
+    if status.is_err() {
+        let _ = server.kill();
+        let _ = server.wait();
+    }
+    assert!(
+        status.as_ref().is_ok_and(std::process::ExitStatus::success),
+        "{status:?}"
+    );
+}

@@ -147,6 +147,9 @@ pub(crate) struct FhirServerArgs {
     /// Answer 401 to requests without a bearer token while this file exists.
     #[arg(long, value_name = "PATH", conflicts_with = "require_token")]
     require_token_file: Option<PathBuf>,
+    /// Exit when this process (the demo) is no longer the parent.
+    #[arg(long, value_name = "PID")]
+    demo_pid: Option<u32>,
 }
 
 /// Arguments of the hidden `holonet demo-dns-server` (run inside a pod).
@@ -158,20 +161,25 @@ pub(crate) struct DnsServerArgs {
     /// A pod name and its address, `name=ip` (repeat for each pod).
     #[arg(long = "pod", value_name = "NAME=IP")]
     pods: Vec<String>,
+    /// Exit when this process (the demo) is no longer the parent.
+    #[arg(long, value_name = "PID")]
+    demo_pid: Option<u32>,
 }
 
 /// Ends this process soon after the demo that started it is gone: a demo
 /// killed outright (SIGKILL) cannot stop its servers, and the next run only
 /// finds their namespaces, not them. The servers are the demo's children,
-/// so losing the parent means being reparented.
-fn exit_with_parent() {
-    let parent = std::os::unix::process::parent_id();
+/// so losing the parent means being reparented. The demo passes its pid
+/// (`demo`): a demo killed before this server got this far has already
+/// left it with another parent, which the first check catches.
+fn exit_with_parent(demo: Option<u32>) {
+    let parent = demo.unwrap_or_else(std::os::unix::process::parent_id);
     let watch = move || {
         loop {
-            std::thread::sleep(Duration::from_millis(250));
             if std::os::unix::process::parent_id() != parent {
                 std::process::exit(0);
             }
+            std::thread::sleep(Duration::from_millis(250));
         }
     };
     if let Err(e) = std::thread::Builder::new()
@@ -184,7 +192,7 @@ fn exit_with_parent() {
 
 /// Runs the demo's cluster DNS (inside the `kube-dns` pod).
 pub(crate) fn run_dns_server(args: DnsServerArgs) -> anyhow::Result<ExitCode> {
-    exit_with_parent();
+    exit_with_parent(args.demo_pid);
     let mut pods = std::collections::HashMap::new();
     for entry in &args.pods {
         let (name, ip) = entry
@@ -203,7 +211,7 @@ pub(crate) fn run_dns_server(args: DnsServerArgs) -> anyhow::Result<ExitCode> {
 
 /// Runs the demo's FHIR server (inside the `coruscanthealth` pod).
 pub(crate) fn run_fhir_server(args: FhirServerArgs) -> anyhow::Result<ExitCode> {
-    exit_with_parent();
+    exit_with_parent(args.demo_pid);
     let listener = std::net::TcpListener::bind(("0.0.0.0", args.port))
         .with_context(|| format!("listening on port {}", args.port))?;
     let tokens = match (args.require_token, args.require_token_file) {
@@ -340,8 +348,10 @@ async fn start_server(
     let exe = dir.join(command);
     std::os::unix::fs::symlink(&target, &exe)
         .with_context(|| format!("linking {} to {}", exe.display(), target.display()))?;
+    let mut args = args.to_vec();
+    args.extend(["--demo-pid".to_string(), std::process::id().to_string()]);
     let child = pod
-        .spawn(what, &exe.to_string_lossy(), args)
+        .spawn(what, &exe.to_string_lossy(), &args)
         .with_context(|| format!("starting the {what} in pod {}", pod.name))?;
     let netns = pod.netns.clone();
     tokio::task::spawn_blocking(move || {
