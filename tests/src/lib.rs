@@ -9,6 +9,7 @@
 use std::{
     collections::HashMap,
     net::IpAddr,
+    path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
@@ -21,6 +22,33 @@ use holonet_agent::{
 use probe_common::event::FlowEvent;
 
 pub use holonet_lab::privileged_test as privileged;
+
+/// A scratch directory under the system's temporary directory, unique to
+/// this process and tag, removed when dropped (also when the test panics).
+#[derive(Debug)]
+pub struct ScratchDir(PathBuf);
+
+impl ScratchDir {
+    /// Creates `holonet-<tag>-<pid>` afresh.
+    pub fn new(tag: &str) -> Self {
+        let path = std::env::temp_dir().join(format!("holonet-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path)
+            .unwrap_or_else(|e| panic!("creating {}: {e}", path.display()));
+        Self(path)
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
 
 /// A loaded probe plus a background task collecting its events.
 pub struct ProbeHarness {

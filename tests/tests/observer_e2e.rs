@@ -26,7 +26,7 @@ use holonet_proto::{
         observer_client::ObserverClient,
     },
 };
-use holonet_tests::privileged;
+use holonet_tests::{ScratchDir, privileged};
 use tokio_stream::StreamExt;
 
 fn flows(responses: &[GetFlowsResponse]) -> Vec<Flow> {
@@ -64,8 +64,8 @@ async fn curl_requests_come_out_of_get_flows_as_hubble_flows() {
     let mut lab = Lab::new().expect("lab");
     let client = lab.add_pod("client").expect("client pod");
     let server_pod = lab.add_pod("server").expect("server pod");
-    let docroot = std::env::temp_dir().join(format!("holonet-observer-e2e-{}", std::process::id()));
-    std::fs::create_dir_all(&docroot).expect("docroot");
+    let scratch = ScratchDir::new("observer-e2e");
+    let docroot = scratch.path().to_path_buf();
     std::fs::write(docroot.join("a.txt"), "a\n").expect("file");
     let _server = server_pod
         .spawn(
@@ -287,5 +287,4 @@ async fn curl_requests_come_out_of_get_flows_as_hubble_flows() {
     pipeline_task.abort();
     export_task.abort();
     drop(probe);
-    let _ = std::fs::remove_dir_all(&docroot);
 }

@@ -27,7 +27,7 @@ use holonet_agent::{
 };
 use holonet_lab::{Lab, output_within, wait_for_tcp_listener};
 use holonet_proto::flow::{Flow, HolonetProcess, layer4};
-use holonet_tests::privileged;
+use holonet_tests::{ScratchDir, privileged};
 
 /// What one flow says about its ends: (kind, source, destination) with
 /// processes as `command[pid]` or `-`.
@@ -73,8 +73,8 @@ async fn attributed_flows(
     let mut lab = Lab::new().expect("lab");
     let client = lab.add_pod("client").expect("client pod");
     let server_pod = lab.add_pod("server").expect("server pod");
-    let dir = std::env::temp_dir().join(format!("holonet-{test}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
+    let scratch = ScratchDir::new(test);
+    let dir = scratch.path();
     std::fs::write(dir.join("hello.txt"), "hello\n").expect("file");
 
     let start_probe = || {
@@ -145,7 +145,7 @@ async fn attributed_flows(
     server.stop();
     drop(probe);
     drop(attribution);
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(scratch);
     drop(lab);
 
     let mut out = BTreeSet::new();

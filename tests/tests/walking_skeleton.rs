@@ -4,40 +4,22 @@
 //! for each connection, at each of the four observation points, and that
 //! nothing else was reported for it.
 
-use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf, time::Duration};
+use std::{collections::BTreeMap, net::SocketAddr, time::Duration};
 
 use holonet_agent::{
     flow::{Flow, FlowKind, ObservationPoint, Verdict},
     loader::TcMode,
 };
 use holonet_lab::{Lab, Pod, wait_for_tcp_listener};
-use holonet_tests::{ProbeHarness, privileged, render};
+use holonet_tests::{ProbeHarness, ScratchDir, privileged, render};
 use probe_common::event::tcp_flags;
 
 const PORT: u16 = 8080;
 
-/// A directory with the server's files, removed when dropped.
-struct Docroot(PathBuf);
-
-impl Docroot {
-    fn new(tag: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("holonet-test-{tag}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("create docroot");
-        std::fs::write(dir.join("hello.txt"), "hello from the server pod\n").expect("write file");
-        Self(dir)
-    }
-}
-
-impl Drop for Docroot {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 struct Setup {
     // Field order is drop order: the server stops before the lab goes away.
     _server_process: holonet_lab::ChildGuard,
-    _docroot: Docroot,
+    _docroot: ScratchDir,
     client: Pod,
     server: Pod,
     _lab: Lab,
@@ -47,9 +29,14 @@ fn setup(tag: &str) -> Setup {
     let mut lab = Lab::new().expect("preparing the lab");
     let client = lab.add_pod("client").expect("creating pod client");
     let server = lab.add_pod("server").expect("creating pod server");
-    let docroot = Docroot::new(tag);
+    let docroot = ScratchDir::new(&format!("test-{tag}"));
+    std::fs::write(
+        docroot.path().join("hello.txt"),
+        "hello from the server pod\n",
+    )
+    .expect("write file");
     let bind = server.ip.to_string();
-    let dir = docroot.0.to_string_lossy().to_string();
+    let dir = docroot.path().to_string_lossy().to_string();
     let process = server
         .spawn(
             "http server",

@@ -234,6 +234,9 @@ impl Drop for Session {
         let _ = Command::new("tmux")
             .args(["-L", &self.socket, "kill-server"])
             .status();
+        // holonet's state (its log) in this session; the captures are kept
+        // elsewhere for inspection.
+        let _ = std::fs::remove_dir_all(state_dir(&self.socket));
     }
 }
 
