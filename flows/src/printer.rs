@@ -178,8 +178,9 @@ impl<W: Write> Printer<W> {
 
     fn write_json(&mut self, resp: &GetFlowsResponse) -> io::Result<()> {
         self.json.clear();
-        // jsonpb is what `hubble observe --input-file` reads back, and it
-        // refuses fields it does not know: holonet's own stay out of it.
+        // jsonpb is what `hubble observe --input-file` reads back, and Go's
+        // protojson refuses unknown fields unless told to discard them:
+        // holonet's own stay out of it.
         let stripped = match &resp.response_types {
             Some(ResponseTypes::Flow(flow))
                 if self.opts.format == OutputFormat::JsonPb

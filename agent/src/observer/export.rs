@@ -128,8 +128,9 @@ impl RotatingWriter {
 
 /// The protojson line for a stored event, with the fields in the order Go's
 /// protojson writes them (the flow first), as Hubble's exporter does.
-/// holonet's own process fields are left out: `hubble observe
-/// --input-file` refuses lines with fields it does not know.
+/// holonet's own process fields are left out: Go's protojson, which
+/// `hubble observe --input-file` reads with, refuses unknown fields unless
+/// told to discard them.
 pub fn line(event: &StoredEvent, node_name: &str) -> io::Result<String> {
     let mut response = event.to_response(node_name);
     if let Some(ResponseTypes::Flow(flow)) = &mut response.response_types {
