@@ -14,6 +14,8 @@ use aya::{
     util::KernelVersion,
 };
 
+use crate::process::ProcessHook;
+
 /// A hook type holonet can use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Hook {
@@ -146,13 +148,11 @@ pub fn process_attribution(caps: &[Capability]) -> String {
         );
     }
     if has(Hook::Kprobe) {
-        "kprobes on tcp_connect, inet_csk_listen_start/stop, tcp_rcv_space_adjust and tcp_set_state \
-         (this kernel has kprobes)"
-            .to_string()
+        format!("{} (this kernel has kprobes)", ProcessHook::Kprobe.hooks())
     } else if has(Hook::RawTracepoint) {
         format!(
-            "raw tracepoints inet_sock_set_state, net_dev_queue and tcp_rcv_space_adjust, \
-             because kprobes are missing ({})",
+            "{}, because kprobes are missing ({})",
+            ProcessHook::Tracepoint.hooks(),
             find(Hook::Kprobe).map_or("not probed", |c| c.detail.as_str())
         )
     } else {

@@ -699,12 +699,7 @@ impl TcProbe {
         let array = PerCpuArray::<_, u64>::try_from(map).map_err(|_| ProbeError::MissingMap {
             map: names::COUNTERS_MAP,
         })?;
-        let sum = |slot: u32| -> u64 {
-            array
-                .get(&slot, 0)
-                .map(|values| values.iter().sum())
-                .unwrap_or(0)
-        };
+        let sum = |slot: u32| sum_per_cpu(&array, slot);
         Ok(ProbeCounters {
             packets: sum(counter::PACKETS),
             events_sent: sum(counter::EVENTS_SENT),
@@ -717,6 +712,17 @@ impl TcProbe {
             drops_aggregated: sum(counter::DROPS_AGGREGATED),
         })
     }
+}
+
+/// A per-CPU counter slot summed over the CPUs (0 when unreadable).
+pub(crate) fn sum_per_cpu<T: std::borrow::Borrow<MapData>>(
+    array: &PerCpuArray<T, u64>,
+    slot: u32,
+) -> u64 {
+    array
+        .get(&slot, 0)
+        .map(|values| values.iter().sum())
+        .unwrap_or(0)
 }
 
 /// Loads one classifier into the kernel; a verifier rejection keeps the

@@ -46,15 +46,14 @@ pub fn process_name(process: &HolonetProcess) -> String {
 /// whose process is not known; `None` when neither is (holonet agents name
 /// them on TCP flows, Hubble never does).
 pub fn processes(flow: &Flow) -> Option<(String, String)> {
-    let (source, destination) = (
-        flow.holonet_source_process.as_ref(),
-        flow.holonet_destination_process.as_ref(),
-    );
-    if source.is_none() && destination.is_none() {
+    if !flow.has_holonet_fields() {
         return None;
     }
     let name = |p: Option<&HolonetProcess>| p.map_or_else(|| "?".to_string(), process_name);
-    Some((name(source), name(destination)))
+    Some((
+        name(flow.holonet_source_process.as_ref()),
+        name(flow.holonet_destination_process.as_ref()),
+    ))
 }
 
 /// The path (with query) of an HTTP URL: `http://h:1/p?q` → `/p?q`; a

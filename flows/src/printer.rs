@@ -178,19 +178,15 @@ impl<W: Write> Printer<W> {
 
     fn write_json(&mut self, resp: &GetFlowsResponse) -> io::Result<()> {
         self.json.clear();
-        // jsonpb is what `hubble observe --input-file` reads back, and Go's
-        // protojson refuses unknown fields unless told to discard them:
-        // holonet's own stay out of it.
+        // jsonpb is what `hubble observe --input-file` reads back: holonet's
+        // own fields stay out of it.
         let stripped = match &resp.response_types {
             Some(ResponseTypes::Flow(flow))
-                if self.opts.format == OutputFormat::JsonPb
-                    && (flow.holonet_source_process.is_some()
-                        || flow.holonet_destination_process.is_some()) =>
+                if self.opts.format == OutputFormat::JsonPb && flow.has_holonet_fields() =>
             {
                 let mut copy = resp.clone();
                 if let Some(ResponseTypes::Flow(flow)) = &mut copy.response_types {
-                    flow.holonet_source_process = None;
-                    flow.holonet_destination_process = None;
+                    flow.clear_holonet_fields();
                 }
                 Some(copy)
             }

@@ -25,6 +25,21 @@ pub mod wkt;
 pub mod flow {
     include!(concat!(env!("OUT_DIR"), "/flow.rs"));
     include!(concat!(env!("OUT_DIR"), "/flow.serde.rs"));
+
+    impl Flow {
+        /// Whether the flow carries holonet's own fields (the processes).
+        pub fn has_holonet_fields(&self) -> bool {
+            self.holonet_source_process.is_some() || self.holonet_destination_process.is_some()
+        }
+
+        /// Removes holonet's own fields, for output in Hubble's exact format:
+        /// Go's protojson, which `hubble observe --input-file` reads with,
+        /// refuses unknown fields unless told to discard them.
+        pub fn clear_holonet_fields(&mut self) {
+            self.holonet_source_process = None;
+            self.holonet_destination_process = None;
+        }
+    }
 }
 
 /// Relay node status messages.

@@ -128,14 +128,12 @@ impl RotatingWriter {
 
 /// The protojson line for a stored event, with the fields in the order Go's
 /// protojson writes them (the flow first), as Hubble's exporter does.
-/// holonet's own process fields are left out: Go's protojson, which
-/// `hubble observe --input-file` reads with, refuses unknown fields unless
-/// told to discard them.
+/// holonet's own process fields are left out (see
+/// [`holonet_proto::flow::Flow::clear_holonet_fields`]).
 pub fn line(event: &StoredEvent, node_name: &str) -> io::Result<String> {
     let mut response = event.to_response(node_name);
     if let Some(ResponseTypes::Flow(flow)) = &mut response.response_types {
-        flow.holonet_source_process = None;
-        flow.holonet_destination_process = None;
+        flow.clear_holonet_fields();
     }
     let mut out = Vec::with_capacity(1024);
     holonet_flows::printer::response_json(&mut out, &response)?;

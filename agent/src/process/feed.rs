@@ -28,15 +28,12 @@ pub struct ProcessFeed {
     ring: RingBuf<MapData>,
     table: ProcessTable,
     namespaces: NetnsAddresses,
-    applied: u64,
-    malformed: u64,
 }
 
 impl std::fmt::Debug for ProcessFeed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ProcessFeed")
-            .field("applied", &self.applied)
-            .field("malformed", &self.malformed)
+            .field("namespaces", &self.namespaces)
             .finish_non_exhaustive()
     }
 }
@@ -53,8 +50,6 @@ impl ProcessFeed {
             ring,
             table,
             namespaces: NetnsAddresses::new("/proc"),
-            applied: 0,
-            malformed: 0,
         }
     }
 
@@ -72,19 +67,10 @@ impl ProcessFeed {
                     self.table.apply(&event, netns);
                     n += 1;
                 }
-                Err(err) => {
-                    self.malformed += 1;
-                    log::warn!("skipping a socket-probe record: {err}");
-                }
+                Err(err) => log::warn!("skipping a socket-probe record: {err}"),
             }
         }
-        self.applied += n as u64;
         n
-    }
-
-    /// What the records said so far.
-    pub fn table(&self) -> &ProcessTable {
-        &self.table
     }
 
     /// The processes at both ends of a flow (see
@@ -110,16 +96,6 @@ impl ProcessFeed {
             let netns = self.namespaces.learn_pid(event.tgid);
             self.table.apply(event, netns);
         }
-    }
-
-    /// Records applied so far.
-    pub fn applied(&self) -> u64 {
-        self.applied
-    }
-
-    /// Records that did not decode (a probe/agent mismatch).
-    pub fn malformed(&self) -> u64 {
-        self.malformed
     }
 
     /// Wraps the feed for sharing and starts draining it every

@@ -51,12 +51,7 @@ pub fn start(hook: ProcessHook) -> ProcessAttribution {
     if hook == ProcessHook::Off {
         return off(format!("off: {why}"));
     }
-    let hooks = match hook {
-        ProcessHook::Kprobe => {
-            "kprobes on tcp_connect, inet_csk_listen_start/stop, tcp_rcv_space_adjust and tcp_set_state"
-        }
-        _ => "raw tracepoints inet_sock_set_state, net_dev_queue and tcp_rcv_space_adjust",
-    };
+    let hooks = hook.hooks();
     let started = SocketProbe::load(hook).and_then(|mut probe| {
         let ring = probe.take_events()?;
         Ok((probe, ring))

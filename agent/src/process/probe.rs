@@ -48,6 +48,22 @@ impl fmt::Display for ProcessHook {
 }
 
 impl ProcessHook {
+    /// The hooks this choice attaches, as `holonet status` names them
+    /// (empty for `Auto` and `Off`).
+    pub fn hooks(self) -> String {
+        let (kind, list) = match self {
+            Self::Kprobe => ("kprobes on", names::PROC_KPROBES),
+            Self::Tracepoint => ("raw tracepoints", names::PROC_RAW_TRACEPOINTS),
+            Self::Auto | Self::Off => return String::new(),
+        };
+        let targets: Vec<&str> = list.iter().map(|&(_, target)| target).collect();
+        match targets.split_last() {
+            Some((last, [])) => format!("{kind} {last}"),
+            Some((last, rest)) => format!("{kind} {} and {last}", rest.join(", ")),
+            None => kind.to_string(),
+        }
+    }
+
     /// The hook `Auto` stands for on this kernel, and why; other values
     /// resolve to themselves.
     pub fn resolve(self) -> (Self, String) {
@@ -223,16 +239,30 @@ impl SocketProbe {
             .ok_or(SocketProbeError::Missing(names::PROC_COUNTERS_MAP))?;
         let array = PerCpuArray::<_, u64>::try_from(map)
             .map_err(|_| SocketProbeError::Missing(names::PROC_COUNTERS_MAP))?;
-        let sum = |slot: u32| -> u64 {
-            array
-                .get(&slot, 0)
-                .map(|values| values.iter().sum())
-                .unwrap_or(0)
-        };
+        let sum = |slot: u32| crate::loader::sum_per_cpu(&array, slot);
         Ok(SocketProbeCounters {
             sent: sum(proc_counter::SENT),
             lost: sum(proc_counter::LOST),
             read_failed: sum(proc_counter::READ_FAILED),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hook_sentences_name_every_attached_hook() {
+        assert_eq!(
+            ProcessHook::Kprobe.hooks(),
+            "kprobes on tcp_connect, inet_csk_listen_start, inet_csk_listen_stop, \
+             tcp_rcv_space_adjust and tcp_set_state"
+        );
+        assert_eq!(
+            ProcessHook::Tracepoint.hooks(),
+            "raw tracepoints inet_sock_set_state, net_dev_queue and tcp_rcv_space_adjust"
+        );
+        assert_eq!(ProcessHook::Off.hooks(), "");
     }
 }

@@ -179,21 +179,20 @@ impl ProcessTable {
         let ip = canonical(local.ip());
         let port = local.port();
         if let Some(bound) = self.listeners.get(&SocketAddr::new(ip, port)) {
-            return pick(bound.iter().collect(), ip, owns);
+            return pick(bound.iter(), ip, owns);
         }
-        let v4_any = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port);
-        let v6_any = SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port);
         // A dual-stack wildcard socket accepts IPv4 too; an IPv4 wildcard
         // does not accept IPv6.
-        let candidates: Vec<&Listener> = if ip.is_ipv4() {
-            [v4_any, v6_any]
-                .iter()
-                .filter_map(|k| self.listeners.get(k))
-                .flatten()
-                .collect()
+        let wildcards = [
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port),
+            SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port),
+        ];
+        let keys = if ip.is_ipv4() {
+            &wildcards[..]
         } else {
-            self.listeners.get(&v6_any).into_iter().flatten().collect()
+            &wildcards[1..]
         };
+        let candidates = keys.iter().filter_map(|k| self.listeners.get(k)).flatten();
         pick(candidates, ip, owns)
     }
 
@@ -249,20 +248,18 @@ impl ProcessTable {
 /// The process when all candidates are the same one; otherwise the one
 /// process among those whose namespace owns `ip`.
 fn pick<'a>(
-    candidates: Vec<&'a Listener>,
+    candidates: impl Iterator<Item = &'a Listener> + Clone,
     ip: IpAddr,
     owns: &mut impl FnMut(u64, IpAddr) -> bool,
 ) -> Option<&'a ProcessInfo> {
-    let first = candidates.first()?;
+    let first = candidates.clone().next()?;
     if candidates
-        .iter()
+        .clone()
         .all(|l| l.process.pid == first.process.pid)
     {
         return Some(&first.process);
     }
-    let mut owners = candidates
-        .into_iter()
-        .filter(|l| l.netns.is_some_and(|ns| owns(ns, ip)));
+    let mut owners = candidates.filter(|l| l.netns.is_some_and(|ns| owns(ns, ip)));
     let owner = owners.next()?;
     owners
         .all(|l| l.process.pid == owner.process.pid)
