@@ -1,14 +1,16 @@
 //! Pairs HTTP responses with the requests they answer, for the response
 //! flow's latency and its method and URL (as Hubble reports them).
 //!
-//! The probe sees a request and its response at the same interface: at the
-//! client's veth (request leaving, response arriving) and at the server's
-//! (request arriving, response leaving). A response is paired with the
-//! oldest unanswered request seen at the same interface on the same
-//! connection, which is exactly HTTP/1.1's order, pipelining included.
-//! Memory is bounded: at most [`MAX_CONNECTIONS`] connections with at most
-//! [`MAX_PENDING`] unanswered requests each; the oldest connection is
-//! forgotten first.
+//! The probe reports each packet once, where it is delivered: between two
+//! attached pods, a request at the server's veth and its response at the
+//! client's (see the probe's `route` module), so the pair may come from two
+//! interfaces and is matched by connection alone. A response is paired with
+//! the oldest unanswered request on its connection, which is exactly
+//! HTTP/1.1's order, pipelining included; where a kernel reports a packet
+//! at both interfaces, each copy of a response takes one copy of its
+//! request. Memory is bounded: at most [`MAX_CONNECTIONS`] connections with
+//! at most [`MAX_PENDING`] unanswered requests each; the oldest connection
+//! is forgotten first.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -22,10 +24,10 @@ pub const MAX_CONNECTIONS: usize = 16_384;
 /// Unanswered requests remembered per connection.
 pub const MAX_PENDING: usize = 16;
 
-/// Where a request was seen: interface, client, server.
-type Key = (u32, SocketAddr, SocketAddr);
+/// The connection a request was sent on: client, server.
+type Key = (SocketAddr, SocketAddr);
 
-/// Unanswered requests by connection and observation point.
+/// Unanswered requests by connection.
 #[derive(Debug, Default)]
 pub struct LatencyTracker {
     /// Unanswered requests (kernel time, request), with the generation the
@@ -48,7 +50,7 @@ impl LatencyTracker {
     pub fn observe(&mut self, flow: &mut Flow) {
         match &mut flow.kind {
             FlowKind::HttpRequest(request) if flow.verdict != Verdict::Dropped => {
-                let key = (flow.ifindex, flow.source, flow.destination);
+                let key = (flow.source, flow.destination);
                 if !self.pending.contains_key(&key) {
                     if self.pending.len() >= MAX_CONNECTIONS {
                         self.forget_oldest();
@@ -71,7 +73,7 @@ impl LatencyTracker {
                 queue.push_back((flow.ktime_ns, request.clone()));
             }
             FlowKind::HttpResponse(response) => {
-                let key = (flow.ifindex, flow.destination, flow.source);
+                let key = (flow.destination, flow.source);
                 let Some((_, queue)) = self.pending.get_mut(&key) else {
                     return;
                 };
@@ -193,6 +195,32 @@ mod tests {
     }
 
     #[test]
+    fn a_response_reported_at_the_clients_veth_answers_a_request_reported_at_the_servers() {
+        let mut tracker = LatencyTracker::new();
+        let mut request = event(
+            kind::HTTP_REQUEST,
+            CLIENT,
+            SERVER,
+            1_000,
+            b"GET /x HTTP/1.1\r\n\r\n",
+        );
+        request.ifindex = 11;
+        tracker.observe(&mut request);
+        let mut response = event(
+            kind::HTTP_RESPONSE,
+            SERVER,
+            CLIENT,
+            3_000_000,
+            b"HTTP/1.1 200 OK\r\n",
+        );
+        response.ifindex = 12;
+        tracker.observe(&mut response);
+        let r = response_of(&response);
+        assert_eq!(r.latency_ns, 3_000_000 - 1_000);
+        assert_eq!(r.request.as_ref().map(|r| r.path.as_str()), Some("/x"));
+    }
+
+    #[test]
     fn a_response_without_a_request_stays_unpaired() {
         let mut tracker = LatencyTracker::new();
         let mut lone = event(
@@ -231,7 +259,6 @@ mod tests {
             ));
         }
         let key = (
-            7,
             "10.0.0.1:40000".parse().unwrap(),
             "10.0.0.2:80".parse().unwrap(),
         );

@@ -15,7 +15,7 @@ use std::{
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{MapData, PerCpuArray, RingBuf},
+    maps::{HashMap as AyaHashMap, MapData, PerCpuArray, RingBuf},
     programs::{
         LinkOrder, ProgramError, SchedClassifier, TcAttachType,
         links::{FdLink, PinnedLink},
@@ -152,6 +152,17 @@ pub enum ProbeError {
         /// The loader's error.
         #[source]
         source: Box<ProgramError>,
+    },
+    /// Recording an attached interface in the probe's `ATTACHED` map failed.
+    #[error("recording {iface} in the probe's `{map}` map failed: {source}")]
+    MapWrite {
+        /// Interface name.
+        iface: String,
+        /// Map name.
+        map: &'static str,
+        /// The map's error.
+        #[source]
+        source: Box<aya::maps::MapError>,
     },
 }
 
@@ -341,6 +352,9 @@ pub struct ProbeCounters {
     /// Repeated drops of one stream not reported as events (one event per
     /// stream every 5 s).
     pub drops_aggregated: u64,
+    /// Forwarded packets left to the receiving interface to report (each
+    /// packet between two attached interfaces is one event).
+    pub events_deferred: u64,
 }
 
 /// The loaded TC probe. Dropping it detaches every program it attached,
@@ -611,6 +625,21 @@ impl TcProbe {
                 })?;
             }
         }
+        // From now on a packet routed here from another attached interface
+        // is reported here only (the probe's `route` module).
+        let map = names::ATTACHED_MAP;
+        let mut attached: AyaHashMap<_, u32, u8> = self
+            .ebpf
+            .map_mut(map)
+            .ok_or(ProbeError::MissingMap { map })
+            .and_then(|m| AyaHashMap::try_from(m).map_err(|_| ProbeError::MissingMap { map }))?;
+        attached
+            .insert(ifindex, 1, 0)
+            .map_err(|source| ProbeError::MapWrite {
+                iface: iface.to_string(),
+                map,
+                source: Box::new(source),
+            })?;
         self.interfaces.insert(ifindex, iface.to_string());
         Ok(ifindex)
     }
@@ -710,6 +739,7 @@ impl TcProbe {
             l7_allowed: sum(counter::L7_ALLOWED),
             fragments_dropped: sum(counter::FRAGMENTS_DROPPED),
             drops_aggregated: sum(counter::DROPS_AGGREGATED),
+            events_deferred: sum(counter::EVENTS_DEFERRED),
         })
     }
 }

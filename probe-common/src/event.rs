@@ -154,8 +154,11 @@ pub mod counter {
     /// Drops not reported as events because the same stream (interface,
     /// hook, 5-tuple) was reported less than 5 s before (SYN retries).
     pub const DROPS_AGGREGATED: u32 = 8;
+    /// Forwarded packets not reported where they left their pod because
+    /// the interface they are delivered through reports them.
+    pub const EVENTS_DEFERRED: u32 = 9;
     /// Number of slots.
-    pub const COUNT: u32 = 9;
+    pub const COUNT: u32 = 10;
 }
 
 /// One record of the `EVENTS` ring buffer.

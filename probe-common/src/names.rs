@@ -53,6 +53,10 @@ pub const TC_DNS_PROGRAM: &str = "holonet_tc_dns";
 /// Array: DNS rule-set index → [`crate::l7::L7DfaTable`] over query names.
 pub const L7_DNS_MAP: &str = "L7_DNS";
 
+/// Hash: ifindex → 1 for every interface the classifiers are attached to;
+/// a packet routed to one of them is reported there, not where it left its pod.
+pub const ATTACHED_MAP: &str = "ATTACHED";
+
 /// Every map the programs use. A persistent agent pins them all
 /// (`holonet agent --pin-dir`), so that the programs of an agent that
 /// replaces another share every map, scratch space included, with the ones
@@ -75,6 +79,8 @@ pub const DATAPATH_MAPS: &[&str] = &[
     "LOOP_VARS",
     "DROPS_SEEN",
     "DROP_SCRATCH",
+    ATTACHED_MAP,
+    "FIB_SCRATCH",
 ];
 
 /// Object file name of the socket probe (process attribution).

@@ -27,6 +27,7 @@ mod answer;
 mod dns;
 mod headers;
 mod http;
+mod route;
 
 use aya_ebpf::{
     bindings::{__sk_buff, TC_ACT_PIPE, TC_ACT_SHOT},
@@ -1123,6 +1124,14 @@ fn emit(ctx: &TcContext, at_hook: u8, pkt: &L4Packet, event_kind: u8, decision: 
         (true, true) => verdict::AUDIT,
         (false, _) => verdict::FORWARDED,
     };
+    if at_hook == hook::TC_INGRESS
+        && event_verdict == verdict::FORWARDED
+        && route::seen_downstream(ctx, pkt)
+    {
+        // Reported where it is delivered (see `route`).
+        count(counter::EVENTS_DEFERRED);
+        return;
+    }
     let Some(mut entry) = EVENTS.reserve::<FlowEvent>(0) else {
         count(counter::EVENTS_LOST);
         return;

@@ -339,3 +339,52 @@ fn enforcement_survives_a_killed_agent_and_a_restart_takes_over() {
         "probe detached"
     );
 }
+
+/// A stop signal that arrives while the agent is still starting (it says
+/// "Ctrl-C to stop" before its socket probe is up) is a clean stop: the
+/// agent finishes starting, detaches and prints its counters, exit status 0.
+/// Before it listened from the start, SIGTERM in that window killed it
+/// (status 143) with its links still attached; `scripts/bench-wrk`, which
+/// stops a freshly started agent, met that.
+#[test]
+fn a_stop_signal_while_the_agent_starts_is_a_clean_stop() {
+    let Some(_watchdog) = privileged_test("agent_stop_at_start") else {
+        return;
+    };
+    let mut lab = Lab::new().expect("lab");
+    let pod = lab.add_pod("early").expect("pod");
+    let mut agent = Command::new(env!("CARGO_BIN_EXE_holonet"))
+        .args([
+            "agent",
+            "--no-pin",
+            "--listen-address",
+            "none",
+            "--unix-socket",
+            "none",
+            "-i",
+            &pod.host_ifname,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting holonet agent");
+    let mut stderr = BufReader::new(agent.stderr.take().expect("stderr")).lines();
+    let first = stderr
+        .next()
+        .expect("the agent says something")
+        .expect("readable");
+    assert!(first.contains("Ctrl-C to stop"), "{first}");
+    let _ = Command::new("kill")
+        .args(["-TERM", &agent.id().to_string()])
+        .status();
+    let rest: Vec<String> = stderr.map_while(Result::ok).collect();
+    let exit = wait_within(&mut agent, Duration::from_secs(30)).expect("agent exits on SIGTERM");
+    assert!(
+        exit.success(),
+        "SIGTERM during start is a clean stop: {exit}\n{rest:?}"
+    );
+    assert!(
+        rest.iter().any(|l| l.contains("packets seen")),
+        "the agent reports its counters on the way out: {rest:?}"
+    );
+}

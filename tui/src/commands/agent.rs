@@ -89,7 +89,8 @@ ring and served over Hubble's Observer gRPC API (TCP flows name the process at e
 from kprobes or, where the kernel has none, raw tracepoints), so `holonet observe`, the TUI and the \
 `hubble` CLI can read them.\n\n\
 Attach it to the host-side veth of each pod: TC ingress there is the pod's egress \
-(from-endpoint), TC egress the pod's ingress (to-endpoint). Needs root (or CAP_BPF, \
+(from-endpoint), TC egress the pod's ingress (to-endpoint). A packet between two attached \
+pods is reported once, where it is delivered. Needs root (or CAP_BPF, \
 CAP_NET_ADMIN and CAP_PERFMON). Stops cleanly on Ctrl-C, SIGTERM and SIGHUP.";
 
 /// Arguments of `holonet agent`.
@@ -344,6 +345,11 @@ pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
+        // Listening from the start: a stop signal that comes while the agent
+        // is still loading (it says "Ctrl-C to stop" before its socket probe
+        // is up) stops it cleanly once it is up, instead of killing it
+        // half-attached.
+        let mut shutdown = Shutdown::listen();
         let directory = match &args.endpoints {
             Some(path) => endpoints::load(path, &node_name)?,
             None => EndpointDirectory::empty(),
@@ -476,7 +482,6 @@ pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
         let mut lost_seen = 0;
         let mut process_lost_seen = 0;
         let mut tick = tokio::time::interval(Duration::from_secs(1));
-        let mut shutdown = Shutdown::listen();
         let outcome: anyhow::Result<()> = loop {
             tokio::select! {
                 () = shutdown.recv() => break Ok(()),
@@ -547,10 +552,11 @@ pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
         let counters = probe.counters()?;
         let status = store.status();
         eprintln!(
-            "holonet agent: {} packets seen, {} events ({} lost in the kernel), {} unparsable packets, {} flows stored",
+            "holonet agent: {} packets seen, {} events ({} lost in the kernel, {} left to the receiving interface), {} unparsable packets, {} flows stored",
             counters.packets,
             counters.events_sent,
             counters.events_lost,
+            counters.events_deferred,
             counters.parse_errors,
             status.seen_flows
         );
