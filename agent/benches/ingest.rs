@@ -18,7 +18,7 @@ use holonet_agent::{
     clock::MonotonicClock,
     flow::Flow,
     observer::{
-        convert::{UuidSource, to_proto},
+        convert::{UuidSource, to_message, to_stored},
         endpoints::EndpointDirectory,
         server::{self, Listen},
         service::ObserverService,
@@ -83,9 +83,8 @@ fn ingest(c: &mut Criterion) {
             for bytes in &raw {
                 let event = FlowEvent::decode(bytes).expect("valid record");
                 let flow = Flow::from_event(&event, &clock, &names);
-                batch.push(Arc::new(StoredEvent::Flow(to_proto(
-                    &flow, "n", &dir, &mut uuids,
-                ))));
+                let message = to_message(&flow, "n", &mut uuids);
+                batch.push(Arc::new(StoredEvent::Flow(to_stored(message, &flow, &dir))));
             }
             store.push_batch(batch);
         });
@@ -109,12 +108,8 @@ fn get_flows(c: &mut Criterion) {
     for chunk in 0..FLOWS / BATCH + 1 {
         let _ = chunk;
         store.push_batch(evs.iter().map(|e| {
-            StoredEvent::Flow(to_proto(
-                &Flow::from_event(e, &clock, &names),
-                "n",
-                &dir,
-                &mut uuids,
-            ))
+            let flow = Flow::from_event(e, &clock, &names);
+            StoredEvent::Flow(to_stored(to_message(&flow, "n", &mut uuids), &flow, &dir))
         }));
     }
     let addr = runtime.block_on(async {

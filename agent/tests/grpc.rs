@@ -22,7 +22,7 @@ use tokio_stream::StreamExt;
 use tonic::{Code, transport::Channel};
 
 fn flow(n: i64) -> StoredEvent {
-    StoredEvent::Flow(Flow {
+    StoredEvent::from(Flow {
         time: Some(Timestamp {
             seconds: 1_700_000_000 + n,
             nanos: 0,

@@ -15,7 +15,7 @@ use holonet_proto::flow::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn http_response(code: u32, latency_ms: u64) -> StoredEvent {
-    StoredEvent::Flow(Flow {
+    StoredEvent::from(Flow {
         verdict: Verdict::Forwarded.into(),
         r#type: FlowType::L7.into(),
         l7: Some(Layer7 {
@@ -62,12 +62,12 @@ async fn a_scrape_counts_what_the_store_received() {
     ));
 
     store.push_batch([
-        StoredEvent::Flow(Flow {
+        StoredEvent::from(Flow {
             verdict: Verdict::Forwarded.into(),
             r#type: FlowType::L3L4.into(),
             ..Default::default()
         }),
-        StoredEvent::Flow(Flow {
+        StoredEvent::from(Flow {
             verdict: Verdict::Dropped.into(),
             r#type: FlowType::L7.into(),
             drop_reason_desc: DropReason::PolicyDenied.into(),

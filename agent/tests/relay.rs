@@ -85,7 +85,7 @@ impl Drop for Agent {
 }
 
 fn flow(node: &str, seconds: i64, verdict: Verdict) -> StoredEvent {
-    StoredEvent::Flow(Flow {
+    StoredEvent::from(Flow {
         time: Some(Timestamp {
             seconds: 1_700_000_000 + seconds,
             nanos: 0,

@@ -86,8 +86,25 @@ impl FlowFilterSet {
     /// Whether the flow passes: some whitelist entry matches (or there is no
     /// whitelist) and no blacklist entry matches.
     pub fn matches(&self, flow: &Flow) -> bool {
-        (self.whitelist.is_empty() || self.whitelist.iter().any(|c| c.matches(flow)))
-            && !self.blacklist.iter().any(|c| c.matches(flow))
+        self.matches_parts(flow, flow.source.as_ref(), flow.destination.as_ref())
+    }
+
+    /// [`Self::matches`] for a flow whose endpoints are kept apart from it
+    /// (the agent's store shares them between flows); `flow`'s own
+    /// `source` and `destination` are not looked at.
+    pub fn matches_parts(
+        &self,
+        flow: &Flow,
+        source: Option<&Endpoint>,
+        destination: Option<&Endpoint>,
+    ) -> bool {
+        let parts = Parts {
+            flow,
+            source,
+            destination,
+        };
+        (self.whitelist.is_empty() || self.whitelist.iter().any(|c| c.matches(&parts)))
+            && !self.blacklist.iter().any(|c| c.matches(&parts))
     }
 
     /// True when there is no whitelist (every flow is a candidate).
@@ -108,9 +125,16 @@ struct Compiled {
 }
 
 impl Compiled {
-    fn matches(&self, flow: &Flow) -> bool {
-        self.checks.iter().all(|c| c.matches(flow))
+    fn matches(&self, parts: &Parts<'_>) -> bool {
+        self.checks.iter().all(|c| c.matches(parts))
     }
+}
+
+/// A flow and its two endpoints, wherever they are kept.
+struct Parts<'a> {
+    flow: &'a Flow,
+    source: Option<&'a Endpoint>,
+    destination: Option<&'a Endpoint>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -202,10 +226,10 @@ enum Check {
     Encrypted(Vec<bool>),
 }
 
-fn endpoint(flow: &Flow, side: Side) -> Option<&Endpoint> {
+fn endpoint<'a>(parts: &Parts<'a>, side: Side) -> Option<&'a Endpoint> {
     match side {
-        Side::Source => flow.source.as_ref(),
-        Side::Destination => flow.destination.as_ref(),
+        Side::Source => parts.source,
+        Side::Destination => parts.destination,
     }
 }
 
@@ -316,7 +340,8 @@ fn tcp_flags_contain(flow: &TcpFlags, want: &TcpFlags) -> bool {
 }
 
 impl Check {
-    fn matches(&self, flow: &Flow) -> bool {
+    fn matches(&self, parts: &Parts<'_>) -> bool {
+        let flow = parts.flow;
         match self {
             Check::Uuid(ids) => ids.contains(&flow.uuid),
             Check::Ip { side, xlated, ips } => {
@@ -351,7 +376,7 @@ impl Check {
                     };
                     svc.map_or(("", ""), |s| (s.namespace.as_str(), s.name.as_str()))
                 } else {
-                    endpoint(flow, *side)
+                    endpoint(parts, *side)
                         .map_or(("", ""), |e| (e.namespace.as_str(), e.pod_name.as_str()))
                 };
                 if ns.is_empty() && name.is_empty() {
@@ -370,10 +395,10 @@ impl Check {
             }
             Check::Label { side, selectors } => {
                 let empty: &[String] = &[];
-                let labels = endpoint(flow, *side).map_or(empty, |e| e.labels.as_slice());
+                let labels = endpoint(parts, *side).map_or(empty, |e| e.labels.as_slice());
                 selectors.iter().any(|s| s.matches(labels))
             }
-            Check::Workload { side, workloads } => endpoint(flow, *side).is_some_and(|e| {
+            Check::Workload { side, workloads } => endpoint(parts, *side).is_some_and(|e| {
                 e.workloads.iter().any(|w| {
                     workloads.iter().any(|f| {
                         (f.name.is_empty() || f.name == w.name)
@@ -382,7 +407,7 @@ impl Check {
                 })
             }),
             Check::Cluster { side, names } => {
-                let c = endpoint(flow, *side).map_or("", |e| e.cluster_name.as_str());
+                let c = endpoint(parts, *side).map_or("", |e| e.cluster_name.as_str());
                 names.iter().any(|n| n == c)
             }
             Check::TrafficDirection(v) => v.contains(&flow.traffic_direction),
@@ -436,7 +461,7 @@ impl Check {
                 dns(flow).is_some_and(|d| res.iter().any(|r| r.is_match(&d.query)))
             }
             Check::Identity { side, ids } => {
-                let id = endpoint(flow, *side).map_or(0, |e| e.identity);
+                let id = endpoint(parts, *side).map_or(0, |e| e.identity);
                 ids.contains(&id)
             }
             Check::HttpMethod(ms) => http(flow).is_some_and(|h| {

@@ -14,7 +14,7 @@ use prost::{
 };
 
 use crate::{
-    flow::{Flow, LostEvent},
+    flow::{Endpoint, Flow, LostEvent},
     observer::{GetFlowsResponse, get_flows_response::ResponseTypes},
     wkt::Timestamp,
 };
@@ -24,6 +24,9 @@ const FLOW: u32 = 1;
 const LOST_EVENTS: u32 = 3;
 const NODE_NAME: u32 = 1000;
 const TIME: u32 = 1001;
+/// Field numbers of `flow.Flow`'s endpoints.
+const FLOW_SOURCE: u32 = 8;
+const FLOW_DESTINATION: u32 = 9;
 
 /// A `GetFlowsResponse` in wire format. Encode-only: decoding one skips
 /// every field (servers never decode their responses; clients use
@@ -42,6 +45,37 @@ impl EncodedGetFlowsResponse {
         encode_key(FLOW, WireType::LengthDelimited, &mut buf);
         encode_varint(len as u64, &mut buf);
         flow.encode_raw(&mut buf);
+        Self::finish(buf, node_name, time)
+    }
+
+    /// The response carrying `flow` with the endpoints `source` and
+    /// `destination` kept apart from it (`flow`'s own are ignored), as
+    /// `GetFlowsResponse` would carry the whole flow. The endpoint fields
+    /// are written after the flow's other fields rather than in field-number
+    /// order: the same message to any protobuf decoder, not the same bytes.
+    pub fn flow_with_endpoints(
+        flow: &Flow,
+        source: Option<&Endpoint>,
+        destination: Option<&Endpoint>,
+        node_name: &str,
+        time: Option<&Timestamp>,
+    ) -> Self {
+        debug_assert!(flow.source.is_none() && flow.destination.is_none());
+        let endpoint_len =
+            |tag, e: Option<&Endpoint>| e.map_or(0, |e| message::encoded_len(tag, e));
+        let len = flow.encoded_len()
+            + endpoint_len(FLOW_SOURCE, source)
+            + endpoint_len(FLOW_DESTINATION, destination);
+        let mut buf = Vec::with_capacity(len + node_name.len() + 32);
+        encode_key(FLOW, WireType::LengthDelimited, &mut buf);
+        encode_varint(len as u64, &mut buf);
+        flow.encode_raw(&mut buf);
+        if let Some(source) = source {
+            message::encode(FLOW_SOURCE, source, &mut buf);
+        }
+        if let Some(destination) = destination {
+            message::encode(FLOW_DESTINATION, destination, &mut buf);
+        }
         Self::finish(buf, node_name, time)
     }
 
@@ -143,6 +177,66 @@ mod tests {
             GetFlowsResponse::decode(encoded.as_bytes()).unwrap(),
             response
         );
+    }
+
+    #[test]
+    fn endpoints_kept_apart_decode_into_the_same_flow() {
+        let response = sample();
+        let Some(ResponseTypes::Flow(whole)) = &response.response_types else {
+            panic!("a flow");
+        };
+        let source = Endpoint {
+            id: 7,
+            identity: 4242,
+            pod_name: "payer".into(),
+            ..whole.source.clone().unwrap()
+        };
+        let destination = Endpoint {
+            namespace: "kube-system".into(),
+            workloads: vec![crate::flow::Workload {
+                name: "coredns".into(),
+                kind: "Deployment".into(),
+            }],
+            ..Default::default()
+        };
+        let without = Flow {
+            source: None,
+            destination: None,
+            ..whole.clone()
+        };
+        let encoded = EncodedGetFlowsResponse::flow_with_endpoints(
+            &without,
+            Some(&source),
+            Some(&destination),
+            &response.node_name,
+            response.time.as_ref(),
+        );
+        let expected = GetFlowsResponse {
+            response_types: Some(ResponseTypes::Flow(Flow {
+                source: Some(source),
+                destination: Some(destination),
+                ..without.clone()
+            })),
+            ..response.clone()
+        };
+        assert_eq!(
+            GetFlowsResponse::decode(encoded.as_bytes()).unwrap(),
+            expected
+        );
+        assert_eq!(encoded.encoded_len(), expected.encoded_len());
+        // Without endpoints it is byte for byte the generated encoding.
+        let bare = EncodedGetFlowsResponse::flow_with_endpoints(
+            &without,
+            None,
+            None,
+            &response.node_name,
+            response.time.as_ref(),
+        );
+        let expected = GetFlowsResponse {
+            response_types: Some(ResponseTypes::Flow(without)),
+            ..response
+        };
+        assert_eq!(bare.as_bytes(), expected.encode_to_vec().as_slice());
     }
 
     #[test]

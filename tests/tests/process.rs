@@ -150,9 +150,10 @@ async fn attributed_flows(
 
     let mut out = BTreeSet::new();
     for event in events {
-        let StoredEvent::Flow(flow) = event.as_ref() else {
+        let StoredEvent::Flow(stored) = event.as_ref() else {
             continue;
         };
+        let flow = stored.without_endpoints();
         let name = |p: Option<&HolonetProcess>| {
             let shown = show(p);
             match p {
@@ -329,10 +330,12 @@ async fn listeners_on_one_port_in_two_pods_are_told_apart() {
             .iter()
             .filter_map(|e| match e.as_ref() {
                 StoredEvent::Flow(f)
-                    if f.ip
+                    if f.without_endpoints()
+                        .ip
                         .as_ref()
                         .is_some_and(|ip| ip.destination == pod.ip.to_string()) =>
                 {
+                    let f = f.without_endpoints();
                     Some((describe(f), show(f.holonet_destination_process.as_ref())))
                 }
                 _ => None,

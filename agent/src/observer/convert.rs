@@ -15,7 +15,9 @@ use holonet_proto::{
 };
 use probe_common::event::tcp_flags;
 
-use super::endpoints::EndpointDirectory;
+use std::sync::Arc;
+
+use super::{endpoints::EndpointDirectory, store::StoredFlow};
 use crate::flow::{Flow, FlowKind, ObservationPoint, TcpFlags, Verdict};
 
 /// Cilium monitor message types (`event_type.type`).
@@ -147,6 +149,27 @@ pub fn to_proto(
     endpoints: &EndpointDirectory,
     uuids: &mut UuidSource,
 ) -> pb::Flow {
+    pb::Flow {
+        source: Some((**endpoints.lookup(flow.source.ip())).clone()),
+        destination: Some((**endpoints.lookup(flow.destination.ip())).clone()),
+        ..to_message(flow, node_name, uuids)
+    }
+}
+
+/// The flow as the store keeps it: `message` (from [`to_message`], perhaps
+/// annotated since) with the directory's endpoints of `flow`'s addresses,
+/// shared, not copied.
+pub fn to_stored(message: pb::Flow, flow: &Flow, endpoints: &EndpointDirectory) -> StoredFlow {
+    StoredFlow::with_endpoints(
+        message,
+        Some(Arc::clone(endpoints.lookup(flow.source.ip()))),
+        Some(Arc::clone(endpoints.lookup(flow.destination.ip()))),
+    )
+}
+
+/// The Hubble flow for a decoded probe flow without its two endpoints
+/// (see [`to_stored`]).
+pub fn to_message(flow: &Flow, node_name: &str, uuids: &mut UuidSource) -> pb::Flow {
     let reply = is_reply(flow);
     let point = match flow.observation {
         ObservationPoint::FromEndpoint => TraceObservationPoint::FromEndpoint,
@@ -199,8 +222,6 @@ pub fn to_proto(
         ip: Some(ip),
         l4: Some(l4),
         node_name: node_name.to_string(),
-        source: Some(endpoints.lookup(flow.source.ip()).clone()),
-        destination: Some(endpoints.lookup(flow.destination.ip()).clone()),
         is_reply: reply.map(|value| BoolValue { value }),
         traffic_direction: traffic_direction(flow.observation, reply).into(),
         interface: Some(NetworkInterface {

@@ -14,11 +14,11 @@ use holonet_policy::{
 };
 use holonet_proto::flow::Endpoint;
 
-/// Endpoints by address, ready to copy onto flows.
+/// Endpoints by address, shared by the flows that name them.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct EndpointDirectory {
-    by_ip: HashMap<IpAddr, Endpoint>,
-    world: Endpoint,
+    by_ip: HashMap<IpAddr, Arc<Endpoint>>,
+    world: Arc<Endpoint>,
 }
 
 impl EndpointDirectory {
@@ -26,11 +26,11 @@ impl EndpointDirectory {
     pub fn empty() -> Self {
         Self {
             by_ip: HashMap::new(),
-            world: Endpoint {
+            world: Arc::new(Endpoint {
                 identity: IDENTITY_WORLD,
                 labels: vec!["reserved:world".to_string()],
                 ..Default::default()
-            },
+            }),
         }
     }
 
@@ -44,7 +44,7 @@ impl EndpointDirectory {
                 .map(|id| id.labels.iter().map(ToString::to_string).collect())
                 .unwrap_or_default();
             let local = ep.node == node_name;
-            let endpoint = Endpoint {
+            let endpoint = Arc::new(Endpoint {
                 id: if local {
                     u32::try_from(index + 1).unwrap_or(0)
                 } else {
@@ -56,16 +56,16 @@ impl EndpointDirectory {
                 labels,
                 pod_name: ep.name.clone(),
                 workloads: Vec::new(),
-            };
+            });
             for ip in ep.ips() {
-                dir.by_ip.insert(ip, endpoint.clone());
+                dir.by_ip.insert(ip, Arc::clone(&endpoint));
             }
         }
         dir
     }
 
     /// The endpoint for `ip` (world when unknown).
-    pub fn lookup(&self, ip: IpAddr) -> &Endpoint {
+    pub fn lookup(&self, ip: IpAddr) -> &Arc<Endpoint> {
         self.by_ip.get(&ip).unwrap_or(&self.world)
     }
 

@@ -219,7 +219,7 @@ mod tests {
             }),
             ..Default::default()
         };
-        let text = line(&StoredEvent::Flow(flow), "node-1").unwrap();
+        let text = line(&StoredEvent::from(flow), "node-1").unwrap();
         assert_eq!(
             text,
             r#"{"flow":{"time":"1970-01-01T00:00:01Z","node_name":"node-1"},"node_name":"node-1","time":"1970-01-01T00:00:01Z"}"#

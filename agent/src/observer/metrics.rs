@@ -123,7 +123,8 @@ impl Metrics {
     /// Counts one stored event.
     pub fn observe(&mut self, event: &StoredEvent) {
         match event {
-            StoredEvent::Flow(flow) => {
+            StoredEvent::Flow(stored) => {
+                let flow = stored.without_endpoints();
                 let verdict = Verdict::try_from(flow.verdict).unwrap_or(Verdict::Unknown);
                 let kind = FlowType::try_from(flow.r#type).unwrap_or(FlowType::UnknownType);
                 *self
@@ -372,7 +373,7 @@ mod tests {
     use super::*;
 
     fn flow(verdict: Verdict, kind: FlowType) -> StoredEvent {
-        StoredEvent::Flow(Flow {
+        StoredEvent::from(Flow {
             verdict: verdict.into(),
             r#type: kind.into(),
             ..Default::default()
@@ -380,7 +381,7 @@ mod tests {
     }
 
     fn response(code: u32, latency_ns: u64) -> StoredEvent {
-        StoredEvent::Flow(Flow {
+        StoredEvent::from(Flow {
             verdict: Verdict::Forwarded.into(),
             r#type: FlowType::L7.into(),
             l7: Some(Layer7 {
@@ -400,7 +401,7 @@ mod tests {
         let mut m = Metrics::default();
         m.observe(&flow(Verdict::Forwarded, FlowType::L3L4));
         m.observe(&flow(Verdict::Forwarded, FlowType::L3L4));
-        m.observe(&StoredEvent::Flow(Flow {
+        m.observe(&StoredEvent::from(Flow {
             verdict: Verdict::Dropped.into(),
             r#type: FlowType::L3L4.into(),
             drop_reason_desc: DropReason::PolicyDenied.into(),

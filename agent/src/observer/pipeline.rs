@@ -5,7 +5,7 @@ use std::{collections::HashMap, sync::Arc};
 use holonet_proto::flow::{LostEvent, LostEventSource};
 
 use super::{
-    convert::{UuidSource, to_proto},
+    convert::{UuidSource, to_message, to_stored},
     endpoints::EndpointDirectory,
     policy_names::PolicyNames,
     store::{FlowStore, StoredEvent},
@@ -102,7 +102,7 @@ impl Pipeline {
                 let mut flow = Flow::from_event(event, &self.clock, &self.interfaces);
                 latency.observe(&mut flow);
                 observe(&flow);
-                let mut converted = to_proto(&flow, &self.node_name, &endpoints, &mut self.uuids);
+                let mut converted = to_message(&flow, &self.node_name, &mut self.uuids);
                 if let Some(names) = &names {
                     names.annotate(&mut converted);
                 }
@@ -117,7 +117,9 @@ impl Pipeline {
                     converted.holonet_source_process = source.map(to_proto_process);
                     converted.holonet_destination_process = destination.map(to_proto_process);
                 }
-                stored.push(Arc::new(StoredEvent::Flow(converted)));
+                stored.push(Arc::new(StoredEvent::Flow(to_stored(
+                    converted, &flow, &endpoints,
+                ))));
             }
             store.push_batch(stored);
         }

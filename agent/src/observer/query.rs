@@ -21,7 +21,7 @@ use tonic::Status;
 
 use super::{
     mask::FieldMask,
-    store::{FlowStore, Follower, StoredEvent},
+    store::{FlowStore, Follower, StoredEvent, StoredFlow},
 };
 
 /// Events read from the store per wake-up in follow mode.
@@ -93,8 +93,12 @@ impl FlowQuery {
         self.since.is_none_or(|s| t >= s.as_nanos()) && self.until.is_none_or(|u| t <= u.as_nanos())
     }
 
-    fn selects(&self, flow: &Flow) -> bool {
-        self.in_time_range(flow) && self.filters.matches(flow)
+    fn selects(&self, stored: &StoredFlow) -> bool {
+        let flow = stored.without_endpoints();
+        self.in_time_range(flow)
+            && self
+                .filters
+                .matches_parts(flow, stored.source(), stored.destination())
     }
 
     fn past_until(&self, flow: &Flow) -> bool {
@@ -108,14 +112,24 @@ impl FlowQuery {
     /// (a masked flow is copied first, with only the asked-for fields).
     fn response(&self, event: &StoredEvent) -> EncodedGetFlowsResponse {
         match event {
-            StoredEvent::Flow(flow) if self.mask == FieldMask::All => {
-                EncodedGetFlowsResponse::flow(flow, &flow.node_name, flow.time.as_ref())
+            StoredEvent::Flow(stored) if self.mask == FieldMask::All => {
+                let flow = stored.without_endpoints();
+                EncodedGetFlowsResponse::flow_with_endpoints(
+                    flow,
+                    stored.source(),
+                    stored.destination(),
+                    &flow.node_name,
+                    flow.time.as_ref(),
+                )
             }
-            StoredEvent::Flow(flow) => EncodedGetFlowsResponse::flow(
-                &self.mask.apply(flow),
-                &flow.node_name,
-                flow.time.as_ref(),
-            ),
+            StoredEvent::Flow(stored) => {
+                let flow = stored.without_endpoints();
+                EncodedGetFlowsResponse::flow(
+                    &self.mask.apply(&stored.to_flow()),
+                    &flow.node_name,
+                    flow.time.as_ref(),
+                )
+            }
             StoredEvent::Lost(lost) => self.lost_response(*lost),
         }
     }
@@ -210,7 +224,7 @@ impl FlowQuery {
             for event in &range.events {
                 let send = match &**event {
                     StoredEvent::Flow(flow) => {
-                        if self.past_until(flow) {
+                        if self.past_until(flow.without_endpoints()) {
                             return;
                         }
                         self.selects(flow)
@@ -230,7 +244,7 @@ mod tests {
     use super::*;
 
     fn flow(n: i64) -> StoredEvent {
-        StoredEvent::Flow(Flow {
+        StoredEvent::from(Flow {
             time: Some(Timestamp {
                 seconds: n,
                 nanos: 0,
@@ -251,7 +265,7 @@ mod tests {
         events
             .iter()
             .map(|e| match e {
-                StoredEvent::Flow(f) => f.time.map_or(-1, |t| t.seconds),
+                StoredEvent::Flow(f) => f.without_endpoints().time.map_or(-1, |t| t.seconds),
                 StoredEvent::Lost(_) => -99,
             })
             .collect()

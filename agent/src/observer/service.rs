@@ -88,7 +88,7 @@ impl Observer for ObserverService {
         let mut seen = BTreeSet::new();
         for event in &events {
             if let StoredEvent::Flow(flow) = &**event {
-                for ep in [&flow.source, &flow.destination].into_iter().flatten() {
+                for ep in [flow.source(), flow.destination()].into_iter().flatten() {
                     if !ep.namespace.is_empty() {
                         seen.insert((ep.cluster_name.clone(), ep.namespace.clone()));
                     }

@@ -15,13 +15,81 @@ use std::{
 };
 
 use holonet_proto::{
-    flow::{Flow, LostEvent},
+    flow::{Endpoint, Flow, LostEvent},
     observer::{GetFlowsResponse, get_flows_response::ResponseTypes},
 };
 use tokio::sync::watch;
 
 /// Default number of events kept (Hubble's maximum ring size is 65,535).
 pub const DEFAULT_CAPACITY: usize = 65_536;
+
+/// A flow as the store keeps it: the Hubble message with its two endpoints
+/// taken out and shared. Every flow of a pod names the same endpoint (pod,
+/// namespace, labels, workloads); copying those strings into each message
+/// was a third of the agent's cost per event, and freeing them again when
+/// the ring overwrote the flow most of the rest.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredFlow {
+    /// The message, `source` and `destination` always `None`.
+    flow: Flow,
+    source: Option<Arc<Endpoint>>,
+    destination: Option<Arc<Endpoint>>,
+}
+
+impl StoredFlow {
+    /// A flow with endpoints shared with others (the agent's directory).
+    pub fn with_endpoints(
+        mut flow: Flow,
+        source: Option<Arc<Endpoint>>,
+        destination: Option<Arc<Endpoint>>,
+    ) -> Self {
+        flow.source = None;
+        flow.destination = None;
+        Self {
+            flow,
+            source,
+            destination,
+        }
+    }
+
+    /// Every field but the endpoints: `source` and `destination` are `None`
+    /// here, see [`Self::source`] and [`Self::destination`].
+    pub fn without_endpoints(&self) -> &Flow {
+        &self.flow
+    }
+
+    /// The source endpoint.
+    pub fn source(&self) -> Option<&Endpoint> {
+        self.source.as_deref()
+    }
+
+    /// The destination endpoint.
+    pub fn destination(&self) -> Option<&Endpoint> {
+        self.destination.as_deref()
+    }
+
+    /// The whole message (a copy, endpoints included).
+    pub fn to_flow(&self) -> Flow {
+        Flow {
+            source: self.source.as_deref().cloned(),
+            destination: self.destination.as_deref().cloned(),
+            ..self.flow.clone()
+        }
+    }
+}
+
+impl From<Flow> for StoredFlow {
+    /// A flow whose endpoints nothing else shares (tests, relayed flows).
+    fn from(mut flow: Flow) -> Self {
+        let source = flow.source.take().map(Arc::new);
+        let destination = flow.destination.take().map(Arc::new);
+        Self {
+            flow,
+            source,
+            destination,
+        }
+    }
+}
 
 /// One stored event.
 #[derive(Clone, Debug, PartialEq)]
@@ -31,9 +99,15 @@ pub const DEFAULT_CAPACITY: usize = 65_536;
 )]
 pub enum StoredEvent {
     /// A flow.
-    Flow(Flow),
+    Flow(StoredFlow),
     /// Events lost before they reached the store (kernel ring full, ...).
     Lost(LostEvent),
+}
+
+impl From<Flow> for StoredEvent {
+    fn from(flow: Flow) -> Self {
+        Self::Flow(flow.into())
+    }
 }
 
 impl StoredEvent {
@@ -41,10 +115,10 @@ impl StoredEvent {
     /// lost events are stamped with `node_name` and their last loss time.
     pub fn to_response(&self, node_name: &str) -> GetFlowsResponse {
         match self {
-            Self::Flow(flow) => GetFlowsResponse {
-                node_name: flow.node_name.clone(),
-                time: flow.time,
-                response_types: Some(ResponseTypes::Flow(flow.clone())),
+            Self::Flow(stored) => GetFlowsResponse {
+                node_name: stored.flow.node_name.clone(),
+                time: stored.flow.time,
+                response_types: Some(ResponseTypes::Flow(stored.to_flow())),
             },
             Self::Lost(lost) => GetFlowsResponse {
                 node_name: node_name.to_string(),
@@ -269,7 +343,7 @@ mod tests {
     use super::*;
 
     fn flow(n: u32) -> StoredEvent {
-        StoredEvent::Flow(Flow {
+        StoredEvent::from(Flow {
             policy_match_type: n,
             ..Default::default()
         })
@@ -280,7 +354,7 @@ mod tests {
             .events
             .iter()
             .map(|e| match &**e {
-                StoredEvent::Flow(f) => f.policy_match_type,
+                StoredEvent::Flow(f) => f.without_endpoints().policy_match_type,
                 StoredEvent::Lost(_) => u32::MAX,
             })
             .collect()

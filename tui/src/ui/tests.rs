@@ -778,7 +778,7 @@ async fn live_source_streams_follows_and_reports_status_and_losses() {
 
     let store = Arc::new(FlowStore::new(4096));
     let flows = seed_flows();
-    store.push_batch(flows[..300].iter().cloned().map(StoredEvent::Flow));
+    store.push_batch(flows[..300].iter().cloned().map(StoredEvent::from));
     let dir = std::env::temp_dir().join(format!("holonet-tui-live-{}", std::process::id()));
     let _ = std::fs::create_dir_all(&dir);
     let sock = dir.join("hubble.sock");
@@ -843,7 +843,7 @@ async fn live_source_streams_follows_and_reports_status_and_losses() {
         if app.store.len() == 300 && !pushed_more {
             // Follow: flows and a lost event pushed after the stream started.
             store.push_batch([kernel_lost(7)]);
-            store.push_batch(flows[300..].iter().cloned().map(StoredEvent::Flow));
+            store.push_batch(flows[300..].iter().cloned().map(StoredEvent::from));
             pushed_more = true;
         }
         if app.store.len() == flows.len()
