@@ -55,6 +55,24 @@ impl EventReader {
         self.malformed
     }
 
+    /// Appends the events available now, up to `max`, to `out` without
+    /// waiting; returns how many were added.
+    pub fn read_ready(&mut self, out: &mut Vec<FlowEvent>, max: usize) -> usize {
+        let start = out.len();
+        let ring = self.ring.get_mut();
+        while out.len() - start < max {
+            let Some(item) = ring.next() else { break };
+            match FlowEvent::decode(&item) {
+                Ok(event) => out.push(event),
+                Err(err) => {
+                    self.malformed += 1;
+                    log::warn!("skipping a ring-buffer record: {err}");
+                }
+            }
+        }
+        out.len() - start
+    }
+
     /// Waits until at least one event is available, then appends everything
     /// available, up to `max` events, to `out`. Returns how many were added.
     ///
@@ -66,23 +84,10 @@ impl EventReader {
         out: &mut Vec<FlowEvent>,
         max: usize,
     ) -> Result<usize, ReadError> {
-        let start = out.len();
         loop {
-            let ring = self.ring.get_mut();
-            while let Some(item) = ring.next() {
-                match FlowEvent::decode(&item) {
-                    Ok(event) => out.push(event),
-                    Err(err) => {
-                        self.malformed += 1;
-                        log::warn!("skipping a ring-buffer record: {err}");
-                    }
-                }
-                if out.len() - start >= max {
-                    break;
-                }
-            }
-            if out.len() > start {
-                return Ok(out.len() - start);
+            let added = self.read_ready(out, max);
+            if added > 0 {
+                return Ok(added);
             }
             tokio::select! {
                 guard = self.ring.readable_mut() => guard?.clear_ready(),

@@ -53,13 +53,14 @@ pub(crate) fn seen_downstream(ctx: &TcContext, pkt: &L4Packet) -> bool {
     // SAFETY: a per-CPU array slot, exclusively ours for this program run;
     // every field the lookup reads is written below.
     let params = unsafe { &mut *params };
+    // SAFETY: reading the ifindex field of the context's sk_buff.
+    let arrived_on = unsafe { (*ctx.skb.skb).ifindex };
     // SAFETY: zeroed bytes are a valid value of this plain C struct.
     *params = unsafe { core::mem::zeroed() };
     params.l4_protocol = pkt.proto;
     params.sport = pkt.sport.to_be();
     params.dport = pkt.dport.to_be();
-    // SAFETY: reading the ifindex field of the context's sk_buff.
-    params.ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    params.ifindex = arrived_on;
     // The union fields are plain integers: writing them is safe; the
     // addresses are copied in network byte order as they came.
     if pkt.family == family::IPV4 {
@@ -89,8 +90,6 @@ pub(crate) fn seen_downstream(ctx: &TcContext, pkt: &L4Packet) -> bool {
     let routed = ret == i64::from(BPF_FIB_LKUP_RET_SUCCESS)
         || ret == i64::from(BPF_FIB_LKUP_RET_NO_NEIGH)
         || ret == i64::from(BPF_FIB_LKUP_RET_FRAG_NEEDED);
-    // SAFETY: reading the ifindex field of the context's sk_buff.
-    let arrived_on = unsafe { (*ctx.skb.skb).ifindex };
     // SAFETY: the value is only read during this program run.
     routed && params.ifindex != arrived_on && unsafe { ATTACHED.get(params.ifindex) }.is_some()
 }

@@ -3,6 +3,7 @@
 use std::{collections::HashMap, sync::Arc};
 
 use holonet_proto::flow::{LostEvent, LostEventSource};
+use probe_common::event::{EVENTS_RING_BYTES, FlowEvent};
 
 use super::{
     convert::{UuidSource, to_message, to_stored},
@@ -78,16 +79,53 @@ impl Pipeline {
     /// Reads events until the ring buffer fails, storing every flow and
     /// handing each decoded flow to `observe` (printing, tests).
     pub async fn run(
+        self,
+        reader: EventReader,
+        store: Arc<FlowStore>,
+        observe: impl FnMut(&Flow),
+    ) -> Result<(), ReadError> {
+        self.run_until(reader, store, observe, std::future::pending())
+            .await
+    }
+
+    /// [`Self::run`] until `stop` resolves; then what the probe has handed
+    /// over by that moment is read and stored too, so an agent that stops
+    /// keeps (and records) every event the kernel delivered before it.
+    pub async fn run_until(
         mut self,
         mut reader: EventReader,
         store: Arc<FlowStore>,
         mut observe: impl FnMut(&Flow),
+        stop: impl std::future::Future<Output = ()>,
     ) -> Result<(), ReadError> {
         let mut batch = Vec::with_capacity(BATCH);
         let mut latency = LatencyTracker::new();
+        let mut stop = std::pin::pin!(stop);
+        // After the stop: events still to read, at most a full ring's worth
+        // (the probe stays attached and goes on sending meanwhile).
+        let mut final_events: Option<usize> = None;
         loop {
             batch.clear();
-            reader.read_batch(&mut batch, BATCH).await?;
+            match final_events.as_mut() {
+                None => tokio::select! {
+                    biased;
+                    () = &mut stop => {
+                        final_events = Some(EVENTS_RING_BYTES as usize / size_of::<FlowEvent>());
+                        continue;
+                    }
+                    // Cancel-safe: an unfinished read has added nothing yet.
+                    read = reader.read_batch(&mut batch, BATCH) => {
+                        read?;
+                    }
+                },
+                Some(left) => {
+                    let read = reader.read_ready(&mut batch, BATCH.min(*left));
+                    if read == 0 {
+                        return Ok(());
+                    }
+                    *left -= read;
+                }
+            }
             let mut stored = Vec::with_capacity(batch.len());
             let endpoints = Arc::clone(&self.endpoints.borrow_and_update());
             let names = self
