@@ -8,7 +8,7 @@
 use std::{
     io::{BufRead, BufReader},
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Child, ChildStderr, Command, Stdio},
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
@@ -340,6 +340,28 @@ fn enforcement_survives_a_killed_agent_and_a_restart_takes_over() {
     );
 }
 
+/// An agent on `iface` that pins nothing and listens nowhere, with its
+/// stderr lines to read.
+fn spawn_unpinned_agent(iface: &str) -> (Child, std::io::Lines<BufReader<ChildStderr>>) {
+    let mut agent = Command::new(env!("CARGO_BIN_EXE_holonet"))
+        .args([
+            "agent",
+            "--no-pin",
+            "--listen-address",
+            "none",
+            "--unix-socket",
+            "none",
+            "-i",
+            iface,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting holonet agent");
+    let stderr = BufReader::new(agent.stderr.take().expect("stderr")).lines();
+    (agent, stderr)
+}
+
 /// A stop signal that arrives while the agent is still starting (it says
 /// "Ctrl-C to stop" before its socket probe is up) is a clean stop: the
 /// agent finishes starting, detaches and prints its counters, exit status 0.
@@ -353,22 +375,7 @@ fn a_stop_signal_while_the_agent_starts_is_a_clean_stop() {
     };
     let mut lab = Lab::new().expect("lab");
     let pod = lab.add_pod("early").expect("pod");
-    let mut agent = Command::new(env!("CARGO_BIN_EXE_holonet"))
-        .args([
-            "agent",
-            "--no-pin",
-            "--listen-address",
-            "none",
-            "--unix-socket",
-            "none",
-            "-i",
-            &pod.host_ifname,
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting holonet agent");
-    let mut stderr = BufReader::new(agent.stderr.take().expect("stderr")).lines();
+    let (mut agent, mut stderr) = spawn_unpinned_agent(&pod.host_ifname);
     let first = stderr
         .next()
         .expect("the agent says something")
@@ -405,22 +412,7 @@ fn events_handed_over_before_a_stop_are_stored() {
     let mut lab = Lab::new().expect("lab");
     let client = lab.add_pod("drainer").expect("client pod");
     let closed = lab.add_pod("closed").expect("pod without listeners");
-    let mut agent = Command::new(env!("CARGO_BIN_EXE_holonet"))
-        .args([
-            "agent",
-            "--no-pin",
-            "--listen-address",
-            "none",
-            "--unix-socket",
-            "none",
-            "-i",
-            &client.host_ifname,
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting holonet agent");
-    let mut stderr = BufReader::new(agent.stderr.take().expect("stderr")).lines();
+    let (mut agent, mut stderr) = spawn_unpinned_agent(&client.host_ifname);
     // Up, and idle a moment: its pipeline polls the ring on a timer.
     for line in stderr.by_ref() {
         if line.expect("readable").contains("process attribution") {
@@ -464,6 +456,6 @@ fn events_handed_over_before_a_stop_are_stored() {
     };
     let events = number_before("events");
     let stored = number_before("flows");
-    assert!(events >= 200, "100 SYNs and 100 RSTs at least: {last}");
+    assert!(events >= 2000, "1,000 SYNs and 1,000 RSTs at least: {last}");
     assert_eq!(stored, events, "every event sent is stored: {last}");
 }
