@@ -5,6 +5,8 @@
 //! module does the same for holonet's events so the `hubble` CLI shows them
 //! the way it shows Cilium's.
 
+use std::sync::Arc;
+
 use holonet_proto::{
     flow::{
         self as pb, CiliumEventType, FlowType, IpVersion, L7FlowType, Layer4, Layer7,
@@ -14,8 +16,6 @@ use holonet_proto::{
     wkt::Timestamp,
 };
 use probe_common::event::tcp_flags;
-
-use std::sync::Arc;
 
 use super::{endpoints::EndpointDirectory, store::StoredFlow};
 use crate::flow::{Flow, FlowKind, ObservationPoint, TcpFlags, Verdict};

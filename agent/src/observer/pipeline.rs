@@ -1,9 +1,10 @@
 //! Drains probe events into the flow store.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use holonet_proto::flow::{LostEvent, LostEventSource};
 use probe_common::event::{EVENTS_RING_BYTES, FlowEvent};
+use tokio::task::{JoinError, JoinHandle};
 
 use super::{
     convert::{UuidSource, to_message, to_stored},
@@ -88,10 +89,29 @@ impl Pipeline {
             .await
     }
 
+    /// Runs the pipeline on the runtime until the ring fails or
+    /// [`RunningPipeline::stop`] is called. Must be called within a tokio
+    /// runtime.
+    pub fn spawn(
+        self,
+        reader: EventReader,
+        store: Arc<FlowStore>,
+        observe: impl FnMut(&Flow) + Send + 'static,
+    ) -> RunningPipeline {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(self.run_until(reader, store, observe, async move {
+            let _ = stopped.await;
+        }));
+        RunningPipeline {
+            task,
+            stop: Some(stop),
+        }
+    }
+
     /// [`Self::run`] until `stop` resolves; then what the probe has handed
     /// over by that moment is read and stored too, so an agent that stops
     /// keeps (and records) every event the kernel delivered before it.
-    pub async fn run_until(
+    async fn run_until(
         mut self,
         mut reader: EventReader,
         store: Arc<FlowStore>,
@@ -161,6 +181,39 @@ impl Pipeline {
             }
             store.push_batch(stored);
         }
+    }
+}
+
+/// A pipeline spawned with [`Pipeline::spawn`].
+#[derive(Debug)]
+pub struct RunningPipeline {
+    task: JoinHandle<Result<(), ReadError>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl RunningPipeline {
+    /// Resolves when the pipeline ends by itself (the ring failed, or its
+    /// task panicked). Cancel-safe.
+    pub async fn ended(&mut self) -> Result<Result<(), ReadError>, JoinError> {
+        (&mut self.task).await
+    }
+
+    /// Stores what the probe handed over by now and ends the pipeline, so
+    /// a stopping agent or demo keeps (and records) every event the kernel
+    /// delivered before the stop. Gives up after `within` (the task is then
+    /// aborted) and returns false.
+    pub async fn stop(&mut self, within: Duration) -> bool {
+        if self.task.is_finished() {
+            return true;
+        }
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if tokio::time::timeout(within, &mut self.task).await.is_err() {
+            self.task.abort();
+            return false;
+        }
+        true
     }
 }
 

@@ -433,20 +433,11 @@ pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
         }
         let print = args.print;
         let pipeline_store = Arc::clone(&store);
-        let (pipeline_stop_tx, pipeline_stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let mut pipeline_task = tokio::spawn(pipeline.run_until(
-            reader,
-            pipeline_store,
-            move |flow| {
-                if print {
-                    println!("{flow}");
-                }
-            },
-            async move {
-                let _ = pipeline_stop_rx.await;
-            },
-        ));
-        let mut pipeline_ended = false;
+        let mut pipeline = pipeline.spawn(reader, pipeline_store, move |flow| {
+            if print {
+                println!("{flow}");
+            }
+        });
         let export_task = args.export_file.clone().map(|path| {
             let config = ExportConfig {
                 path,
@@ -494,8 +485,7 @@ pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
         let outcome: anyhow::Result<()> = loop {
             tokio::select! {
                 () = shutdown.recv() => break Ok(()),
-                result = &mut pipeline_task => {
-                    pipeline_ended = true;
+                result = pipeline.ended() => {
                     break match result {
                         Ok(Ok(())) => Ok(()),
                         Ok(Err(err)) => Err(err.into()),
@@ -538,15 +528,8 @@ pub(crate) fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
         // recorded) before the store closes; then followers end their
         // streams, so the graceful server shutdown has nothing to wait for,
         // and the exporter writes what is left.
-        if !pipeline_ended {
-            let _ = pipeline_stop_tx.send(());
-            if tokio::time::timeout(Duration::from_secs(5), &mut pipeline_task)
-                .await
-                .is_err()
-            {
-                eprintln!("holonet agent: storing the last events took over 5 s; stopping without them");
-                pipeline_task.abort();
-            }
+        if !pipeline.stop(Duration::from_secs(5)).await {
+            eprintln!("holonet agent: storing the last events took over 5 s; stopping without them");
         }
         store.close();
         let _ = stop_tx.send(());

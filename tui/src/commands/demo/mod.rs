@@ -39,7 +39,7 @@ use holonet_agent::{
     loader::{TcMode, TcProbe},
     observer::{
         endpoints,
-        pipeline::Pipeline,
+        pipeline::{Pipeline, RunningPipeline},
         policy_names::PolicyNames,
         server::{self, Listen},
         service::ObserverService,
@@ -315,7 +315,7 @@ pub(super) struct Stage {
     /// The flows, as the agent keeps them.
     store: Arc<FlowStore>,
     /// Probe events to flows.
-    pipeline: JoinHandle<Result<(), holonet_agent::events::ReadError>>,
+    pipeline: RunningPipeline,
     /// The Observer API on 127.0.0.1:4245, when the port was free.
     api: Option<Api>,
     /// The policies applied so far, for flows and explanations.
@@ -469,9 +469,9 @@ impl Stage {
         }
         let (mode, why) = probe.mode();
         let directory = endpoints::load(&endpoints_file, NODE)?;
-        // The directory never changes during the demo; the sender lives as
-        // long as the pipeline, which never sees a closed channel.
-        let (endpoints_tx, endpoints_rx) = tokio::sync::watch::channel(Arc::new(directory));
+        // The directory never changes during the demo: the receiver keeps
+        // it after the sender is gone.
+        let (_, endpoints_rx) = tokio::sync::watch::channel(Arc::new(directory));
         let store = Arc::new(FlowStore::new(65_536));
         let reader = EventReader::new(probe.take_events()?)?;
         let (names, names_rx) = watch::channel(None);
@@ -483,10 +483,7 @@ impl Stage {
             pipeline = pipeline.with_processes(Arc::clone(feed));
         }
         let pipeline_store = Arc::clone(&store);
-        let pipeline = tokio::spawn(async move {
-            let _keep = endpoints_tx;
-            pipeline.run(reader, pipeline_store, |_| {}).await
-        });
+        let pipeline = pipeline.spawn(reader, pipeline_store, |_| {});
         let recorder = args.record.clone().map(|path| {
             let task = tokio::spawn(holonet_agent::observer::export::run(
                 Arc::clone(&store),
@@ -566,7 +563,10 @@ impl Stage {
     /// removes everything (by dropping the stage).
     async fn finish(mut self) {
         self.background = None;
-        self.pipeline.abort();
+        // What the probe handed over by now is stored (and recorded) first.
+        if !self.pipeline.stop(Duration::from_secs(5)).await {
+            eprintln!("holonet demo: storing the last events took over 5 s; stopping without them");
+        }
         self.store.close();
         if let Some((stop, task)) = self.api.take() {
             let _ = stop.send(());
