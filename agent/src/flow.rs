@@ -9,6 +9,7 @@ use std::{
     collections::HashMap,
     fmt,
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    sync::Arc,
 };
 
 use chrono::{DateTime, Utc};
@@ -106,7 +107,7 @@ pub struct HttpRequest {
     /// Request target as sent (origin form includes the query string).
     pub path: String,
     /// `HTTP/1.0` or `HTTP/1.1`; empty when the line was cut before it.
-    pub protocol: String,
+    pub protocol: &'static str,
     /// The probe's copy ended inside the request target, so `path` is only
     /// its beginning.
     pub truncated: bool,
@@ -119,7 +120,13 @@ impl HttpRequest {
     /// just the target when the host is not known.
     pub fn url(&self) -> String {
         match &self.host {
-            Some(host) if self.path.starts_with('/') => format!("http://{host}{}", self.path),
+            Some(host) if self.path.starts_with('/') => {
+                let mut url = String::with_capacity(7 + host.len() + self.path.len());
+                url.push_str("http://");
+                url.push_str(host);
+                url.push_str(&self.path);
+                url
+            }
             _ => self.path.clone(),
         }
     }
@@ -154,9 +161,10 @@ pub struct HttpResponse {
     /// Status code, e.g. 200.
     pub code: u16,
     /// `HTTP/1.0` or `HTTP/1.1`.
-    pub protocol: String,
-    /// The request this answers (oldest unanswered one on the connection).
-    pub request: Option<HttpRequest>,
+    pub protocol: &'static str,
+    /// The request this answers (oldest unanswered one on the connection),
+    /// shared with that request's flow.
+    pub request: Option<Arc<HttpRequest>>,
     /// Nanoseconds from the request to this response, as the probe saw them.
     pub latency_ns: u64,
 }
@@ -190,7 +198,7 @@ pub fn l7_detail_text(detail: u8) -> Option<&'static str> {
 
 /// Parses an HTTP/1.x status line (`HTTP/1.1 200 OK`) at the start of
 /// `payload`.
-pub fn parse_status_line(payload: &[u8]) -> Option<(String, u16)> {
+pub fn parse_status_line(payload: &[u8]) -> Option<(&'static str, u16)> {
     let mut headers = [httparse::EMPTY_HEADER; 0];
     let mut response = httparse::Response::new(&mut headers);
     match response.parse(payload) {
@@ -201,7 +209,7 @@ pub fn parse_status_line(payload: &[u8]) -> Option<(String, u16)> {
         0 => "HTTP/1.0",
         _ => "HTTP/1.1",
     };
-    Some((protocol.to_string(), response.code?))
+    Some((protocol, response.code?))
 }
 
 /// What a flow carries beyond L3/L4.
@@ -209,8 +217,8 @@ pub fn parse_status_line(payload: &[u8]) -> Option<(String, u16)> {
 pub enum FlowKind {
     /// A TCP packet with SYN, FIN or RST.
     Tcp,
-    /// An HTTP request line.
-    HttpRequest(HttpRequest),
+    /// An HTTP request line (shared with the response that answers it).
+    HttpRequest(Arc<HttpRequest>),
     /// An HTTP status line (a response).
     HttpResponse(HttpResponse),
     /// The probe said "HTTP request" but the bytes are not one.
@@ -231,7 +239,7 @@ pub struct Flow {
     /// Interface the probe sits on.
     pub ifindex: u32,
     /// Its name, when the agent knows it.
-    pub interface: Option<String>,
+    pub interface: Option<Arc<str>>,
     /// Where on the path the packet was seen.
     pub observation: ObservationPoint,
     /// Sender address and port.
@@ -293,7 +301,7 @@ pub fn parse_request_line(payload: &[u8]) -> Option<HttpRequest> {
     Some(HttpRequest {
         method,
         path,
-        protocol: protocol.to_string(),
+        protocol,
         truncated: false,
         host: host_header(payload),
     })
@@ -309,7 +317,7 @@ fn truncated_target(payload: &[u8], method: String) -> Option<HttpRequest> {
     Some(HttpRequest {
         path: String::from_utf8_lossy(rest).into_owned(),
         method,
-        protocol: String::new(),
+        protocol: "",
         truncated: true,
         host: None,
     })
@@ -321,12 +329,12 @@ impl Flow {
     pub fn from_event(
         event: &FlowEvent,
         clock: &MonotonicClock,
-        interfaces: &HashMap<u32, String>,
+        interfaces: &HashMap<u32, Arc<str>>,
     ) -> Self {
         let kind = match event.kind {
             kind::TCP_FLAGS => FlowKind::Tcp,
             kind::HTTP_REQUEST => match parse_request_line(event.payload()) {
-                Some(request) => FlowKind::HttpRequest(request),
+                Some(request) => FlowKind::HttpRequest(Arc::new(request)),
                 None => FlowKind::UnparsableHttp,
             },
             kind::HTTP_RESPONSE => match parse_status_line(event.payload()) {
@@ -470,7 +478,7 @@ mod tests {
     }
 
     fn flow(e: &FlowEvent) -> Flow {
-        let names = HashMap::from([(9, "vethA".to_string())]);
+        let names = HashMap::from([(9, Arc::from("vethA"))]);
         Flow::from_event(e, &MonotonicClock::with_offset_ns(0), &names)
     }
 
@@ -500,13 +508,13 @@ mod tests {
         ));
         assert_eq!(
             f.kind,
-            FlowKind::HttpRequest(HttpRequest {
+            FlowKind::HttpRequest(Arc::new(HttpRequest {
                 method: "GET".into(),
                 path: "/a/b?c=d".into(),
-                protocol: "HTTP/1.1".into(),
+                protocol: "HTTP/1.1",
                 truncated: false,
                 host: Some("x".into()),
-            })
+            }))
         );
         assert!(
             f.to_string()

@@ -12,12 +12,12 @@
 //! at most [`MAX_PENDING`] unanswered requests each; the oldest connection
 //! is forgotten first.
 
-use std::{
-    collections::{HashMap, VecDeque},
-    net::SocketAddr,
-};
+use std::{collections::VecDeque, net::SocketAddr, sync::Arc};
 
-use crate::flow::{Flow, FlowKind, HttpRequest, Verdict};
+use crate::{
+    flow::{Flow, FlowKind, HttpRequest, Verdict},
+    hashing::FastMap,
+};
 
 /// Connections with unanswered requests the tracker remembers.
 pub const MAX_CONNECTIONS: usize = 16_384;
@@ -27,12 +27,16 @@ pub const MAX_PENDING: usize = 16;
 /// The connection a request was sent on: client, server.
 type Key = (SocketAddr, SocketAddr);
 
+/// Unanswered requests of a connection, oldest first, with their kernel
+/// times.
+type Pending = VecDeque<(u64, Arc<HttpRequest>)>;
+
 /// Unanswered requests by connection.
 #[derive(Debug, Default)]
 pub struct LatencyTracker {
     /// Unanswered requests (kernel time, request), with the generation the
     /// connection's entry was created in.
-    pending: HashMap<Key, (u64, VecDeque<(u64, HttpRequest)>)>,
+    pending: FastMap<Key, (u64, Pending)>,
     /// Creation order of `pending`'s entries (key, generation); entries
     /// answered since are skipped lazily.
     order: VecDeque<(Key, u64)>,
@@ -70,7 +74,7 @@ impl LatencyTracker {
                 if queue.len() >= MAX_PENDING {
                     queue.pop_front();
                 }
-                queue.push_back((flow.ktime_ns, request.clone()));
+                queue.push_back((flow.ktime_ns, Arc::clone(request)));
             }
             FlowKind::HttpResponse(response) => {
                 let key = (flow.destination, flow.source);
@@ -144,7 +148,11 @@ mod tests {
         e.ktime_ns = ktime;
         e.payload[..payload.len()].copy_from_slice(payload);
         e.payload_len = payload.len() as u16;
-        Flow::from_event(&e, &MonotonicClock::measure(), &HashMap::new())
+        Flow::from_event(
+            &e,
+            &MonotonicClock::measure(),
+            &std::collections::HashMap::new(),
+        )
     }
 
     const CLIENT: ([u8; 4], u16) = ([10, 0, 0, 1], 40000);

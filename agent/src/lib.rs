@@ -8,6 +8,7 @@
 //! - [`loader`]: loads the embedded probe object and attaches it to interfaces.
 //! - [`events`]: asynchronous, batched ring-buffer reading.
 //! - [`flow`]: the flow record built from an event (pure, no I/O).
+//! - [`hashing`]: the hash maps of the per-event path.
 //! - [`clock`]: kernel monotonic time to wall-clock time.
 //! - [`agent_service`]: holonet's own gRPC service (capabilities, flow explanations).
 //! - [`explain`]: why a flow got its verdict, traced through resolved policies.
@@ -24,6 +25,7 @@ pub mod dns;
 pub mod events;
 pub mod explain;
 pub mod flow;
+pub mod hashing;
 pub mod latency;
 pub mod loader;
 pub mod observer;

@@ -26,9 +26,12 @@
 
 use std::net::IpAddr;
 
-use holonet_proto::flow::{
-    Endpoint, EventTypeFilter, Flow, FlowFilter, HttpHeader, NetworkInterface, TcpFlags, Workload,
-    layer4,
+use holonet_proto::{
+    encoded::SharedParts,
+    flow::{
+        Endpoint, EventTypeFilter, Flow, FlowFilter, HttpHeader, Ip, NetworkInterface, TcpFlags,
+        Workload, layer4,
+    },
 };
 use regex::Regex;
 
@@ -86,23 +89,14 @@ impl FlowFilterSet {
     /// Whether the flow passes: some whitelist entry matches (or there is no
     /// whitelist) and no blacklist entry matches.
     pub fn matches(&self, flow: &Flow) -> bool {
-        self.matches_parts(flow, flow.source.as_ref(), flow.destination.as_ref())
+        self.matches_parts(flow, &SharedParts::default())
     }
 
-    /// [`Self::matches`] for a flow whose endpoints are kept apart from it
-    /// (the agent's store shares them between flows); `flow`'s own
-    /// `source` and `destination` are not looked at.
-    pub fn matches_parts(
-        &self,
-        flow: &Flow,
-        source: Option<&Endpoint>,
-        destination: Option<&Endpoint>,
-    ) -> bool {
-        let parts = Parts {
-            flow,
-            source,
-            destination,
-        };
+    /// [`Self::matches`] for a flow some of whose parts are kept apart from
+    /// it (the agent's store shares them between flows): where `shared`
+    /// has a part, `flow`'s own is not looked at.
+    pub fn matches_parts(&self, flow: &Flow, shared: &SharedParts<'_>) -> bool {
+        let parts = Parts { flow, shared };
         (self.whitelist.is_empty() || self.whitelist.iter().any(|c| c.matches(&parts)))
             && !self.blacklist.iter().any(|c| c.matches(&parts))
     }
@@ -130,11 +124,35 @@ impl Compiled {
     }
 }
 
-/// A flow and its two endpoints, wherever they are kept.
+/// A flow and the parts kept apart from it.
 struct Parts<'a> {
     flow: &'a Flow,
-    source: Option<&'a Endpoint>,
-    destination: Option<&'a Endpoint>,
+    shared: &'a SharedParts<'a>,
+}
+
+impl<'a> Parts<'a> {
+    fn source(&self) -> Option<&'a Endpoint> {
+        self.shared.source.or(self.flow.source.as_ref())
+    }
+
+    fn destination(&self) -> Option<&'a Endpoint> {
+        self.shared.destination.or(self.flow.destination.as_ref())
+    }
+
+    fn ip(&self) -> Option<&'a Ip> {
+        self.shared.ip.or(self.flow.ip.as_ref())
+    }
+
+    fn interface(&self) -> Option<&'a NetworkInterface> {
+        self.shared.interface.or(self.flow.interface.as_ref())
+    }
+
+    fn node_name(&self) -> &'a str {
+        self.shared
+            .node_name
+            .filter(|name| !name.is_empty())
+            .unwrap_or(&self.flow.node_name)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -228,8 +246,8 @@ enum Check {
 
 fn endpoint<'a>(parts: &Parts<'a>, side: Side) -> Option<&'a Endpoint> {
     match side {
-        Side::Source => parts.source,
-        Side::Destination => parts.destination,
+        Side::Source => parts.source(),
+        Side::Destination => parts.destination(),
     }
 }
 
@@ -348,7 +366,7 @@ impl Check {
                 // Hubble compares normalised address strings; comparing
                 // parsed addresses is the same for well-formed flows and
                 // also matches non-canonical spellings of an address.
-                let Some(ip) = flow.ip.as_ref() else {
+                let Some(ip) = parts.ip() else {
                     return false;
                 };
                 let s = match (side, xlated) {
@@ -413,7 +431,7 @@ impl Check {
             Check::TrafficDirection(v) => v.contains(&flow.traffic_direction),
             Check::Verdict(v) => v.contains(&flow.verdict),
             Check::DropReasonDesc(v) => v.contains(&flow.drop_reason_desc),
-            Check::Interface(ifaces) => flow.interface.as_ref().is_some_and(|i| {
+            Check::Interface(ifaces) => parts.interface().is_some_and(|i| {
                 ifaces.iter().any(|f| {
                     (f.index == 0 || f.index == i.index) && (f.name.is_empty() || f.name == i.name)
                 })
@@ -487,7 +505,7 @@ impl Check {
                 flags.is_some_and(|f| want.iter().any(|w| tcp_flags_contain(f, w)))
             }
             Check::NodeName(patterns) => {
-                let name = flow.node_name.as_str();
+                let name = parts.node_name();
                 if name.is_empty() {
                     return false;
                 }
@@ -503,10 +521,7 @@ impl Check {
                     .any(|(c, n)| c.is_match(cluster) && n.is_match(node))
             }
             Check::NodeLabels(selectors) => selectors.iter().any(|s| s.matches(&flow.node_labels)),
-            Check::IpVersion(v) => flow
-                .ip
-                .as_ref()
-                .is_some_and(|ip| v.contains(&ip.ip_version)),
+            Check::IpVersion(v) => parts.ip().is_some_and(|ip| v.contains(&ip.ip_version)),
             Check::TraceId(ids) => {
                 let id = flow
                     .trace_context
@@ -519,7 +534,7 @@ impl Check {
                 .ip_trace_id
                 .as_ref()
                 .is_some_and(|t| t.trace_id != 0 && ids.contains(&t.trace_id)),
-            Check::Encrypted(v) => flow.ip.as_ref().is_some_and(|ip| v.contains(&ip.encrypted)),
+            Check::Encrypted(v) => parts.ip().is_some_and(|ip| v.contains(&ip.encrypted)),
         }
     }
 }

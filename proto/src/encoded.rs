@@ -10,11 +10,14 @@
 use bytes::{BufMut, Bytes};
 use prost::{
     DecodeError, Message,
-    encoding::{DecodeContext, WireType, encode_key, encode_varint, message, skip_field},
+    encoding::{
+        DecodeContext, WireType, encode_key, encode_varint, encoded_len_varint, key_len, message,
+        skip_field,
+    },
 };
 
 use crate::{
-    flow::{Endpoint, Flow, LostEvent},
+    flow::{Endpoint, Flow, HolonetProcess, Ip, LostEvent, NetworkInterface, Policy},
     observer::{GetFlowsResponse, get_flows_response::ResponseTypes},
     wkt::Timestamp,
 };
@@ -24,9 +27,131 @@ const FLOW: u32 = 1;
 const LOST_EVENTS: u32 = 3;
 const NODE_NAME: u32 = 1000;
 const TIME: u32 = 1001;
-/// Field numbers of `flow.Flow`'s endpoints.
+/// Field numbers of `flow.Flow`'s shareable parts.
+const FLOW_IP: u32 = 5;
 const FLOW_SOURCE: u32 = 8;
 const FLOW_DESTINATION: u32 = 9;
+const FLOW_NODE_NAME: u32 = 11;
+const FLOW_INTERFACE: u32 = 28;
+const FLOW_SOURCE_PROCESS: u32 = 200_001;
+const FLOW_DESTINATION_PROCESS: u32 = 200_002;
+
+/// Field numbers of `flow.Flow`'s policy lists.
+const FLOW_EGRESS_ALLOWED_BY: u32 = 21001;
+const FLOW_INGRESS_ALLOWED_BY: u32 = 21002;
+const FLOW_EGRESS_DENIED_BY: u32 = 21004;
+const FLOW_INGRESS_DENIED_BY: u32 = 21005;
+
+/// The parts of a flow a store keeps apart from it, shared by many flows:
+/// every flow of a pod names the same endpoint, every flow between two
+/// addresses the same `IP`, every flow of a connection kind the same
+/// policies. See [`EncodedGetFlowsResponse::flow_with_shared`]. `None` and
+/// empty lists leave the flow's own field as it is.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SharedParts<'a> {
+    /// `IP`.
+    pub ip: Option<&'a Ip>,
+    /// `source`.
+    pub source: Option<&'a Endpoint>,
+    /// `destination`.
+    pub destination: Option<&'a Endpoint>,
+    /// `node_name`.
+    pub node_name: Option<&'a str>,
+    /// `interface`.
+    pub interface: Option<&'a NetworkInterface>,
+    /// `holonet_source_process`.
+    pub source_process: Option<&'a HolonetProcess>,
+    /// `holonet_destination_process`.
+    pub destination_process: Option<&'a HolonetProcess>,
+    /// `egress_allowed_by`.
+    pub egress_allowed_by: &'a [Policy],
+    /// `ingress_allowed_by`.
+    pub ingress_allowed_by: &'a [Policy],
+    /// `egress_denied_by`.
+    pub egress_denied_by: &'a [Policy],
+    /// `ingress_denied_by`.
+    pub ingress_denied_by: &'a [Policy],
+}
+
+impl<'a> SharedParts<'a> {
+    /// The parts of `flow` itself (nothing kept apart).
+    pub fn of(flow: &'a Flow) -> Self {
+        Self {
+            ip: flow.ip.as_ref(),
+            source: flow.source.as_ref(),
+            destination: flow.destination.as_ref(),
+            node_name: Some(flow.node_name.as_str()),
+            interface: flow.interface.as_ref(),
+            source_process: flow.holonet_source_process.as_ref(),
+            destination_process: flow.holonet_destination_process.as_ref(),
+            egress_allowed_by: &flow.egress_allowed_by,
+            ingress_allowed_by: &flow.ingress_allowed_by,
+            egress_denied_by: &flow.egress_denied_by,
+            ingress_denied_by: &flow.ingress_denied_by,
+        }
+    }
+
+    /// The encoded length of the shared fields.
+    fn encoded_len(&self) -> usize {
+        len_of(FLOW_IP, self.ip)
+            + len_of(FLOW_SOURCE, self.source)
+            + len_of(FLOW_DESTINATION, self.destination)
+            + len_of(FLOW_INTERFACE, self.interface)
+            + len_of(FLOW_SOURCE_PROCESS, self.source_process)
+            + len_of(FLOW_DESTINATION_PROCESS, self.destination_process)
+            + self.node_name().map_or(0, |name| {
+                key_len(FLOW_NODE_NAME) + encoded_len_varint(name.len() as u64) + name.len()
+            })
+            + self
+                .policies()
+                .iter()
+                .map(|(tag, list)| message::encoded_len_repeated(*tag, list))
+                .sum::<usize>()
+    }
+
+    /// Writes the shared fields (after the flow's own).
+    fn encode(&self, buf: &mut Vec<u8>) {
+        put(FLOW_IP, self.ip, buf);
+        put(FLOW_SOURCE, self.source, buf);
+        put(FLOW_DESTINATION, self.destination, buf);
+        put(FLOW_INTERFACE, self.interface, buf);
+        put(FLOW_SOURCE_PROCESS, self.source_process, buf);
+        put(FLOW_DESTINATION_PROCESS, self.destination_process, buf);
+        if let Some(name) = self.node_name() {
+            encode_key(FLOW_NODE_NAME, WireType::LengthDelimited, buf);
+            encode_varint(name.len() as u64, buf);
+            buf.put_slice(name.as_bytes());
+        }
+        for (tag, list) in self.policies() {
+            for policy in list {
+                message::encode(tag, policy, buf);
+            }
+        }
+    }
+
+    fn node_name(&self) -> Option<&str> {
+        self.node_name.filter(|name| !name.is_empty())
+    }
+
+    fn policies(&self) -> [(u32, &[Policy]); 4] {
+        [
+            (FLOW_EGRESS_ALLOWED_BY, self.egress_allowed_by),
+            (FLOW_INGRESS_ALLOWED_BY, self.ingress_allowed_by),
+            (FLOW_EGRESS_DENIED_BY, self.egress_denied_by),
+            (FLOW_INGRESS_DENIED_BY, self.ingress_denied_by),
+        ]
+    }
+}
+
+fn len_of<M: Message>(tag: u32, part: Option<&M>) -> usize {
+    part.map_or(0, |m| message::encoded_len(tag, m))
+}
+
+fn put<M: Message>(tag: u32, part: Option<&M>, buf: &mut Vec<u8>) {
+    if let Some(m) = part {
+        message::encode(tag, m, buf);
+    }
+}
 
 /// A `GetFlowsResponse` in wire format. Encode-only: decoding one skips
 /// every field (servers never decode their responses; clients use
@@ -48,34 +173,29 @@ impl EncodedGetFlowsResponse {
         Self::finish(buf, node_name, time)
     }
 
-    /// The response carrying `flow` with the endpoints `source` and
-    /// `destination` kept apart from it (`flow`'s own are ignored), as
-    /// `GetFlowsResponse` would carry the whole flow. The endpoint fields
-    /// are written after the flow's other fields rather than in field-number
+    /// The response carrying `flow` with the parts in `shared` kept apart
+    /// from it (`flow`'s own endpoints and policy lists are ignored), as
+    /// `GetFlowsResponse` would carry the whole flow. The shared fields are
+    /// written after the flow's other fields rather than in field-number
     /// order: the same message to any protobuf decoder, not the same bytes.
-    pub fn flow_with_endpoints(
+    pub fn flow_with_shared(
         flow: &Flow,
-        source: Option<&Endpoint>,
-        destination: Option<&Endpoint>,
+        shared: &SharedParts<'_>,
         node_name: &str,
         time: Option<&Timestamp>,
     ) -> Self {
+        debug_assert!(shared.ip.is_none() || flow.ip.is_none());
         debug_assert!(flow.source.is_none() && flow.destination.is_none());
-        let endpoint_len =
-            |tag, e: Option<&Endpoint>| e.map_or(0, |e| message::encoded_len(tag, e));
-        let len = flow.encoded_len()
-            + endpoint_len(FLOW_SOURCE, source)
-            + endpoint_len(FLOW_DESTINATION, destination);
+        debug_assert!(shared.node_name().is_none() || flow.node_name.is_empty());
+        debug_assert!(shared.interface.is_none() || flow.interface.is_none());
+        debug_assert!(flow.egress_allowed_by.is_empty() && flow.ingress_allowed_by.is_empty());
+        debug_assert!(flow.egress_denied_by.is_empty() && flow.ingress_denied_by.is_empty());
+        let len = flow.encoded_len() + shared.encoded_len();
         let mut buf = Vec::with_capacity(len + node_name.len() + 32);
         encode_key(FLOW, WireType::LengthDelimited, &mut buf);
         encode_varint(len as u64, &mut buf);
         flow.encode_raw(&mut buf);
-        if let Some(source) = source {
-            message::encode(FLOW_SOURCE, source, &mut buf);
-        }
-        if let Some(destination) = destination {
-            message::encode(FLOW_DESTINATION, destination, &mut buf);
-        }
+        shared.encode(&mut buf);
         Self::finish(buf, node_name, time)
     }
 
@@ -180,7 +300,7 @@ mod tests {
     }
 
     #[test]
-    fn endpoints_kept_apart_decode_into_the_same_flow() {
+    fn shared_parts_kept_apart_decode_into_the_same_flow() {
         let response = sample();
         let Some(ResponseTypes::Flow(whole)) = &response.response_types else {
             panic!("a flow");
@@ -202,19 +322,69 @@ mod tests {
         let without = Flow {
             source: None,
             destination: None,
+            node_name: String::new(),
             ..whole.clone()
         };
-        let encoded = EncodedGetFlowsResponse::flow_with_endpoints(
+        let ip = Ip {
+            source: "10.244.3.30".into(),
+            destination: "10.244.1.10".into(),
+            ip_version: 1,
+            ..Default::default()
+        };
+        let interface = NetworkInterface {
+            index: 7,
+            name: "lxc-payer".into(),
+        };
+        let server = HolonetProcess {
+            pid: 4242,
+            command: "iris".into(),
+        };
+        let allowed = vec![Policy {
+            name: "l7-visibility".into(),
+            namespace: "galactic-fhir".into(),
+            labels: vec!["k8s:io.cilium.k8s.policy.name=l7-visibility".into()],
+            revision: 0,
+            kind: "CiliumNetworkPolicy".into(),
+        }];
+        let denied = vec![
+            Policy {
+                name: "deny-payer".into(),
+                ..allowed[0].clone()
+            },
+            Policy {
+                name: "deny-all".into(),
+                ..Default::default()
+            },
+        ];
+        let encoded = EncodedGetFlowsResponse::flow_with_shared(
             &without,
-            Some(&source),
-            Some(&destination),
+            &SharedParts {
+                ip: Some(&ip),
+                source: Some(&source),
+                destination: Some(&destination),
+                node_name: Some(&whole.node_name),
+                interface: Some(&interface),
+                source_process: None,
+                destination_process: Some(&server),
+                egress_allowed_by: &allowed,
+                ingress_allowed_by: &allowed,
+                egress_denied_by: &[],
+                ingress_denied_by: &denied,
+            },
             &response.node_name,
             response.time.as_ref(),
         );
         let expected = GetFlowsResponse {
             response_types: Some(ResponseTypes::Flow(Flow {
+                ip: Some(ip),
                 source: Some(source),
                 destination: Some(destination),
+                node_name: whole.node_name.clone(),
+                interface: Some(interface),
+                holonet_destination_process: Some(server),
+                egress_allowed_by: allowed.clone(),
+                ingress_allowed_by: allowed,
+                ingress_denied_by: denied,
                 ..without.clone()
             })),
             ..response.clone()
@@ -224,19 +394,35 @@ mod tests {
             expected
         );
         assert_eq!(encoded.encoded_len(), expected.encoded_len());
-        // Without endpoints it is byte for byte the generated encoding.
-        let bare = EncodedGetFlowsResponse::flow_with_endpoints(
+        // Without shared parts it is byte for byte the generated encoding.
+        let bare = EncodedGetFlowsResponse::flow_with_shared(
             &without,
-            None,
-            None,
+            &SharedParts::default(),
             &response.node_name,
             response.time.as_ref(),
         );
         let expected = GetFlowsResponse {
             response_types: Some(ResponseTypes::Flow(without)),
-            ..response
+            ..response.clone()
         };
         assert_eq!(bare.as_bytes(), expected.encode_to_vec().as_slice());
+        // A flow's own parts, as shared parts, decode into the same flow.
+        let own = EncodedGetFlowsResponse::flow_with_shared(
+            &Flow {
+                source: None,
+                destination: None,
+                node_name: String::new(),
+                ..whole.clone()
+            },
+            &SharedParts {
+                source: whole.source.as_ref(),
+                node_name: Some(&whole.node_name),
+                ..SharedParts::default()
+            },
+            &response.node_name,
+            response.time.as_ref(),
+        );
+        assert_eq!(GetFlowsResponse::decode(own.as_bytes()).unwrap(), response);
     }
 
     #[test]

@@ -142,7 +142,12 @@ impl ProbeHarness {
     }
 
     fn matching(&self, a: IpAddr, b: IpAddr) -> Vec<Flow> {
-        let names: HashMap<u32, String> = self.probe.interfaces().clone();
+        let names: HashMap<u32, std::sync::Arc<str>> = self
+            .probe
+            .interfaces()
+            .iter()
+            .map(|(index, name)| (*index, name.as_str().into()))
+            .collect();
         self.collected
             .iter()
             .map(|e| Flow::from_event(e, &self.clock, &names))

@@ -153,7 +153,7 @@ async fn attributed_flows(
         let StoredEvent::Flow(stored) = event.as_ref() else {
             continue;
         };
-        let flow = stored.without_endpoints();
+        let flow = &stored.to_flow();
         let name = |p: Option<&HolonetProcess>| {
             let shown = show(p);
             match p {
@@ -330,13 +330,13 @@ async fn listeners_on_one_port_in_two_pods_are_told_apart() {
             .iter()
             .filter_map(|e| match e.as_ref() {
                 StoredEvent::Flow(f)
-                    if f.without_endpoints()
+                    if f.shared()
                         .ip
                         .as_ref()
                         .is_some_and(|ip| ip.destination == pod.ip.to_string()) =>
                 {
-                    let f = f.without_endpoints();
-                    Some((describe(f), show(f.holonet_destination_process.as_ref())))
+                    let f = f.to_flow();
+                    Some((describe(&f), show(f.holonet_destination_process.as_ref())))
                 }
                 _ => None,
             })

@@ -150,7 +150,11 @@ fn assert_connection(
             ObservationPoint::ToEndpoint => "to-endpoint",
             ObservationPoint::Unknown(_) => panic!("unknown observation point in {f}"),
         };
-        let iface = f.interface.clone().expect("interface name known");
+        let iface = f
+            .interface
+            .as_deref()
+            .expect("interface name known")
+            .to_string();
         seen.entry((iface, point.to_string(), direction))
             .or_default()
             .push(label(f));

@@ -5,7 +5,7 @@
 //! module does the same for holonet's events so the `hubble` CLI shows them
 //! the way it shows Cilium's.
 
-use std::sync::Arc;
+use std::{fmt::Write as _, net::IpAddr};
 
 use holonet_proto::{
     flow::{
@@ -17,7 +17,7 @@ use holonet_proto::{
 };
 use probe_common::event::tcp_flags;
 
-use super::{endpoints::EndpointDirectory, store::StoredFlow};
+use super::endpoints::EndpointDirectory;
 use crate::flow::{Flow, FlowKind, ObservationPoint, TcpFlags, Verdict};
 
 /// Cilium monitor message types (`event_type.type`).
@@ -141,6 +141,33 @@ fn traffic_direction(point: ObservationPoint, reply: Option<bool>) -> TrafficDir
     }
 }
 
+/// An address as Hubble writes it, without the reallocations of
+/// `to_string` (which grows its string piece by piece).
+fn ip_string(ip: IpAddr) -> String {
+    let mut out = String::with_capacity(39);
+    match ip {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                let (hundreds, tens, ones) = (octet / 100, octet / 10 % 10, octet % 10);
+                if hundreds > 0 {
+                    out.push(char::from(b'0' + hundreds));
+                }
+                if hundreds > 0 || tens > 0 {
+                    out.push(char::from(b'0' + tens));
+                }
+                out.push(char::from(b'0' + ones));
+            }
+        }
+        IpAddr::V6(v6) => {
+            let _ = write!(out, "{v6}");
+        }
+    }
+    out
+}
+
 /// Builds the Hubble flow for a decoded probe flow. `node_name` is the
 /// agent's node; `endpoints` names the addresses; `uuids` numbers the flows.
 pub fn to_proto(
@@ -156,20 +183,48 @@ pub fn to_proto(
     }
 }
 
-/// The flow as the store keeps it: `message` (from [`to_message`], perhaps
-/// annotated since) with the directory's endpoints of `flow`'s addresses,
-/// shared, not copied.
-pub fn to_stored(message: pb::Flow, flow: &Flow, endpoints: &EndpointDirectory) -> StoredFlow {
-    StoredFlow::with_endpoints(
-        message,
-        Some(Arc::clone(endpoints.lookup(flow.source.ip()))),
-        Some(Arc::clone(endpoints.lookup(flow.destination.ip()))),
-    )
+/// The Hubble flow for a decoded probe flow without its two endpoints
+/// (the store shares those, see
+/// [`super::store::StoredFlow::build_event`]).
+pub fn to_message(flow: &Flow, node_name: &str, uuids: &mut UuidSource) -> pb::Flow {
+    let mut out = pb::Flow {
+        ip: Some(message_ip(flow)),
+        node_name: node_name.to_string(),
+        interface: Some(message_interface(flow)),
+        ..Default::default()
+    };
+    write_message(flow, uuids, &mut out);
+    out
 }
 
-/// The Hubble flow for a decoded probe flow without its two endpoints
-/// (see [`to_stored`]).
-pub fn to_message(flow: &Flow, node_name: &str, uuids: &mut UuidSource) -> pb::Flow {
+/// The flow's `IP` (the same for every flow between two addresses).
+pub fn message_ip(flow: &Flow) -> pb::Ip {
+    pb::Ip {
+        source: ip_string(flow.source.ip()),
+        destination: ip_string(flow.destination.ip()),
+        ip_version: if flow.source.is_ipv4() {
+            IpVersion::IPv4
+        } else {
+            IpVersion::IPv6
+        }
+        .into(),
+        ..Default::default()
+    }
+}
+
+/// The flow's `interface` (the same for every flow seen there).
+pub fn message_interface(flow: &Flow) -> NetworkInterface {
+    NetworkInterface {
+        index: flow.ifindex,
+        name: flow.interface.as_deref().unwrap_or_default().to_string(),
+    }
+}
+
+/// [`to_message`] but for the parts flows share (`IP`, `node_name`,
+/// `interface`, see [`message_ip`] and [`message_interface`]), written
+/// into `out`, a message with every field at its default (so a stored flow
+/// is built where it is kept, not moved there).
+pub fn write_message(flow: &Flow, uuids: &mut UuidSource, out: &mut pb::Flow) {
     let reply = is_reply(flow);
     let point = match flow.observation {
         ObservationPoint::FromEndpoint => TraceObservationPoint::FromEndpoint,
@@ -181,17 +236,6 @@ pub fn to_message(flow: &Flow, node_name: &str, uuids: &mut UuidSource) -> pb::F
         Verdict::Dropped => pb::Verdict::Dropped,
         Verdict::Audit => pb::Verdict::Audit,
         Verdict::Unknown(_) => pb::Verdict::Unknown,
-    };
-    let ip = pb::Ip {
-        source: flow.source.ip().to_string(),
-        destination: flow.destination.ip().to_string(),
-        ip_version: if flow.source.is_ipv4() {
-            IpVersion::IPv4
-        } else {
-            IpVersion::IPv6
-        }
-        .into(),
-        ..Default::default()
     };
     let udp = flow.l4_proto == 17;
     // L7 flows are records of a request, response or DNS message, not of a
@@ -215,21 +259,13 @@ pub fn to_message(flow: &Flow, node_name: &str, uuids: &mut UuidSource) -> pb::F
             })
         }),
     };
-    let mut out = pb::Flow {
-        time: Some(Timestamp::from(flow.time)),
-        uuid: uuids.next_uuid(),
-        verdict: verdict.into(),
-        ip: Some(ip),
-        l4: Some(l4),
-        node_name: node_name.to_string(),
-        is_reply: reply.map(|value| BoolValue { value }),
-        traffic_direction: traffic_direction(flow.observation, reply).into(),
-        interface: Some(NetworkInterface {
-            index: flow.ifindex,
-            name: flow.interface.clone().unwrap_or_default(),
-        }),
-        ..Default::default()
-    };
+    out.time = Some(Timestamp::from(flow.time));
+    out.uuid = uuids.next_uuid();
+    out.verdict = verdict.into();
+    out.l4 = Some(l4);
+    out.is_reply = reply.map(|value| BoolValue { value });
+    out.traffic_direction = traffic_direction(flow.observation, reply).into();
+
     match &flow.kind {
         FlowKind::HttpRequest(request) => {
             out.set_type(FlowType::L7);
@@ -240,11 +276,15 @@ pub fn to_message(flow: &Flow, node_name: &str, uuids: &mut UuidSource) -> pb::F
             // A request line cut by the probe's copy limit has no protocol
             // and only the start of its target; say so rather than guess.
             let url = request.url();
-            out.summary = if request.truncated {
-                format!("{} {url}...", request.method)
+            let mut summary = String::with_capacity(
+                request.protocol.len() + request.method.len() + url.len() + 5,
+            );
+            if request.truncated {
+                let _ = write!(summary, "{} {url}...", request.method);
             } else {
-                format!("{} {} {url}", request.protocol, request.method)
-            };
+                let _ = write!(summary, "{} {} {url}", request.protocol, request.method);
+            }
+            out.summary = summary;
             out.l7 = Some(Layer7 {
                 r#type: L7FlowType::Request.into(),
                 latency_ns: 0,
@@ -252,7 +292,7 @@ pub fn to_message(flow: &Flow, node_name: &str, uuids: &mut UuidSource) -> pb::F
                     code: 0,
                     method: request.method.clone(),
                     url,
-                    protocol: request.protocol.clone(),
+                    protocol: request.protocol.to_string(),
                     headers: Vec::new(),
                 })),
             });
@@ -269,12 +309,15 @@ pub fn to_message(flow: &Flow, node_name: &str, uuids: &mut UuidSource) -> pb::F
                 .map(|r| (r.method.clone(), r.url()))
                 .unwrap_or_default();
             // Hubble's wording: `HTTP/1.1 200 3ms (GET http://host/path)`.
-            out.summary = format!(
+            let mut summary = String::with_capacity(40 + method.len() + url.len());
+            let _ = write!(
+                summary,
                 "{} {} {}ms ({method} {url})",
                 response.protocol,
                 response.code,
                 response.latency_ns / 1_000_000
             );
+            out.summary = summary;
             out.l7 = Some(Layer7 {
                 r#type: L7FlowType::Response.into(),
                 latency_ns: response.latency_ns,
@@ -282,7 +325,7 @@ pub fn to_message(flow: &Flow, node_name: &str, uuids: &mut UuidSource) -> pb::F
                     code: u32::from(response.code),
                     method,
                     url,
-                    protocol: response.protocol.clone(),
+                    protocol: response.protocol.to_string(),
                     headers: Vec::new(),
                 })),
             });
@@ -352,14 +395,18 @@ pub fn to_message(flow: &Flow, node_name: &str, uuids: &mut UuidSource) -> pb::F
                 sub_type: trace_sub_type(flow.observation),
             });
             out.set_trace_observation_point(point);
-            out.summary = if udp {
-                "UDP".to_string()
+            let why = crate::flow::l7_detail_text(flow.l7_detail);
+            let mut summary = String::with_capacity(48 + why.map_or(0, str::len));
+            if udp {
+                summary.push_str("UDP");
             } else {
-                format!("TCP Flags: {}", flow.tcp_flags)
-            };
-            if let Some(why) = crate::flow::l7_detail_text(flow.l7_detail) {
-                out.summary = format!("{}; {why}", out.summary);
+                let _ = write!(summary, "TCP Flags: {}", flow.tcp_flags);
             }
+            if let Some(why) = why {
+                summary.push_str("; ");
+                summary.push_str(why);
+            }
+            out.summary = summary;
         }
     }
     if !l7 {
@@ -379,7 +426,6 @@ pub fn to_message(flow: &Flow, node_name: &str, uuids: &mut UuidSource) -> pb::F
         out.is_reply = None;
         out.trace_observation_point = 0;
     }
-    out
 }
 
 #[cfg(test)]
@@ -406,7 +452,7 @@ mod tests {
         e.verdict = verdict::FORWARDED;
         e.payload[..payload.len()].copy_from_slice(payload);
         e.payload_len = payload.len() as u16;
-        let names = HashMap::from([(4, "lxc1".to_string())]);
+        let names = HashMap::from([(4, std::sync::Arc::from("lxc1"))]);
         Flow::from_event(&e, &MonotonicClock::with_offset_ns(0), &names)
     }
 
@@ -597,6 +643,31 @@ mod tests {
             assert_eq!(id.len(), 36);
             assert_eq!(&id[14..15], "4", "{id}");
             assert!(matches!(&id[19..20], "8" | "9" | "a" | "b"), "{id}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Addresses are written exactly as `Display` writes them.
+        #[test]
+        fn addresses_are_written_as_display_writes_them(raw in proptest::num::u128::ANY, v4 in proptest::num::u32::ANY) {
+            for ip in [IpAddr::from(std::net::Ipv4Addr::from(v4)), IpAddr::from(std::net::Ipv6Addr::from(raw))] {
+                proptest::prop_assert_eq!(ip_string(ip), ip.to_string());
+            }
+        }
+    }
+
+    #[test]
+    fn edge_addresses_are_written_as_display_writes_them() {
+        for text in [
+            "0.0.0.0",
+            "10.0.0.9",
+            "10.20.100.255",
+            "255.255.255.255",
+            "::",
+            "::ffff:10.0.0.1",
+        ] {
+            let ip: IpAddr = text.parse().expect("an address");
+            assert_eq!(ip_string(ip), text);
         }
     }
 }

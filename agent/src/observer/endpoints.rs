@@ -6,7 +6,7 @@
 //! identity labels as `source:key=value`. Addresses that belong to no
 //! endpoint are `reserved:world` (identity 2), as in Cilium.
 
-use std::{collections::HashMap, net::IpAddr, path::Path, sync::Arc, time::SystemTime};
+use std::{net::IpAddr, path::Path, sync::Arc, time::SystemTime};
 
 use holonet_policy::{
     diag::SourceFile,
@@ -14,10 +14,12 @@ use holonet_policy::{
 };
 use holonet_proto::flow::Endpoint;
 
+use crate::hashing::FastMap;
+
 /// Endpoints by address, shared by the flows that name them.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct EndpointDirectory {
-    by_ip: HashMap<IpAddr, Arc<Endpoint>>,
+    by_ip: FastMap<IpAddr, Arc<Endpoint>>,
     world: Arc<Endpoint>,
 }
 
@@ -25,7 +27,7 @@ impl EndpointDirectory {
     /// An empty directory: every address is `reserved:world`.
     pub fn empty() -> Self {
         Self {
-            by_ip: HashMap::new(),
+            by_ip: FastMap::default(),
             world: Arc::new(Endpoint {
                 identity: IDENTITY_WORLD,
                 labels: vec!["reserved:world".to_string()],

@@ -124,7 +124,7 @@ impl Metrics {
     pub fn observe(&mut self, event: &StoredEvent) {
         match event {
             StoredEvent::Flow(stored) => {
-                let flow = stored.without_endpoints();
+                let flow = stored.without_shared();
                 let verdict = Verdict::try_from(flow.verdict).unwrap_or(Verdict::Unknown);
                 let kind = FlowType::try_from(flow.r#type).unwrap_or(FlowType::UnknownType);
                 *self

@@ -10,6 +10,7 @@
 pub mod convert;
 pub mod endpoints;
 pub mod export;
+pub mod ingest;
 pub mod mask;
 pub mod metrics;
 pub mod pipeline;

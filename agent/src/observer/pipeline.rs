@@ -7,8 +7,8 @@ use probe_common::event::{EVENTS_RING_BYTES, FlowEvent};
 use tokio::task::{JoinError, JoinHandle};
 
 use super::{
-    convert::{UuidSource, to_message, to_stored},
     endpoints::EndpointDirectory,
+    ingest::{AttributeProcesses, Enrichment, FlowIngest},
     policy_names::PolicyNames,
     store::{FlowStore, StoredEvent},
 };
@@ -16,8 +16,7 @@ use crate::{
     clock::MonotonicClock,
     events::{EventReader, ReadError},
     flow::Flow,
-    latency::LatencyTracker,
-    process::{ProcessInfo, SharedFeed},
+    process::SharedFeed,
 };
 
 /// Events drained from the ring buffer per wake-up.
@@ -26,18 +25,12 @@ const BATCH: usize = 4096;
 /// What the pipeline needs to turn events into flows.
 #[derive(Debug)]
 pub struct Pipeline {
-    /// Kernel time to wall time.
-    pub clock: MonotonicClock,
-    /// Interface names by ifindex.
-    pub interfaces: HashMap<u32, String>,
-    /// This node's name, stamped on every flow.
-    pub node_name: String,
+    ingest: FlowIngest,
     /// Who each address is; replaced whenever the endpoints file changes.
-    pub endpoints: tokio::sync::watch::Receiver<Arc<EndpointDirectory>>,
+    endpoints: tokio::sync::watch::Receiver<Arc<EndpointDirectory>>,
     /// The policies in force, to name the ones behind each verdict.
     policy_names: Option<tokio::sync::watch::Receiver<Option<Arc<PolicyNames>>>>,
     processes: Option<SharedFeed>,
-    uuids: UuidSource,
 }
 
 impl Pipeline {
@@ -49,13 +42,10 @@ impl Pipeline {
         endpoints: tokio::sync::watch::Receiver<Arc<EndpointDirectory>>,
     ) -> Self {
         Self {
-            clock: MonotonicClock::measure(),
-            interfaces,
-            node_name: node_name.into(),
+            ingest: FlowIngest::new(MonotonicClock::measure(), interfaces, node_name.into()),
             endpoints,
             policy_names: None,
             processes: None,
-            uuids: UuidSource::new(),
         }
     }
 
@@ -119,7 +109,6 @@ impl Pipeline {
         stop: impl std::future::Future<Output = ()>,
     ) -> Result<(), ReadError> {
         let mut batch = Vec::with_capacity(BATCH);
-        let mut latency = LatencyTracker::new();
         let mut stop = std::pin::pin!(stop);
         // After the stop: events still to read, at most a full ring's worth
         // (the probe stays attached and goes on sending meanwhile).
@@ -146,7 +135,6 @@ impl Pipeline {
                     *left -= read;
                 }
             }
-            let mut stored = Vec::with_capacity(batch.len());
             let endpoints = Arc::clone(&self.endpoints.borrow_and_update());
             let names = self
                 .policy_names
@@ -156,29 +144,18 @@ impl Pipeline {
             if let Some(feed) = processes.as_mut() {
                 feed.drain();
             }
-            for event in &batch {
-                let mut flow = Flow::from_event(event, &self.clock, &self.interfaces);
-                latency.observe(&mut flow);
-                observe(&flow);
-                let mut converted = to_message(&flow, &self.node_name, &mut self.uuids);
-                if let Some(names) = &names {
-                    names.annotate(&mut converted);
-                }
-                if let Some(feed) = processes.as_mut()
-                    && flow.l4_proto == TCP
-                {
-                    let (source, destination) = feed.attribute(
-                        flow.source,
-                        flow.destination,
-                        converted.is_reply.map(|r| r.value),
-                    );
-                    converted.holonet_source_process = source.map(to_proto_process);
-                    converted.holonet_destination_process = destination.map(to_proto_process);
-                }
-                stored.push(Arc::new(StoredEvent::Flow(to_stored(
-                    converted, &flow, &endpoints,
-                ))));
-            }
+            let mut with = Enrichment {
+                endpoints: &endpoints,
+                policy_names: names.as_deref(),
+                processes: processes
+                    .as_deref_mut()
+                    .map(|feed| feed as &mut dyn AttributeProcesses),
+            };
+            let stored: Vec<_> = batch
+                .iter()
+                .map(|event| self.ingest.convert(event, &mut with, &mut observe))
+                .collect();
+            drop(processes);
             store.push_batch(stored);
         }
     }
@@ -214,15 +191,6 @@ impl RunningPipeline {
             return false;
         }
         true
-    }
-}
-
-const TCP: u8 = 6;
-
-fn to_proto_process(process: ProcessInfo) -> holonet_proto::flow::HolonetProcess {
-    holonet_proto::flow::HolonetProcess {
-        pid: process.pid,
-        command: process.command.to_string(),
     }
 }
 

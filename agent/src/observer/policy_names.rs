@@ -9,9 +9,7 @@
 //! change.
 
 use std::{
-    collections::HashMap,
     net::IpAddr,
-    str::FromStr,
     sync::{Arc, Mutex},
 };
 
@@ -20,18 +18,20 @@ use holonet_policy::{
     resolve::Resolved,
     trace::{SideResult, TraceL7, TracePeer, TraceQuery, trace},
 };
-use holonet_proto::flow::{self as pb, Verdict, layer4};
+use holonet_proto::flow::{self as pb, Verdict};
+
+use super::store::FlowPolicies;
+use crate::hashing::FastMap;
 
 /// Answers kept before the cache starts over.
 const CACHE_LIMIT: usize = 16_384;
 
-/// The policies that allowed or denied each side of a connection.
+/// The policies that allowed or denied each side of a connection, as the
+/// lists flows name (`None`: no policy to name).
 #[derive(Debug, Default)]
 struct Sides {
-    egress_allowed: Vec<pb::Policy>,
-    ingress_allowed: Vec<pb::Policy>,
-    egress_denied: Vec<pb::Policy>,
-    ingress_denied: Vec<pb::Policy>,
+    allowed: Option<Arc<FlowPolicies>>,
+    denied: Option<Arc<FlowPolicies>>,
 }
 
 type Key = (TracePeerKey, TracePeerKey, u8, u16);
@@ -46,8 +46,8 @@ enum TracePeerKey {
 #[derive(Debug)]
 pub struct PolicyNames {
     resolved: Arc<Resolved>,
-    by_ip: HashMap<IpAddr, usize>,
-    cache: Mutex<HashMap<Key, Arc<Sides>>>,
+    by_ip: FastMap<IpAddr, usize>,
+    cache: Mutex<FastMap<Key, Arc<Sides>>>,
 }
 
 impl PolicyNames {
@@ -63,54 +63,43 @@ impl PolicyNames {
         Self {
             resolved,
             by_ip,
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::new(FastMap::default()),
         }
     }
 
-    /// Fills the `*_allowed_by` / `*_denied_by` fields of a flow from a
-    /// client towards a server (replies are left alone: their connection's
-    /// first packet carries the names).
-    pub fn annotate(&self, flow: &mut pb::Flow) {
-        if flow.is_reply.is_some_and(|r| r.value) {
-            return;
+    /// The policies a flow from `source` to `destination` (IP protocol
+    /// `proto`, destination port `dport`) with `verdict` names in its
+    /// `*_allowed_by` / `*_denied_by` fields. Replies name none (their
+    /// connection's first packet carries the names), nor do flows between
+    /// two addresses outside the cluster or of other protocols.
+    pub fn for_flow(
+        &self,
+        source: IpAddr,
+        destination: IpAddr,
+        proto: u8,
+        dport: u16,
+        verdict: Verdict,
+        is_reply: bool,
+    ) -> Option<Arc<FlowPolicies>> {
+        if is_reply || !matches!(proto, 6 | 17) {
+            return None;
         }
-        let Some(ip) = &flow.ip else { return };
-        let (Ok(src), Ok(dst)) = (
-            IpAddr::from_str(&ip.source),
-            IpAddr::from_str(&ip.destination),
-        ) else {
-            return;
-        };
-        let (proto, dport) = match flow.l4.as_ref().and_then(|l4| l4.protocol.as_ref()) {
-            Some(layer4::Protocol::Tcp(t)) => (6u8, t.destination_port),
-            Some(layer4::Protocol::Udp(u)) => (17u8, u.destination_port),
-            _ => return,
-        };
-        let Ok(dport) = u16::try_from(dport) else {
-            return;
-        };
         let peer = |addr: IpAddr| match self.by_ip.get(&addr) {
             Some(i) => TracePeerKey::Endpoint(*i),
             None => TracePeerKey::World(addr),
         };
-        let key = (peer(src), peer(dst), proto, dport);
+        let key = (peer(source), peer(destination), proto, dport);
         if matches!(
             (key.0, key.1),
             (TracePeerKey::World(_), TracePeerKey::World(_))
         ) {
-            return;
+            return None;
         }
         let sides = self.sides(key);
-        match flow.verdict() {
-            Verdict::Forwarded | Verdict::Audit => {
-                flow.egress_allowed_by = sides.egress_allowed.clone();
-                flow.ingress_allowed_by = sides.ingress_allowed.clone();
-            }
-            Verdict::Dropped => {
-                flow.egress_denied_by = sides.egress_denied.clone();
-                flow.ingress_denied_by = sides.ingress_denied.clone();
-            }
-            _ => {}
+        match verdict {
+            Verdict::Forwarded | Verdict::Audit => sides.allowed.clone(),
+            Verdict::Dropped => sides.denied.clone(),
+            _ => None,
         }
     }
 
@@ -142,11 +131,33 @@ impl PolicyNames {
                 .map(|s| s.policies.iter().filter_map(|p| hubble_policy(p)).collect())
                 .unwrap_or_default()
         };
+        let lists = |egress, ingress, denied: bool| {
+            let policies = if denied {
+                FlowPolicies {
+                    egress_denied_by: egress,
+                    ingress_denied_by: ingress,
+                    ..FlowPolicies::default()
+                }
+            } else {
+                FlowPolicies {
+                    egress_allowed_by: egress,
+                    ingress_allowed_by: ingress,
+                    ..FlowPolicies::default()
+                }
+            };
+            (!policies.is_empty()).then(|| Arc::new(policies))
+        };
         let sides = Arc::new(Sides {
-            egress_allowed: pick(&result.egress, "ALLOWED"),
-            ingress_allowed: pick(&result.ingress, "ALLOWED"),
-            egress_denied: pick(&result.egress, "DENIED"),
-            ingress_denied: pick(&result.ingress, "DENIED"),
+            allowed: lists(
+                pick(&result.egress, "ALLOWED"),
+                pick(&result.ingress, "ALLOWED"),
+                false,
+            ),
+            denied: lists(
+                pick(&result.egress, "DENIED"),
+                pick(&result.ingress, "DENIED"),
+                true,
+            ),
         });
         if let Ok(mut cache) = self.cache.lock() {
             if cache.len() >= CACHE_LIMIT {
@@ -191,7 +202,6 @@ mod tests {
     use holonet_policy::{
         diag::SourceFile, endpoints::parse_endpoints, parse::parse_policies, resolve::resolve,
     };
-    use holonet_proto::flow::{Ip, Layer4, Tcp};
 
     const EPS: &str = "cluster: default\nendpoints:\n  - {name: fhir, namespace: g, labels: {app: fhir}, ip: 10.0.0.1, node: n}\n  - {name: payer, namespace: g, labels: {org: payer}, ip: 10.0.0.2, node: n}\n  - {name: xwing, namespace: g, labels: {org: alliance}, ip: 10.0.0.3, node: n}\n";
     const POLICY: &str = "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: fhir-from-payer, namespace: g}\nspec:\n  endpointSelector: {matchLabels: {app: fhir}}\n  ingress:\n  - fromEndpoints: [{matchLabels: {org: payer}}]\n    toPorts: [{ports: [{port: '80', protocol: TCP}]}]\n---\napiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: no-alliance, namespace: g}\nspec:\n  endpointSelector: {matchLabels: {app: fhir}}\n  ingressDeny:\n  - fromEndpoints: [{matchLabels: {org: alliance}}]\n";
@@ -203,37 +213,28 @@ mod tests {
         PolicyNames::new(Arc::new(resolve(&parsed.policies, Arc::new(cluster))))
     }
 
-    fn flow(src: &str, dst: &str, verdict: Verdict) -> pb::Flow {
-        let mut f = pb::Flow {
-            ip: Some(Ip {
-                source: src.into(),
-                destination: dst.into(),
-                ..Default::default()
-            }),
-            l4: Some(Layer4 {
-                protocol: Some(layer4::Protocol::Tcp(Tcp {
-                    source_port: 40000,
-                    destination_port: 80,
-                    flags: None,
-                })),
-            }),
-            ..Default::default()
-        };
-        f.set_verdict(verdict);
-        f
+    fn ip(text: &str) -> IpAddr {
+        text.parse().expect("an address")
+    }
+
+    fn tcp_80(
+        names: &PolicyNames,
+        src: &str,
+        dst: &str,
+        verdict: Verdict,
+    ) -> Option<Arc<FlowPolicies>> {
+        names.for_flow(ip(src), ip(dst), 6, 80, verdict, false)
+    }
+
+    fn named(list: &[pb::Policy]) -> Vec<&str> {
+        list.iter().map(|p| p.name.as_str()).collect()
     }
 
     #[test]
     fn allowed_flows_name_the_allowing_policy() {
         let names = names();
-        let mut f = flow("10.0.0.2", "10.0.0.1", Verdict::Forwarded);
-        names.annotate(&mut f);
-        let allowed: Vec<&str> = f
-            .ingress_allowed_by
-            .iter()
-            .map(|p| p.name.as_str())
-            .collect();
-        assert_eq!(allowed, ["fhir-from-payer"]);
+        let f = tcp_80(&names, "10.0.0.2", "10.0.0.1", Verdict::Forwarded).expect("named");
+        assert_eq!(named(&f.ingress_allowed_by), ["fhir-from-payer"]);
         assert_eq!(f.ingress_allowed_by[0].namespace, "g");
         assert_eq!(f.ingress_allowed_by[0].kind, "CiliumNetworkPolicy");
         assert!(
@@ -241,31 +242,42 @@ mod tests {
             "the payer's egress is not enforced"
         );
         assert!(f.ingress_denied_by.is_empty());
+        let audit = tcp_80(&names, "10.0.0.2", "10.0.0.1", Verdict::Audit).expect("named");
+        assert!(Arc::ptr_eq(&f, &audit), "answers are shared, not copied");
     }
 
     #[test]
     fn denied_flows_name_the_deny_policy() {
         let names = names();
-        let mut f = flow("10.0.0.3", "10.0.0.1", Verdict::Dropped);
-        names.annotate(&mut f);
-        let denied: Vec<&str> = f
-            .ingress_denied_by
-            .iter()
-            .map(|p| p.name.as_str())
-            .collect();
-        assert_eq!(denied, ["no-alliance"]);
+        let f = tcp_80(&names, "10.0.0.3", "10.0.0.1", Verdict::Dropped).expect("named");
+        assert_eq!(named(&f.ingress_denied_by), ["no-alliance"]);
         assert!(f.ingress_allowed_by.is_empty());
     }
 
     #[test]
-    fn replies_and_unknown_addresses_are_left_alone() {
+    fn replies_unknown_addresses_and_other_protocols_are_left_alone() {
         let names = names();
-        let mut reply = flow("10.0.0.2", "10.0.0.1", Verdict::Forwarded);
-        reply.is_reply = Some(holonet_proto::pbjson_types::BoolValue { value: true });
-        names.annotate(&mut reply);
-        assert!(reply.ingress_allowed_by.is_empty());
-        let mut outside = flow("192.0.2.1", "192.0.2.2", Verdict::Forwarded);
-        names.annotate(&mut outside);
-        assert!(outside.ingress_allowed_by.is_empty());
+        let reply = names.for_flow(
+            ip("10.0.0.2"),
+            ip("10.0.0.1"),
+            6,
+            80,
+            Verdict::Forwarded,
+            true,
+        );
+        assert_eq!(reply, None);
+        assert_eq!(
+            tcp_80(&names, "192.0.2.1", "192.0.2.2", Verdict::Forwarded),
+            None
+        );
+        let icmp = names.for_flow(
+            ip("10.0.0.2"),
+            ip("10.0.0.1"),
+            1,
+            0,
+            Verdict::Forwarded,
+            false,
+        );
+        assert_eq!(icmp, None);
     }
 }

@@ -94,11 +94,8 @@ impl FlowQuery {
     }
 
     fn selects(&self, stored: &StoredFlow) -> bool {
-        let flow = stored.without_endpoints();
-        self.in_time_range(flow)
-            && self
-                .filters
-                .matches_parts(flow, stored.source(), stored.destination())
+        let flow = stored.without_shared();
+        self.in_time_range(flow) && self.filters.matches_parts(flow, &stored.shared_parts())
     }
 
     fn past_until(&self, flow: &Flow) -> bool {
@@ -113,20 +110,19 @@ impl FlowQuery {
     fn response(&self, event: &StoredEvent) -> EncodedGetFlowsResponse {
         match event {
             StoredEvent::Flow(stored) if self.mask == FieldMask::All => {
-                let flow = stored.without_endpoints();
-                EncodedGetFlowsResponse::flow_with_endpoints(
+                let flow = stored.without_shared();
+                EncodedGetFlowsResponse::flow_with_shared(
                     flow,
-                    stored.source(),
-                    stored.destination(),
-                    &flow.node_name,
+                    &stored.shared_parts(),
+                    stored.node_name(),
                     flow.time.as_ref(),
                 )
             }
             StoredEvent::Flow(stored) => {
-                let flow = stored.without_endpoints();
+                let flow = stored.without_shared();
                 EncodedGetFlowsResponse::flow(
                     &self.mask.apply(&stored.to_flow()),
-                    &flow.node_name,
+                    stored.node_name(),
                     flow.time.as_ref(),
                 )
             }
@@ -224,7 +220,7 @@ impl FlowQuery {
             for event in &range.events {
                 let send = match &**event {
                     StoredEvent::Flow(flow) => {
-                        if self.past_until(flow.without_endpoints()) {
+                        if self.past_until(flow.without_shared()) {
                             return;
                         }
                         self.selects(flow)
@@ -265,7 +261,7 @@ mod tests {
         events
             .iter()
             .map(|e| match e {
-                StoredEvent::Flow(f) => f.without_endpoints().time.map_or(-1, |t| t.seconds),
+                StoredEvent::Flow(f) => f.without_shared().time.map_or(-1, |t| t.seconds),
                 StoredEvent::Lost(_) => -99,
             })
             .collect()

@@ -15,7 +15,8 @@ use std::{
 };
 
 use holonet_proto::{
-    flow::{Endpoint, Flow, LostEvent},
+    encoded::SharedParts,
+    flow::{Endpoint, Flow, HolonetProcess, Ip, LostEvent, NetworkInterface, Policy},
     observer::{GetFlowsResponse, get_flows_response::ResponseTypes},
 };
 use tokio::sync::watch;
@@ -23,71 +24,206 @@ use tokio::sync::watch;
 /// Default number of events kept (Hubble's maximum ring size is 65,535).
 pub const DEFAULT_CAPACITY: usize = 65_536;
 
-/// A flow as the store keeps it: the Hubble message with its two endpoints
-/// taken out and shared. Every flow of a pod names the same endpoint (pod,
-/// namespace, labels, workloads); copying those strings into each message
-/// was a third of the agent's cost per event, and freeing them again when
-/// the ring overwrote the flow most of the rest.
+/// A flow as the store keeps it: the Hubble message with the parts many
+/// flows have in common taken out and shared. Every flow of a pod names
+/// the same endpoint (pod, namespace, labels, workloads), every flow
+/// between two addresses the same `IP`, every flow of a connection kind
+/// the same policies and processes; copying those strings into each
+/// message, and freeing them again when the ring overwrote the flow, was
+/// most of the agent's cost per event.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StoredFlow {
-    /// The message, `source` and `destination` always `None`.
+    /// The message; none of the parts in `shared` set.
     flow: Flow,
-    source: Option<Arc<Endpoint>>,
-    destination: Option<Arc<Endpoint>>,
+    shared: SharedFlowParts,
+}
+
+/// The parts of a stored flow it shares with other flows. A part that is
+/// `None` is not set on the flow at all.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SharedFlowParts {
+    /// `IP`.
+    pub ip: Option<Arc<Ip>>,
+    /// `source`.
+    pub source: Option<Arc<Endpoint>>,
+    /// `destination`.
+    pub destination: Option<Arc<Endpoint>>,
+    /// `node_name`.
+    pub node_name: Option<Arc<str>>,
+    /// `interface`.
+    pub interface: Option<Arc<NetworkInterface>>,
+    /// `holonet_source_process`.
+    pub source_process: Option<Arc<HolonetProcess>>,
+    /// `holonet_destination_process`.
+    pub destination_process: Option<Arc<HolonetProcess>>,
+    /// The policy lists.
+    pub policies: Option<Arc<FlowPolicies>>,
+}
+
+impl SharedFlowParts {
+    /// Moves every shareable part out of `flow`, keeping those this
+    /// already has instead of the flow's.
+    fn take_from(&mut self, flow: &mut Flow) {
+        fn keep<T>(part: &mut Option<Arc<T>>, own: Option<T>) {
+            if part.is_none() {
+                *part = own.map(Arc::new);
+            }
+        }
+        keep(&mut self.ip, flow.ip.take());
+        keep(&mut self.source, flow.source.take());
+        keep(&mut self.destination, flow.destination.take());
+        keep(&mut self.interface, flow.interface.take());
+        keep(&mut self.source_process, flow.holonet_source_process.take());
+        keep(
+            &mut self.destination_process,
+            flow.holonet_destination_process.take(),
+        );
+        keep(&mut self.policies, FlowPolicies::take_from(flow));
+        let node_name = std::mem::take(&mut flow.node_name);
+        if self.node_name.is_none() && !node_name.is_empty() {
+            self.node_name = Some(Arc::from(node_name));
+        }
+    }
+}
+
+/// The policies a flow names (Hubble's `*_allowed_by` and `*_denied_by`),
+/// shared by the flows with the same peers, port and verdict.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FlowPolicies {
+    /// `egress_allowed_by`.
+    pub egress_allowed_by: Vec<Policy>,
+    /// `ingress_allowed_by`.
+    pub ingress_allowed_by: Vec<Policy>,
+    /// `egress_denied_by`.
+    pub egress_denied_by: Vec<Policy>,
+    /// `ingress_denied_by`.
+    pub ingress_denied_by: Vec<Policy>,
+}
+
+impl FlowPolicies {
+    /// Moves a message's policy lists out; `None` when all are empty.
+    fn take_from(flow: &mut Flow) -> Option<Self> {
+        let taken = Self {
+            egress_allowed_by: std::mem::take(&mut flow.egress_allowed_by),
+            ingress_allowed_by: std::mem::take(&mut flow.ingress_allowed_by),
+            egress_denied_by: std::mem::take(&mut flow.egress_denied_by),
+            ingress_denied_by: std::mem::take(&mut flow.ingress_denied_by),
+        };
+        (!taken.is_empty()).then_some(taken)
+    }
+
+    /// Names no policy.
+    pub fn is_empty(&self) -> bool {
+        self.egress_allowed_by.is_empty()
+            && self.ingress_allowed_by.is_empty()
+            && self.egress_denied_by.is_empty()
+            && self.ingress_denied_by.is_empty()
+    }
 }
 
 impl StoredFlow {
-    /// A flow with endpoints shared with others (the agent's directory).
-    pub fn with_endpoints(
-        mut flow: Flow,
-        source: Option<Arc<Endpoint>>,
-        destination: Option<Arc<Endpoint>>,
-    ) -> Self {
-        flow.source = None;
-        flow.destination = None;
-        Self {
-            flow,
-            source,
-            destination,
+    /// A stored event for a flow built where the ring keeps it: a message
+    /// is over a kilobyte, and building it on the stack only to move it
+    /// into place several times was a tenth of the agent's time per event.
+    /// `fill` writes the message (every field at its default to begin
+    /// with) and the parts it shares with other flows; parts it writes
+    /// into the message are moved out (into `Arc`s of their own) unless
+    /// the shared ones name them too.
+    pub fn build_event(fill: impl FnOnce(&mut Flow, &mut SharedFlowParts)) -> Arc<StoredEvent> {
+        let mut event = Arc::new(StoredEvent::Flow(Self {
+            flow: Flow::default(),
+            shared: SharedFlowParts::default(),
+        }));
+        if let Some(StoredEvent::Flow(stored)) = Arc::get_mut(&mut event) {
+            fill(&mut stored.flow, &mut stored.shared);
+            stored.shared.take_from(&mut stored.flow);
         }
+        event
     }
 
-    /// Every field but the endpoints: `source` and `destination` are `None`
-    /// here, see [`Self::source`] and [`Self::destination`].
-    pub fn without_endpoints(&self) -> &Flow {
+    /// Every field but the shared ones, which are unset here: see
+    /// [`Self::shared`].
+    pub fn without_shared(&self) -> &Flow {
         &self.flow
+    }
+
+    /// The parts shared with other flows.
+    pub fn shared(&self) -> &SharedFlowParts {
+        &self.shared
     }
 
     /// The source endpoint.
     pub fn source(&self) -> Option<&Endpoint> {
-        self.source.as_deref()
+        self.shared.source.as_deref()
     }
 
     /// The destination endpoint.
     pub fn destination(&self) -> Option<&Endpoint> {
-        self.destination.as_deref()
+        self.shared.destination.as_deref()
     }
 
-    /// The whole message (a copy, endpoints included).
-    pub fn to_flow(&self) -> Flow {
-        Flow {
-            source: self.source.as_deref().cloned(),
-            destination: self.destination.as_deref().cloned(),
-            ..self.flow.clone()
+    /// The node that saw the flow.
+    pub fn node_name(&self) -> &str {
+        self.shared.node_name.as_deref().unwrap_or_default()
+    }
+
+    /// The policies the flow names, if any.
+    pub fn policies(&self) -> Option<&FlowPolicies> {
+        self.shared.policies.as_deref()
+    }
+
+    /// The shared parts as the encoder and the filters take them.
+    pub fn shared_parts(&self) -> SharedParts<'_> {
+        let shared = &self.shared;
+        let policies = shared.policies.as_deref();
+        let list = |pick: fn(&FlowPolicies) -> &[Policy]| policies.map_or(&[][..], pick);
+        SharedParts {
+            ip: shared.ip.as_deref(),
+            source: shared.source.as_deref(),
+            destination: shared.destination.as_deref(),
+            node_name: shared.node_name.as_deref(),
+            interface: shared.interface.as_deref(),
+            source_process: shared.source_process.as_deref(),
+            destination_process: shared.destination_process.as_deref(),
+            egress_allowed_by: list(|p| p.egress_allowed_by.as_slice()),
+            ingress_allowed_by: list(|p| p.ingress_allowed_by.as_slice()),
+            egress_denied_by: list(|p| p.egress_denied_by.as_slice()),
+            ingress_denied_by: list(|p| p.ingress_denied_by.as_slice()),
         }
+    }
+
+    /// The whole message (a copy, shared parts included).
+    pub fn to_flow(&self) -> Flow {
+        let shared = &self.shared;
+        let mut flow = Flow {
+            ip: shared.ip.as_deref().cloned(),
+            source: shared.source.as_deref().cloned(),
+            destination: shared.destination.as_deref().cloned(),
+            node_name: self.node_name().to_string(),
+            interface: shared.interface.as_deref().cloned(),
+            holonet_source_process: shared.source_process.as_deref().cloned(),
+            holonet_destination_process: shared.destination_process.as_deref().cloned(),
+            ..self.flow.clone()
+        };
+        if let Some(policies) = shared.policies.as_deref() {
+            flow.egress_allowed_by
+                .clone_from(&policies.egress_allowed_by);
+            flow.ingress_allowed_by
+                .clone_from(&policies.ingress_allowed_by);
+            flow.egress_denied_by.clone_from(&policies.egress_denied_by);
+            flow.ingress_denied_by
+                .clone_from(&policies.ingress_denied_by);
+        }
+        flow
     }
 }
 
 impl From<Flow> for StoredFlow {
-    /// A flow whose endpoints nothing else shares (tests, relayed flows).
+    /// A flow whose shared parts nothing else shares (tests, relayed flows).
     fn from(mut flow: Flow) -> Self {
-        let source = flow.source.take().map(Arc::new);
-        let destination = flow.destination.take().map(Arc::new);
-        Self {
-            flow,
-            source,
-            destination,
-        }
+        let mut shared = SharedFlowParts::default();
+        shared.take_from(&mut flow);
+        Self { flow, shared }
     }
 }
 
@@ -116,7 +252,7 @@ impl StoredEvent {
     pub fn to_response(&self, node_name: &str) -> GetFlowsResponse {
         match self {
             Self::Flow(stored) => GetFlowsResponse {
-                node_name: stored.flow.node_name.clone(),
+                node_name: stored.node_name().to_string(),
                 time: stored.flow.time,
                 response_types: Some(ResponseTypes::Flow(stored.to_flow())),
             },
@@ -354,10 +490,112 @@ mod tests {
             .events
             .iter()
             .map(|e| match &**e {
-                StoredEvent::Flow(f) => f.without_endpoints().policy_match_type,
+                StoredEvent::Flow(f) => f.without_shared().policy_match_type,
                 StoredEvent::Lost(_) => u32::MAX,
             })
             .collect()
+    }
+
+    fn policy(name: &str) -> Policy {
+        Policy {
+            name: name.into(),
+            namespace: "galactic-fhir".into(),
+            labels: vec![format!("k8s:io.cilium.k8s.policy.name={name}")],
+            revision: 0,
+            kind: "CiliumNetworkPolicy".into(),
+        }
+    }
+
+    /// The whole flow as the store hands it out, by copy and on the wire.
+    fn whole_and_encoded(event: &StoredEvent) -> (Flow, Flow) {
+        let StoredEvent::Flow(stored) = event else {
+            panic!("a flow");
+        };
+        let encoded = holonet_proto::encoded::EncodedGetFlowsResponse::flow_with_shared(
+            stored.without_shared(),
+            &stored.shared_parts(),
+            stored.node_name(),
+            None,
+        );
+        let decoded =
+            <GetFlowsResponse as prost::Message>::decode(encoded.as_bytes()).expect("a response");
+        let Some(ResponseTypes::Flow(on_the_wire)) = decoded.response_types else {
+            panic!("a flow on the wire");
+        };
+        (stored.to_flow(), on_the_wire)
+    }
+
+    #[test]
+    fn shared_parts_are_part_of_the_flow_handed_out() {
+        let policies = Arc::new(FlowPolicies {
+            ingress_allowed_by: vec![policy("l7-visibility")],
+            ..FlowPolicies::default()
+        });
+        let endpoint = Arc::new(Endpoint {
+            pod_name: "payer".into(),
+            ..Default::default()
+        });
+        let ip = Arc::new(Ip {
+            source: "10.244.3.30".into(),
+            destination: "10.244.1.10".into(),
+            ..Default::default()
+        });
+        let event = StoredFlow::build_event(|message, shared| {
+            message.summary = "TCP Flags: SYN".into();
+            // Parts the message has itself give way to the shared ones,
+            // or are moved out when nothing is shared in their place.
+            message.egress_denied_by = vec![policy("ignored")];
+            message.node_name = "kind-worker".into();
+            message.holonet_destination_process = Some(HolonetProcess {
+                pid: 7,
+                command: "iris".into(),
+            });
+            shared.ip = Some(Arc::clone(&ip));
+            shared.source = Some(Arc::clone(&endpoint));
+            shared.policies = Some(Arc::clone(&policies));
+        });
+        let (whole, on_the_wire) = whole_and_encoded(&event);
+        assert_eq!(whole, on_the_wire);
+        assert_eq!(whole.summary, "TCP Flags: SYN");
+        assert_eq!(whole.source.as_ref(), Some(&*endpoint));
+        assert_eq!(whole.ip.as_ref(), Some(&*ip));
+        assert_eq!(whole.node_name, "kind-worker");
+        assert_eq!(
+            whole.holonet_destination_process.map(|p| p.command),
+            Some("iris".to_string())
+        );
+        assert_eq!(whole.ingress_allowed_by, [policy("l7-visibility")]);
+        assert!(whole.egress_denied_by.is_empty());
+        let StoredEvent::Flow(stored) = &*event else {
+            panic!("a flow");
+        };
+        let bare = stored.without_shared();
+        assert!(bare.ingress_allowed_by.is_empty() && bare.egress_denied_by.is_empty());
+        assert!(bare.ip.is_none() && bare.node_name.is_empty());
+        assert!(bare.holonet_destination_process.is_none());
+        assert_eq!(stored.node_name(), "kind-worker");
+        assert!(Arc::ptr_eq(
+            stored.shared().policies.as_ref().expect("shared"),
+            &policies
+        ));
+        assert_eq!(
+            event.to_response("other").node_name,
+            "kind-worker",
+            "a flow's response names the node that saw it"
+        );
+    }
+
+    #[test]
+    fn a_flows_own_policies_are_kept_when_it_is_stored() {
+        let event = StoredEvent::from(Flow {
+            egress_denied_by: vec![policy("deny-payer")],
+            ingress_allowed_by: vec![policy("l7-visibility")],
+            ..Default::default()
+        });
+        let (whole, on_the_wire) = whole_and_encoded(&event);
+        assert_eq!(whole, on_the_wire);
+        assert_eq!(whole.egress_denied_by, [policy("deny-payer")]);
+        assert_eq!(whole.ingress_allowed_by, [policy("l7-visibility")]);
     }
 
     #[test]

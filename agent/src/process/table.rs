@@ -18,7 +18,6 @@
 //! without limit and recent sockets are always kept.
 
 use std::{
-    collections::HashMap,
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     sync::Arc,
 };
@@ -27,6 +26,8 @@ use probe_common::{
     event::family,
     process::{ProcessEvent, proc_kind},
 };
+
+use crate::hashing::FastMap;
 
 /// The process at one end of a flow.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -73,10 +74,10 @@ struct Listener {
 /// The sockets' owners and the listeners.
 #[derive(Debug)]
 pub struct ProcessTable {
-    current: HashMap<SocketKey, ProcessInfo>,
-    previous: HashMap<SocketKey, ProcessInfo>,
+    current: FastMap<SocketKey, ProcessInfo>,
+    previous: FastMap<SocketKey, ProcessInfo>,
     per_generation: usize,
-    listeners: HashMap<SocketAddr, Vec<Listener>>,
+    listeners: FastMap<SocketAddr, Vec<Listener>>,
 }
 
 impl Default for ProcessTable {
@@ -106,10 +107,10 @@ impl ProcessTable {
     /// A table keeping at most `2 * per_generation` exact sockets.
     pub fn with_generation_size(per_generation: usize) -> Self {
         Self {
-            current: HashMap::new(),
-            previous: HashMap::new(),
+            current: FastMap::default(),
+            previous: FastMap::default(),
             per_generation: per_generation.max(1),
-            listeners: HashMap::new(),
+            listeners: FastMap::default(),
         }
     }
 

@@ -1037,7 +1037,29 @@ fn every_field_matches_and_rejects() {
         ),
     ];
     for (name, ff, flow, want) in table {
-        assert_eq!(ok(ff, &flow), want, "{name}");
+        assert_eq!(ok(ff.clone(), &flow), want, "{name}");
+        // The same flow with its shareable parts kept apart, as the
+        // agent's store keeps them, matches the same way.
+        let mut bare = flow;
+        let ip = bare.ip.take();
+        let source = bare.source.take();
+        let destination = bare.destination.take();
+        let node_name = std::mem::take(&mut bare.node_name);
+        let interface = bare.interface.take();
+        let shared = SharedParts {
+            ip: ip.as_ref(),
+            source: source.as_ref(),
+            destination: destination.as_ref(),
+            node_name: Some(&node_name),
+            interface: interface.as_ref(),
+            ..SharedParts::default()
+        };
+        let set = FlowFilterSet::new(&[ff], &[]).expect("valid filter");
+        assert_eq!(
+            set.matches_parts(&bare, &shared),
+            want,
+            "{name}, parts kept apart"
+        );
     }
 }
 
