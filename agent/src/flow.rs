@@ -139,13 +139,14 @@ fn host_header(payload: &[u8]) -> Option<String> {
         let valid = std::str::from_utf8(payload).err()?.valid_up_to();
         std::str::from_utf8(&payload[..valid]).ok()
     })?;
-    let mut lines = text.split("\r\n");
+    let mut lines = text.split("\r\n").peekable();
     lines.next()?; // the request line
-    for line in lines {
+    while let Some(line) = lines.next() {
         let (name, value) = line.split_once(':')?;
         if name.eq_ignore_ascii_case("host") {
-            // Only a line followed by CRLF is known to be complete.
-            let complete = text.contains(&format!("{line}\r\n"));
+            // Only a line followed by CRLF is known to be complete: the
+            // last piece of the split is the one no CRLF ended.
+            let complete = lines.peek().is_some();
             let value = value.trim();
             return (complete && !value.is_empty() && value.bytes().all(|b| b.is_ascii_graphic()))
                 .then(|| value.to_string());

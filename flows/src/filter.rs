@@ -147,6 +147,13 @@ impl<'a> Parts<'a> {
         self.shared.interface.or(self.flow.interface.as_ref())
     }
 
+    fn uuid(&self) -> &'a str {
+        self.shared
+            .uuid
+            .filter(|uuid| !uuid.is_empty())
+            .unwrap_or(&self.flow.uuid)
+    }
+
     fn node_name(&self) -> &'a str {
         self.shared
             .node_name
@@ -361,7 +368,7 @@ impl Check {
     fn matches(&self, parts: &Parts<'_>) -> bool {
         let flow = parts.flow;
         match self {
-            Check::Uuid(ids) => ids.contains(&flow.uuid),
+            Check::Uuid(ids) => ids.iter().any(|id| id == parts.uuid()),
             Check::Ip { side, xlated, ips } => {
                 // Hubble compares normalised address strings; comparing
                 // parsed addresses is the same for well-formed flows and

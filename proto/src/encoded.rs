@@ -33,6 +33,7 @@ const FLOW_SOURCE: u32 = 8;
 const FLOW_DESTINATION: u32 = 9;
 const FLOW_NODE_NAME: u32 = 11;
 const FLOW_INTERFACE: u32 = 28;
+const FLOW_UUID: u32 = 34;
 const FLOW_SOURCE_PROCESS: u32 = 200_001;
 const FLOW_DESTINATION_PROCESS: u32 = 200_002;
 
@@ -49,6 +50,8 @@ const FLOW_INGRESS_DENIED_BY: u32 = 21005;
 /// empty lists leave the flow's own field as it is.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SharedParts<'a> {
+    /// `uuid` (kept apart so that it needs no allocation of its own).
+    pub uuid: Option<&'a str>,
     /// `IP`.
     pub ip: Option<&'a Ip>,
     /// `source`.
@@ -77,6 +80,7 @@ impl<'a> SharedParts<'a> {
     /// The parts of `flow` itself (nothing kept apart).
     pub fn of(flow: &'a Flow) -> Self {
         Self {
+            uuid: Some(flow.uuid.as_str()),
             ip: flow.ip.as_ref(),
             source: flow.source.as_ref(),
             destination: flow.destination.as_ref(),
@@ -99,9 +103,10 @@ impl<'a> SharedParts<'a> {
             + len_of(FLOW_INTERFACE, self.interface)
             + len_of(FLOW_SOURCE_PROCESS, self.source_process)
             + len_of(FLOW_DESTINATION_PROCESS, self.destination_process)
-            + self.node_name().map_or(0, |name| {
-                key_len(FLOW_NODE_NAME) + encoded_len_varint(name.len() as u64) + name.len()
-            })
+            + [(FLOW_NODE_NAME, self.node_name()), (FLOW_UUID, self.uuid())]
+                .iter()
+                .filter_map(|(tag, text)| text.map(|t| string_len(*tag, t)))
+                .sum::<usize>()
             + self
                 .policies()
                 .iter()
@@ -117,10 +122,12 @@ impl<'a> SharedParts<'a> {
         put(FLOW_INTERFACE, self.interface, buf);
         put(FLOW_SOURCE_PROCESS, self.source_process, buf);
         put(FLOW_DESTINATION_PROCESS, self.destination_process, buf);
-        if let Some(name) = self.node_name() {
-            encode_key(FLOW_NODE_NAME, WireType::LengthDelimited, buf);
-            encode_varint(name.len() as u64, buf);
-            buf.put_slice(name.as_bytes());
+        for (tag, text) in [(FLOW_NODE_NAME, self.node_name()), (FLOW_UUID, self.uuid())] {
+            if let Some(text) = text {
+                encode_key(tag, WireType::LengthDelimited, buf);
+                encode_varint(text.len() as u64, buf);
+                buf.put_slice(text.as_bytes());
+            }
         }
         for (tag, list) in self.policies() {
             for policy in list {
@@ -133,6 +140,10 @@ impl<'a> SharedParts<'a> {
         self.node_name.filter(|name| !name.is_empty())
     }
 
+    fn uuid(&self) -> Option<&str> {
+        self.uuid.filter(|uuid| !uuid.is_empty())
+    }
+
     fn policies(&self) -> [(u32, &[Policy]); 4] {
         [
             (FLOW_EGRESS_ALLOWED_BY, self.egress_allowed_by),
@@ -141,6 +152,10 @@ impl<'a> SharedParts<'a> {
             (FLOW_INGRESS_DENIED_BY, self.ingress_denied_by),
         ]
     }
+}
+
+fn string_len(tag: u32, text: &str) -> usize {
+    key_len(tag) + encoded_len_varint(text.len() as u64) + text.len()
 }
 
 fn len_of<M: Message>(tag: u32, part: Option<&M>) -> usize {
@@ -187,6 +202,7 @@ impl EncodedGetFlowsResponse {
         debug_assert!(shared.ip.is_none() || flow.ip.is_none());
         debug_assert!(flow.source.is_none() && flow.destination.is_none());
         debug_assert!(shared.node_name().is_none() || flow.node_name.is_empty());
+        debug_assert!(shared.uuid().is_none() || flow.uuid.is_empty());
         debug_assert!(shared.interface.is_none() || flow.interface.is_none());
         debug_assert!(flow.egress_allowed_by.is_empty() && flow.ingress_allowed_by.is_empty());
         debug_assert!(flow.egress_denied_by.is_empty() && flow.ingress_denied_by.is_empty());
@@ -359,6 +375,7 @@ mod tests {
         let encoded = EncodedGetFlowsResponse::flow_with_shared(
             &without,
             &SharedParts {
+                uuid: Some("3f1c9a52-77d4-4b0e-9a61-0c2f5e8d7b14"),
                 ip: Some(&ip),
                 source: Some(&source),
                 destination: Some(&destination),
@@ -376,6 +393,7 @@ mod tests {
         );
         let expected = GetFlowsResponse {
             response_types: Some(ResponseTypes::Flow(Flow {
+                uuid: "3f1c9a52-77d4-4b0e-9a61-0c2f5e8d7b14".into(),
                 ip: Some(ip),
                 source: Some(source),
                 destination: Some(destination),

@@ -330,9 +330,8 @@ async fn listeners_on_one_port_in_two_pods_are_told_apart() {
             .iter()
             .filter_map(|e| match e.as_ref() {
                 StoredEvent::Flow(f)
-                    if f.shared()
+                    if f.shared_parts()
                         .ip
-                        .as_ref()
                         .is_some_and(|ip| ip.destination == pod.ip.to_string()) =>
                 {
                     let f = f.to_flow();

@@ -66,8 +66,13 @@ impl UuidSource {
         Self { seed, counter: 0 }
     }
 
-    /// The next UUID.
+    /// The next UUID, as a string.
     pub fn next_uuid(&mut self) -> String {
+        self.next_flow_uuid().as_str().to_string()
+    }
+
+    /// The next UUID.
+    pub fn next_flow_uuid(&mut self) -> FlowUuid {
         self.counter = self.counter.wrapping_add(1);
         // Spread the counter over the random bits so successive UUIDs do not
         // share long prefixes, then set the version (4) and variant bits.
@@ -77,15 +82,30 @@ impl UuidSource {
         v[6] = (v[6] & 0x0f) | 0x40;
         v[8] = (v[8] & 0x3f) | 0x80;
         const HEX: &[u8; 16] = b"0123456789abcdef";
-        let mut out = String::with_capacity(36);
+        let mut out = [b'-'; 36];
+        let mut at = 0;
         for (i, byte) in v.iter().enumerate() {
             if matches!(i, 4 | 6 | 8 | 10) {
-                out.push('-');
+                at += 1;
             }
-            out.push(char::from(HEX[usize::from(byte >> 4)]));
-            out.push(char::from(HEX[usize::from(byte & 0x0f)]));
+            out[at] = HEX[usize::from(byte >> 4)];
+            out[at + 1] = HEX[usize::from(byte & 0x0f)];
+            at += 2;
         }
-        out
+        FlowUuid(out)
+    }
+}
+
+/// A flow's UUID in its 36-character text form, kept without an
+/// allocation of its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FlowUuid([u8; 36]);
+
+impl FlowUuid {
+    /// The text form, e.g. `3f1c9a52-77d4-4b0e-9a61-0c2f5e8d7b14`.
+    pub fn as_str(&self) -> &str {
+        // Only ASCII hex digits and dashes are ever written.
+        std::str::from_utf8(&self.0).unwrap_or_default()
     }
 }
 
@@ -188,12 +208,13 @@ pub fn to_proto(
 /// [`super::store::StoredFlow::build_event`]).
 pub fn to_message(flow: &Flow, node_name: &str, uuids: &mut UuidSource) -> pb::Flow {
     let mut out = pb::Flow {
+        uuid: uuids.next_uuid(),
         ip: Some(message_ip(flow)),
         node_name: node_name.to_string(),
         interface: Some(message_interface(flow)),
         ..Default::default()
     };
-    write_message(flow, uuids, &mut out);
+    write_message(flow, &mut out);
     out
 }
 
@@ -220,11 +241,11 @@ pub fn message_interface(flow: &Flow) -> NetworkInterface {
     }
 }
 
-/// [`to_message`] but for the parts flows share (`IP`, `node_name`,
-/// `interface`, see [`message_ip`] and [`message_interface`]), written
+/// [`to_message`] but for the parts the store keeps apart (`uuid`, `IP`,
+/// `node_name`, `interface`, see [`message_ip`] and [`message_interface`]), written
 /// into `out`, a message with every field at its default (so a stored flow
 /// is built where it is kept, not moved there).
-pub fn write_message(flow: &Flow, uuids: &mut UuidSource, out: &mut pb::Flow) {
+pub fn write_message(flow: &Flow, out: &mut pb::Flow) {
     let reply = is_reply(flow);
     let point = match flow.observation {
         ObservationPoint::FromEndpoint => TraceObservationPoint::FromEndpoint,
@@ -260,7 +281,6 @@ pub fn write_message(flow: &Flow, uuids: &mut UuidSource, out: &mut pb::Flow) {
         }),
     };
     out.time = Some(Timestamp::from(flow.time));
-    out.uuid = uuids.next_uuid();
     out.verdict = verdict.into();
     out.l4 = Some(l4);
     out.is_reply = reply.map(|value| BoolValue { value });

@@ -6,7 +6,13 @@
 //! identity labels as `source:key=value`. Addresses that belong to no
 //! endpoint are `reserved:world` (identity 2), as in Cilium.
 
-use std::{net::IpAddr, path::Path, sync::Arc, time::SystemTime};
+use std::{
+    net::IpAddr,
+    path::Path,
+    sync::Arc,
+    sync::atomic::{AtomicU64, Ordering},
+    time::SystemTime,
+};
 
 use holonet_policy::{
     diag::SourceFile,
@@ -17,16 +23,29 @@ use holonet_proto::flow::Endpoint;
 use crate::hashing::FastMap;
 
 /// Endpoints by address, shared by the flows that name them.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default)]
 pub struct EndpointDirectory {
     by_ip: FastMap<IpAddr, Arc<Endpoint>>,
     world: Arc<Endpoint>,
+    /// Tells directories apart (see [`Self::generation`]).
+    generation: u64,
 }
+
+/// Equal when they name the same endpoints, whatever their generations.
+impl PartialEq for EndpointDirectory {
+    fn eq(&self, other: &Self) -> bool {
+        self.by_ip == other.by_ip && self.world == other.world
+    }
+}
+
+/// Generations of directories built so far.
+static GENERATIONS: AtomicU64 = AtomicU64::new(1);
 
 impl EndpointDirectory {
     /// An empty directory: every address is `reserved:world`.
     pub fn empty() -> Self {
         Self {
+            generation: GENERATIONS.fetch_add(1, Ordering::Relaxed),
             by_ip: FastMap::default(),
             world: Arc::new(Endpoint {
                 identity: IDENTITY_WORLD,
@@ -64,6 +83,12 @@ impl EndpointDirectory {
             }
         }
         dir
+    }
+
+    /// Different for every directory built (clones aside), so what was
+    /// looked up in one can be cached until the agent's directory changes.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// The endpoint for `ip` (world when unknown).

@@ -13,7 +13,7 @@ use std::{
     sync::Arc,
 };
 
-use holonet_proto::flow::{HolonetProcess, Ip, NetworkInterface};
+use holonet_proto::flow::{HolonetProcess, NetworkInterface};
 
 use probe_common::event::FlowEvent;
 
@@ -21,7 +21,7 @@ use super::{
     convert::{UuidSource, message_interface, message_ip, write_message},
     endpoints::EndpointDirectory,
     policy_names::PolicyNames,
-    store::{StoredEvent, StoredFlow},
+    store::{AddressParts, StoredEvent, StoredFlow},
 };
 use crate::{
     clock::MonotonicClock,
@@ -97,7 +97,9 @@ pub struct FlowIngest {
 /// starts over when it reaches [`PART_CACHE_LIMIT`] entries.
 #[derive(Debug, Default)]
 struct PartCache {
-    ips: FastMap<(IpAddr, IpAddr), Arc<Ip>>,
+    /// For the endpoint directory of this generation.
+    addresses: FastMap<(IpAddr, IpAddr), Arc<AddressParts>>,
+    directory: u64,
     interfaces: FastMap<u32, Arc<NetworkInterface>>,
     processes: FastMap<ProcessInfo, Arc<HolonetProcess>>,
 }
@@ -152,14 +154,22 @@ impl FlowIngest {
         observe(&flow);
         let cache = &mut self.shared;
         StoredFlow::build_event(|message, shared| {
-            write_message(&flow, &mut self.uuids, message);
-            shared.ip = Some(cached(
-                &mut cache.ips,
+            write_message(&flow, message);
+            shared.uuid = Some(self.uuids.next_flow_uuid());
+            if cache.directory != with.endpoints.generation() {
+                cache.addresses.clear();
+                cache.directory = with.endpoints.generation();
+            }
+            let endpoints = with.endpoints;
+            shared.addresses = Some(cached(
+                &mut cache.addresses,
                 (flow.source.ip(), flow.destination.ip()),
-                |_| message_ip(&flow),
+                |&(source, destination)| AddressParts {
+                    ip: Some(message_ip(&flow)),
+                    source: Some(Arc::clone(endpoints.lookup(source))),
+                    destination: Some(Arc::clone(endpoints.lookup(destination))),
+                },
             ));
-            shared.source = Some(Arc::clone(with.endpoints.lookup(flow.source.ip())));
-            shared.destination = Some(Arc::clone(with.endpoints.lookup(flow.destination.ip())));
             shared.node_name = Some(Arc::clone(&self.node_name));
             shared.interface = Some(cached(&mut cache.interfaces, flow.ifindex, |_| {
                 message_interface(&flow)
@@ -194,3 +204,95 @@ impl FlowIngest {
 }
 
 const TCP: u8 = 6;
+
+#[cfg(test)]
+mod tests {
+    use holonet_policy::{diag::SourceFile, endpoints::parse_endpoints};
+    use probe_common::event::{family, hook, kind, tcp_flags, verdict};
+
+    use super::*;
+
+    fn syn() -> FlowEvent {
+        let mut e = FlowEvent::zeroed();
+        e.family = family::IPV4;
+        e.l4_proto = 6;
+        e.saddr[..4].copy_from_slice(&[10, 0, 0, 2]);
+        e.daddr[..4].copy_from_slice(&[10, 0, 0, 1]);
+        e.sport = 40000;
+        e.dport = 80;
+        e.ifindex = 3;
+        e.hook = hook::TC_INGRESS;
+        e.verdict = verdict::FORWARDED;
+        e.kind = kind::TCP_FLAGS;
+        e.tcp_flags = tcp_flags::SYN;
+        e
+    }
+
+    fn directory(pod: &str) -> EndpointDirectory {
+        let text = format!(
+            "cluster: default\nendpoints:\n  - {{name: {pod}, namespace: g, labels: {{org: payer}}, ip: 10.0.0.2, node: n}}\n"
+        );
+        let cluster = parse_endpoints(&SourceFile::new("eps.yaml", text)).expect("endpoints");
+        EndpointDirectory::from_cluster(&cluster, "n")
+    }
+
+    fn source_pod(ingest: &mut FlowIngest, endpoints: &EndpointDirectory) -> String {
+        let mut with = Enrichment {
+            endpoints,
+            policy_names: None,
+            processes: None,
+        };
+        match &*ingest.convert(&syn(), &mut with, &mut |_| {}) {
+            StoredEvent::Flow(stored) => stored.to_flow().source.expect("a source").pod_name,
+            StoredEvent::Lost(_) => panic!("a flow"),
+        }
+    }
+
+    #[test]
+    fn flows_name_the_endpoints_of_the_directory_in_force() {
+        let mut ingest = FlowIngest::new(
+            MonotonicClock::with_offset_ns(0),
+            HashMap::from([(3, "lxc-payer".to_string())]),
+            "n".to_string(),
+        );
+        let before = directory("payer");
+        assert_eq!(source_pod(&mut ingest, &before), "payer");
+        assert_eq!(source_pod(&mut ingest, &before), "payer");
+        // The endpoints file changed: the parts built from the old
+        // directory are not used again.
+        let after = directory("payer-v2");
+        assert_eq!(source_pod(&mut ingest, &after), "payer-v2");
+        assert_eq!(source_pod(&mut ingest, &EndpointDirectory::empty()), "");
+    }
+
+    #[test]
+    fn every_flow_gets_its_own_uuid_and_the_shared_node_and_interface() {
+        let mut ingest = FlowIngest::new(
+            MonotonicClock::with_offset_ns(0),
+            HashMap::from([(3, "lxc-payer".to_string())]),
+            "kind-worker".to_string(),
+        );
+        let endpoints = directory("payer");
+        let mut with = Enrichment {
+            endpoints: &endpoints,
+            policy_names: None,
+            processes: None,
+        };
+        let flows: Vec<_> = (0..3)
+            .map(|_| match &*ingest.convert(&syn(), &mut with, &mut |_| {}) {
+                StoredEvent::Flow(stored) => stored.to_flow(),
+                StoredEvent::Lost(_) => panic!("a flow"),
+            })
+            .collect();
+        let uuids: std::collections::HashSet<_> = flows.iter().map(|f| f.uuid.clone()).collect();
+        assert_eq!(uuids.len(), 3);
+        for f in &flows {
+            assert_eq!(f.node_name, "kind-worker");
+            assert_eq!(
+                f.interface.as_ref().map(|i| i.name.as_str()),
+                Some("lxc-payer")
+            );
+            assert_eq!(f.ip.as_ref().map(|ip| ip.source.as_str()), Some("10.0.0.2"));
+        }
+    }
+}

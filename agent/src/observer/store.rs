@@ -21,6 +21,8 @@ use holonet_proto::{
 };
 use tokio::sync::watch;
 
+use super::convert::FlowUuid;
+
 /// Default number of events kept (Hubble's maximum ring size is 65,535).
 pub const DEFAULT_CAPACITY: usize = 65_536;
 
@@ -42,12 +44,10 @@ pub struct StoredFlow {
 /// `None` is not set on the flow at all.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct SharedFlowParts {
-    /// `IP`.
-    pub ip: Option<Arc<Ip>>,
-    /// `source`.
-    pub source: Option<Arc<Endpoint>>,
-    /// `destination`.
-    pub destination: Option<Arc<Endpoint>>,
+    /// `uuid`, when kept apart (a flow's own is kept in the message).
+    pub uuid: Option<FlowUuid>,
+    /// `IP`, `source` and `destination`.
+    pub addresses: Option<Arc<AddressParts>>,
     /// `node_name`.
     pub node_name: Option<Arc<str>>,
     /// `interface`.
@@ -60,6 +60,18 @@ pub struct SharedFlowParts {
     pub policies: Option<Arc<FlowPolicies>>,
 }
 
+/// The parts of a flow that depend on its two addresses alone (and on
+/// the endpoints the agent knows).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AddressParts {
+    /// `IP`.
+    pub ip: Option<Ip>,
+    /// `source`.
+    pub source: Option<Arc<Endpoint>>,
+    /// `destination`.
+    pub destination: Option<Arc<Endpoint>>,
+}
+
 impl SharedFlowParts {
     /// Moves every shareable part out of `flow`, keeping those this
     /// already has instead of the flow's.
@@ -69,9 +81,14 @@ impl SharedFlowParts {
                 *part = own.map(Arc::new);
             }
         }
-        keep(&mut self.ip, flow.ip.take());
-        keep(&mut self.source, flow.source.take());
-        keep(&mut self.destination, flow.destination.take());
+        let addresses = AddressParts {
+            ip: flow.ip.take(),
+            source: flow.source.take().map(Arc::new),
+            destination: flow.destination.take().map(Arc::new),
+        };
+        let any =
+            addresses.ip.is_some() || addresses.source.is_some() || addresses.destination.is_some();
+        keep(&mut self.addresses, any.then_some(addresses));
         keep(&mut self.interface, flow.interface.take());
         keep(&mut self.source_process, flow.holonet_source_process.take());
         keep(
@@ -79,6 +96,9 @@ impl SharedFlowParts {
             flow.holonet_destination_process.take(),
         );
         keep(&mut self.policies, FlowPolicies::take_from(flow));
+        if self.uuid.is_some() {
+            flow.uuid.clear();
+        }
         let node_name = std::mem::take(&mut flow.node_name);
         if self.node_name.is_none() && !node_name.is_empty() {
             self.node_name = Some(Arc::from(node_name));
@@ -154,12 +174,16 @@ impl StoredFlow {
 
     /// The source endpoint.
     pub fn source(&self) -> Option<&Endpoint> {
-        self.shared.source.as_deref()
+        self.addresses().and_then(|a| a.source.as_deref())
     }
 
     /// The destination endpoint.
     pub fn destination(&self) -> Option<&Endpoint> {
-        self.shared.destination.as_deref()
+        self.addresses().and_then(|a| a.destination.as_deref())
+    }
+
+    fn addresses(&self) -> Option<&AddressParts> {
+        self.shared.addresses.as_deref()
     }
 
     /// The node that saw the flow.
@@ -178,9 +202,10 @@ impl StoredFlow {
         let policies = shared.policies.as_deref();
         let list = |pick: fn(&FlowPolicies) -> &[Policy]| policies.map_or(&[][..], pick);
         SharedParts {
-            ip: shared.ip.as_deref(),
-            source: shared.source.as_deref(),
-            destination: shared.destination.as_deref(),
+            uuid: shared.uuid.as_ref().map(FlowUuid::as_str),
+            ip: self.addresses().and_then(|a| a.ip.as_ref()),
+            source: self.source(),
+            destination: self.destination(),
             node_name: shared.node_name.as_deref(),
             interface: shared.interface.as_deref(),
             source_process: shared.source_process.as_deref(),
@@ -196,15 +221,18 @@ impl StoredFlow {
     pub fn to_flow(&self) -> Flow {
         let shared = &self.shared;
         let mut flow = Flow {
-            ip: shared.ip.as_deref().cloned(),
-            source: shared.source.as_deref().cloned(),
-            destination: shared.destination.as_deref().cloned(),
+            ip: self.addresses().and_then(|a| a.ip.clone()),
+            source: self.source().cloned(),
+            destination: self.destination().cloned(),
             node_name: self.node_name().to_string(),
             interface: shared.interface.as_deref().cloned(),
             holonet_source_process: shared.source_process.as_deref().cloned(),
             holonet_destination_process: shared.destination_process.as_deref().cloned(),
             ..self.flow.clone()
         };
+        if let Some(uuid) = &shared.uuid {
+            flow.uuid = uuid.as_str().to_string();
+        }
         if let Some(policies) = shared.policies.as_deref() {
             flow.egress_allowed_by
                 .clone_from(&policies.egress_allowed_by);
@@ -540,6 +568,7 @@ mod tests {
             destination: "10.244.1.10".into(),
             ..Default::default()
         });
+        let uuid = super::super::convert::UuidSource::new().next_flow_uuid();
         let event = StoredFlow::build_event(|message, shared| {
             message.summary = "TCP Flags: SYN".into();
             // Parts the message has itself give way to the shared ones,
@@ -550,13 +579,20 @@ mod tests {
                 pid: 7,
                 command: "iris".into(),
             });
-            shared.ip = Some(Arc::clone(&ip));
-            shared.source = Some(Arc::clone(&endpoint));
+            message.uuid = "ignored".into();
+            shared.uuid = Some(uuid);
+            shared.addresses = Some(Arc::new(AddressParts {
+                ip: Some((*ip).clone()),
+                source: Some(Arc::clone(&endpoint)),
+                destination: None,
+            }));
             shared.policies = Some(Arc::clone(&policies));
         });
         let (whole, on_the_wire) = whole_and_encoded(&event);
         assert_eq!(whole, on_the_wire);
         assert_eq!(whole.summary, "TCP Flags: SYN");
+        assert_eq!(whole.uuid, uuid.as_str());
+        assert_eq!(whole.uuid.len(), 36);
         assert_eq!(whole.source.as_ref(), Some(&*endpoint));
         assert_eq!(whole.ip.as_ref(), Some(&*ip));
         assert_eq!(whole.node_name, "kind-worker");
@@ -571,7 +607,7 @@ mod tests {
         };
         let bare = stored.without_shared();
         assert!(bare.ingress_allowed_by.is_empty() && bare.egress_denied_by.is_empty());
-        assert!(bare.ip.is_none() && bare.node_name.is_empty());
+        assert!(bare.ip.is_none() && bare.node_name.is_empty() && bare.uuid.is_empty());
         assert!(bare.holonet_destination_process.is_none());
         assert_eq!(stored.node_name(), "kind-worker");
         assert!(Arc::ptr_eq(

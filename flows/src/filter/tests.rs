@@ -1046,7 +1046,9 @@ fn every_field_matches_and_rejects() {
         let destination = bare.destination.take();
         let node_name = std::mem::take(&mut bare.node_name);
         let interface = bare.interface.take();
+        let uuid = std::mem::take(&mut bare.uuid);
         let shared = SharedParts {
+            uuid: Some(&uuid),
             ip: ip.as_ref(),
             source: source.as_ref(),
             destination: destination.as_ref(),
