@@ -44,6 +44,8 @@ use probe_common::{
     process::{ProcessEvent, proc_kind},
 };
 use tokio_stream::StreamExt;
+use tonic::codegen::http::uri::PathAndQuery;
+use tonic_prost::ProstCodec;
 
 const BATCH: usize = 4096;
 const SERVER: [u8; 4] = [10, 244, 1, 10];
@@ -307,26 +309,30 @@ fn get_flows(c: &mut Criterion) {
         tokio::spawn(server::serve(listeners, service, std::future::pending()));
         addr
     });
-    let client = runtime.block_on(async {
-        ObserverClient::connect(format!("http://{addr}"))
+    let channel = runtime.block_on(async {
+        tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .expect("an address")
+            .connect()
             .await
             .expect("connect")
-            .max_decoding_message_size(16 * 1024 * 1024)
     });
+    let request = || GetFlowsRequest {
+        number: FLOWS as u64,
+        ..Default::default()
+    };
     let mut group = c.benchmark_group("agent");
     group.throughput(Throughput::Elements(FLOWS as u64));
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(20));
+    // What a client such as `hubble observe` does: every field decoded.
+    // On this machine that client's one thread is the bottleneck.
     group.bench_function("GetFlows stream over loopback", |b| {
         b.iter_batched(
-            || client.clone(),
+            || ObserverClient::new(channel.clone()).max_decoding_message_size(16 * 1024 * 1024),
             |mut client| {
                 runtime.block_on(async {
                     let mut stream = client
-                        .get_flows(GetFlowsRequest {
-                            number: FLOWS as u64,
-                            ..Default::default()
-                        })
+                        .get_flows(request())
                         .await
                         .expect("GetFlows")
                         .into_inner();
@@ -341,7 +347,45 @@ fn get_flows(c: &mut Criterion) {
             BatchSize::PerIteration,
         );
     });
+    // What the agent can serve: a client that keeps each flow in wire
+    // format (as a relay or a recorder of raw responses could).
+    group.bench_function("GetFlows stream over loopback, flows kept encoded", |b| {
+        b.iter_batched(
+            || tonic::client::Grpc::new(channel.clone()),
+            |mut grpc| {
+                runtime.block_on(async {
+                    grpc.ready().await.expect("ready");
+                    let mut stream = grpc
+                        .server_streaming(
+                            tonic::Request::new(request()),
+                            PathAndQuery::from_static("/observer.Observer/GetFlows"),
+                            ProstCodec::<GetFlowsRequest, EncodedFlowResponse>::default(),
+                        )
+                        .await
+                        .expect("GetFlows")
+                        .into_inner();
+                    let mut n = 0;
+                    while let Some(item) = stream.next().await {
+                        let response = item.expect("ok");
+                        assert!(!response.flow.is_empty() && !response.node_name.is_empty());
+                        n += 1;
+                    }
+                    assert_eq!(n, FLOWS);
+                });
+            },
+            BatchSize::PerIteration,
+        );
+    });
     group.finish();
+}
+
+/// A `GetFlowsResponse` whose flow is left in wire format.
+#[derive(Clone, PartialEq, prost::Message)]
+struct EncodedFlowResponse {
+    #[prost(bytes = "bytes", tag = "1")]
+    flow: bytes::Bytes,
+    #[prost(string, tag = "1000")]
+    node_name: String,
 }
 
 criterion_group!(benches, ingest, get_flows);

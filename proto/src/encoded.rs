@@ -74,6 +74,18 @@ pub struct SharedParts<'a> {
     pub egress_denied_by: &'a [Policy],
     /// `ingress_denied_by`.
     pub ingress_denied_by: &'a [Policy],
+    /// Fields already in wire format ([`encode_parts`]), written as they
+    /// are: parts encoded once for all the flows that share them. The
+    /// fields they hold must not be given above as well.
+    pub wire: [&'a [u8]; 2],
+}
+
+/// The wire format of `parts`' fields, to be given as
+/// [`SharedParts::wire`] of the flows that share them.
+pub fn encode_parts(parts: &SharedParts<'_>) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(parts.encoded_len());
+    parts.encode(&mut buf);
+    buf
 }
 
 impl<'a> SharedParts<'a> {
@@ -92,6 +104,7 @@ impl<'a> SharedParts<'a> {
             ingress_allowed_by: &flow.ingress_allowed_by,
             egress_denied_by: &flow.egress_denied_by,
             ingress_denied_by: &flow.ingress_denied_by,
+            wire: [&[], &[]],
         }
     }
 
@@ -112,6 +125,7 @@ impl<'a> SharedParts<'a> {
                 .iter()
                 .map(|(tag, list)| message::encoded_len_repeated(*tag, list))
                 .sum::<usize>()
+            + self.wire.iter().map(|w| w.len()).sum::<usize>()
     }
 
     /// Writes the shared fields (after the flow's own).
@@ -133,6 +147,9 @@ impl<'a> SharedParts<'a> {
             for policy in list {
                 message::encode(tag, policy, buf);
             }
+        }
+        for wire in self.wire {
+            buf.put_slice(wire);
         }
     }
 
@@ -387,6 +404,7 @@ mod tests {
                 ingress_allowed_by: &allowed,
                 egress_denied_by: &[],
                 ingress_denied_by: &denied,
+                wire: [&[], &[]],
             },
             &response.node_name,
             response.time.as_ref(),
@@ -424,6 +442,33 @@ mod tests {
             ..response.clone()
         };
         assert_eq!(bare.as_bytes(), expected.encode_to_vec().as_slice());
+        // Parts given in wire format decode the same as parts given whole.
+        let endpoints = encode_parts(&SharedParts {
+            source: whole.source.as_ref(),
+            ..SharedParts::default()
+        });
+        let node = encode_parts(&SharedParts {
+            node_name: Some(&whole.node_name),
+            ..SharedParts::default()
+        });
+        let wired = EncodedGetFlowsResponse::flow_with_shared(
+            &Flow {
+                source: None,
+                destination: None,
+                node_name: String::new(),
+                ..whole.clone()
+            },
+            &SharedParts {
+                wire: [&endpoints, &node],
+                ..SharedParts::default()
+            },
+            &response.node_name,
+            response.time.as_ref(),
+        );
+        assert_eq!(
+            GetFlowsResponse::decode(wired.as_bytes()).unwrap(),
+            response
+        );
         // A flow's own parts, as shared parts, decode into the same flow.
         let own = EncodedGetFlowsResponse::flow_with_shared(
             &Flow {

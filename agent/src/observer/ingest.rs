@@ -164,10 +164,12 @@ impl FlowIngest {
             shared.addresses = Some(cached(
                 &mut cache.addresses,
                 (flow.source.ip(), flow.destination.ip()),
-                |&(source, destination)| AddressParts {
-                    ip: Some(message_ip(&flow)),
-                    source: Some(Arc::clone(endpoints.lookup(source))),
-                    destination: Some(Arc::clone(endpoints.lookup(destination))),
+                |&(source, destination)| {
+                    AddressParts::new(
+                        Some(message_ip(&flow)),
+                        Some(Arc::clone(endpoints.lookup(source))),
+                        Some(Arc::clone(endpoints.lookup(destination))),
+                    )
                 },
             ));
             shared.node_name = Some(Arc::clone(&self.node_name));

@@ -133,17 +133,9 @@ impl PolicyNames {
         };
         let lists = |egress, ingress, denied: bool| {
             let policies = if denied {
-                FlowPolicies {
-                    egress_denied_by: egress,
-                    ingress_denied_by: ingress,
-                    ..FlowPolicies::default()
-                }
+                FlowPolicies::new(Vec::new(), Vec::new(), egress, ingress)
             } else {
-                FlowPolicies {
-                    egress_allowed_by: egress,
-                    ingress_allowed_by: ingress,
-                    ..FlowPolicies::default()
-                }
+                FlowPolicies::new(egress, ingress, Vec::new(), Vec::new())
             };
             (!policies.is_empty()).then(|| Arc::new(policies))
         };
@@ -234,14 +226,14 @@ mod tests {
     fn allowed_flows_name_the_allowing_policy() {
         let names = names();
         let f = tcp_80(&names, "10.0.0.2", "10.0.0.1", Verdict::Forwarded).expect("named");
-        assert_eq!(named(&f.ingress_allowed_by), ["fhir-from-payer"]);
-        assert_eq!(f.ingress_allowed_by[0].namespace, "g");
-        assert_eq!(f.ingress_allowed_by[0].kind, "CiliumNetworkPolicy");
+        assert_eq!(named(f.ingress_allowed_by()), ["fhir-from-payer"]);
+        assert_eq!(f.ingress_allowed_by()[0].namespace, "g");
+        assert_eq!(f.ingress_allowed_by()[0].kind, "CiliumNetworkPolicy");
         assert!(
-            f.egress_allowed_by.is_empty(),
+            f.egress_allowed_by().is_empty(),
             "the payer's egress is not enforced"
         );
-        assert!(f.ingress_denied_by.is_empty());
+        assert!(f.ingress_denied_by().is_empty());
         let audit = tcp_80(&names, "10.0.0.2", "10.0.0.1", Verdict::Audit).expect("named");
         assert!(Arc::ptr_eq(&f, &audit), "answers are shared, not copied");
     }
@@ -250,8 +242,8 @@ mod tests {
     fn denied_flows_name_the_deny_policy() {
         let names = names();
         let f = tcp_80(&names, "10.0.0.3", "10.0.0.1", Verdict::Dropped).expect("named");
-        assert_eq!(named(&f.ingress_denied_by), ["no-alliance"]);
-        assert!(f.ingress_allowed_by.is_empty());
+        assert_eq!(named(f.ingress_denied_by()), ["no-alliance"]);
+        assert!(f.ingress_allowed_by().is_empty());
     }
 
     #[test]

@@ -113,7 +113,7 @@ impl FlowQuery {
                 let flow = stored.without_shared();
                 EncodedGetFlowsResponse::flow_with_shared(
                     flow,
-                    &stored.shared_parts(),
+                    &stored.encoding_parts(),
                     stored.node_name(),
                     flow.time.as_ref(),
                 )

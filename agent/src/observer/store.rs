@@ -15,7 +15,7 @@ use std::{
 };
 
 use holonet_proto::{
-    encoded::SharedParts,
+    encoded::{SharedParts, encode_parts},
     flow::{Endpoint, Flow, HolonetProcess, Ip, LostEvent, NetworkInterface, Policy},
     observer::{GetFlowsResponse, get_flows_response::ResponseTypes},
 };
@@ -61,15 +61,51 @@ pub struct SharedFlowParts {
 }
 
 /// The parts of a flow that depend on its two addresses alone (and on
-/// the endpoints the agent knows).
+/// the endpoints the agent knows), with their wire format, encoded once for
+/// all the flows that share them.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct AddressParts {
+    ip: Option<Ip>,
+    source: Option<Arc<Endpoint>>,
+    destination: Option<Arc<Endpoint>>,
+    wire: Vec<u8>,
+}
+
+impl AddressParts {
+    /// `IP`, `source` and `destination`.
+    pub fn new(
+        ip: Option<Ip>,
+        source: Option<Arc<Endpoint>>,
+        destination: Option<Arc<Endpoint>>,
+    ) -> Self {
+        let wire = encode_parts(&SharedParts {
+            ip: ip.as_ref(),
+            source: source.as_deref(),
+            destination: destination.as_deref(),
+            ..SharedParts::default()
+        });
+        Self {
+            ip,
+            source,
+            destination,
+            wire,
+        }
+    }
+
     /// `IP`.
-    pub ip: Option<Ip>,
+    pub fn ip(&self) -> Option<&Ip> {
+        self.ip.as_ref()
+    }
+
     /// `source`.
-    pub source: Option<Arc<Endpoint>>,
+    pub fn source(&self) -> Option<&Endpoint> {
+        self.source.as_deref()
+    }
+
     /// `destination`.
-    pub destination: Option<Arc<Endpoint>>,
+    pub fn destination(&self) -> Option<&Endpoint> {
+        self.destination.as_deref()
+    }
 }
 
 impl SharedFlowParts {
@@ -81,14 +117,15 @@ impl SharedFlowParts {
                 *part = own.map(Arc::new);
             }
         }
-        let addresses = AddressParts {
-            ip: flow.ip.take(),
-            source: flow.source.take().map(Arc::new),
-            destination: flow.destination.take().map(Arc::new),
-        };
-        let any =
-            addresses.ip.is_some() || addresses.source.is_some() || addresses.destination.is_some();
-        keep(&mut self.addresses, any.then_some(addresses));
+        let (ip, source, destination) =
+            (flow.ip.take(), flow.source.take(), flow.destination.take());
+        if self.addresses.is_none() && (ip.is_some() || source.is_some() || destination.is_some()) {
+            self.addresses = Some(Arc::new(AddressParts::new(
+                ip,
+                source.map(Arc::new),
+                destination.map(Arc::new),
+            )));
+        }
         keep(&mut self.interface, flow.interface.take());
         keep(&mut self.source_process, flow.holonet_source_process.take());
         keep(
@@ -107,28 +144,49 @@ impl SharedFlowParts {
 }
 
 /// The policies a flow names (Hubble's `*_allowed_by` and `*_denied_by`),
-/// shared by the flows with the same peers, port and verdict.
+/// shared by the flows with the same peers, port and verdict, with their
+/// wire format, encoded once for all of them.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct FlowPolicies {
-    /// `egress_allowed_by`.
-    pub egress_allowed_by: Vec<Policy>,
-    /// `ingress_allowed_by`.
-    pub ingress_allowed_by: Vec<Policy>,
-    /// `egress_denied_by`.
-    pub egress_denied_by: Vec<Policy>,
-    /// `ingress_denied_by`.
-    pub ingress_denied_by: Vec<Policy>,
+    egress_allowed_by: Vec<Policy>,
+    ingress_allowed_by: Vec<Policy>,
+    egress_denied_by: Vec<Policy>,
+    ingress_denied_by: Vec<Policy>,
+    wire: Vec<u8>,
 }
 
 impl FlowPolicies {
+    /// The four lists, in the order of their names.
+    pub fn new(
+        egress_allowed_by: Vec<Policy>,
+        ingress_allowed_by: Vec<Policy>,
+        egress_denied_by: Vec<Policy>,
+        ingress_denied_by: Vec<Policy>,
+    ) -> Self {
+        let wire = encode_parts(&SharedParts {
+            egress_allowed_by: &egress_allowed_by,
+            ingress_allowed_by: &ingress_allowed_by,
+            egress_denied_by: &egress_denied_by,
+            ingress_denied_by: &ingress_denied_by,
+            ..SharedParts::default()
+        });
+        Self {
+            egress_allowed_by,
+            ingress_allowed_by,
+            egress_denied_by,
+            ingress_denied_by,
+            wire,
+        }
+    }
+
     /// Moves a message's policy lists out; `None` when all are empty.
     fn take_from(flow: &mut Flow) -> Option<Self> {
-        let taken = Self {
-            egress_allowed_by: std::mem::take(&mut flow.egress_allowed_by),
-            ingress_allowed_by: std::mem::take(&mut flow.ingress_allowed_by),
-            egress_denied_by: std::mem::take(&mut flow.egress_denied_by),
-            ingress_denied_by: std::mem::take(&mut flow.ingress_denied_by),
-        };
+        let taken = Self::new(
+            std::mem::take(&mut flow.egress_allowed_by),
+            std::mem::take(&mut flow.ingress_allowed_by),
+            std::mem::take(&mut flow.egress_denied_by),
+            std::mem::take(&mut flow.ingress_denied_by),
+        );
         (!taken.is_empty()).then_some(taken)
     }
 
@@ -138,6 +196,26 @@ impl FlowPolicies {
             && self.ingress_allowed_by.is_empty()
             && self.egress_denied_by.is_empty()
             && self.ingress_denied_by.is_empty()
+    }
+
+    /// `egress_allowed_by`.
+    pub fn egress_allowed_by(&self) -> &[Policy] {
+        &self.egress_allowed_by
+    }
+
+    /// `ingress_allowed_by`.
+    pub fn ingress_allowed_by(&self) -> &[Policy] {
+        &self.ingress_allowed_by
+    }
+
+    /// `egress_denied_by`.
+    pub fn egress_denied_by(&self) -> &[Policy] {
+        &self.egress_denied_by
+    }
+
+    /// `ingress_denied_by`.
+    pub fn ingress_denied_by(&self) -> &[Policy] {
+        &self.ingress_denied_by
     }
 }
 
@@ -174,12 +252,12 @@ impl StoredFlow {
 
     /// The source endpoint.
     pub fn source(&self) -> Option<&Endpoint> {
-        self.addresses().and_then(|a| a.source.as_deref())
+        self.addresses().and_then(AddressParts::source)
     }
 
     /// The destination endpoint.
     pub fn destination(&self) -> Option<&Endpoint> {
-        self.addresses().and_then(|a| a.destination.as_deref())
+        self.addresses().and_then(AddressParts::destination)
     }
 
     fn addresses(&self) -> Option<&AddressParts> {
@@ -196,24 +274,44 @@ impl StoredFlow {
         self.shared.policies.as_deref()
     }
 
-    /// The shared parts as the encoder and the filters take them.
+    /// The shared parts as the filters take them.
     pub fn shared_parts(&self) -> SharedParts<'_> {
         let shared = &self.shared;
         let policies = shared.policies.as_deref();
         let list = |pick: fn(&FlowPolicies) -> &[Policy]| policies.map_or(&[][..], pick);
         SharedParts {
-            uuid: shared.uuid.as_ref().map(FlowUuid::as_str),
-            ip: self.addresses().and_then(|a| a.ip.as_ref()),
+            ip: self.addresses().and_then(AddressParts::ip),
             source: self.source(),
             destination: self.destination(),
+            egress_allowed_by: list(FlowPolicies::egress_allowed_by),
+            ingress_allowed_by: list(FlowPolicies::ingress_allowed_by),
+            egress_denied_by: list(FlowPolicies::egress_denied_by),
+            ingress_denied_by: list(FlowPolicies::ingress_denied_by),
+            ..self.encoding_parts()
+        }
+    }
+
+    /// The shared parts as the encoder takes them: those encoded once for
+    /// many flows in wire format.
+    pub fn encoding_parts(&self) -> SharedParts<'_> {
+        let shared = &self.shared;
+        SharedParts {
+            uuid: shared.uuid.as_ref().map(FlowUuid::as_str),
+            ip: None,
+            source: None,
+            destination: None,
             node_name: shared.node_name.as_deref(),
             interface: shared.interface.as_deref(),
             source_process: shared.source_process.as_deref(),
             destination_process: shared.destination_process.as_deref(),
-            egress_allowed_by: list(|p| p.egress_allowed_by.as_slice()),
-            ingress_allowed_by: list(|p| p.ingress_allowed_by.as_slice()),
-            egress_denied_by: list(|p| p.egress_denied_by.as_slice()),
-            ingress_denied_by: list(|p| p.ingress_denied_by.as_slice()),
+            egress_allowed_by: &[],
+            ingress_allowed_by: &[],
+            egress_denied_by: &[],
+            ingress_denied_by: &[],
+            wire: [
+                self.addresses().map_or(&[][..], |a| &a.wire),
+                shared.policies.as_deref().map_or(&[][..], |p| &p.wire),
+            ],
         }
     }
 
@@ -221,7 +319,7 @@ impl StoredFlow {
     pub fn to_flow(&self) -> Flow {
         let shared = &self.shared;
         let mut flow = Flow {
-            ip: self.addresses().and_then(|a| a.ip.clone()),
+            ip: self.addresses().and_then(AddressParts::ip).cloned(),
             source: self.source().cloned(),
             destination: self.destination().cloned(),
             node_name: self.node_name().to_string(),
@@ -541,7 +639,7 @@ mod tests {
         };
         let encoded = holonet_proto::encoded::EncodedGetFlowsResponse::flow_with_shared(
             stored.without_shared(),
-            &stored.shared_parts(),
+            &stored.encoding_parts(),
             stored.node_name(),
             None,
         );
@@ -555,10 +653,12 @@ mod tests {
 
     #[test]
     fn shared_parts_are_part_of_the_flow_handed_out() {
-        let policies = Arc::new(FlowPolicies {
-            ingress_allowed_by: vec![policy("l7-visibility")],
-            ..FlowPolicies::default()
-        });
+        let policies = Arc::new(FlowPolicies::new(
+            Vec::new(),
+            vec![policy("l7-visibility")],
+            Vec::new(),
+            Vec::new(),
+        ));
         let endpoint = Arc::new(Endpoint {
             pod_name: "payer".into(),
             ..Default::default()
@@ -581,11 +681,11 @@ mod tests {
             });
             message.uuid = "ignored".into();
             shared.uuid = Some(uuid);
-            shared.addresses = Some(Arc::new(AddressParts {
-                ip: Some((*ip).clone()),
-                source: Some(Arc::clone(&endpoint)),
-                destination: None,
-            }));
+            shared.addresses = Some(Arc::new(AddressParts::new(
+                Some((*ip).clone()),
+                Some(Arc::clone(&endpoint)),
+                None,
+            )));
             shared.policies = Some(Arc::clone(&policies));
         });
         let (whole, on_the_wire) = whole_and_encoded(&event);
