@@ -202,6 +202,23 @@ impl L7DfaTable {
     }
 }
 
+/// The kernel's HTTP head scanner's test of eight bytes at once (read
+/// little-endian into `word`): may any of them change what it decides, being
+/// a control character (CR, LF and tab included) or DEL? Exact when it
+/// answers no, which lets the scanner step over the eight bytes; a yes may
+/// be a false alarm, and the scanner then looks at them one by one.
+pub fn has_special_head_byte(word: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    // A byte below 0x20 borrows in the subtraction and has its high bit
+    // clear in `!word` (bytes of 0x80 and above are ordinary).
+    let below_space = word.wrapping_sub(0x20 * ONES) & !word & HIGHS;
+    // A DEL byte becomes zero.
+    let del = word ^ (0x7f * ONES);
+    let is_del = del.wrapping_sub(ONES) & !del & HIGHS;
+    below_space | is_del != 0
+}
+
 #[cfg(feature = "user")]
 // SAFETY: `L7DfaTable` is `repr(C)`, made only of integers and integer arrays,
 // with explicit padding and no implicit padding (its size is asserted above),
@@ -211,6 +228,44 @@ unsafe impl aya::Pod for L7DfaTable {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn special(b: u8) -> bool {
+        b < 0x20 || b == 0x7f
+    }
+
+    proptest::proptest! {
+        /// Eight bytes with a control character or DEL among them are
+        /// never stepped over.
+        #[test]
+        fn special_bytes_are_always_seen(bytes in proptest::array::uniform8(proptest::num::u8::ANY)) {
+            if bytes.iter().copied().any(special) {
+                proptest::prop_assert!(has_special_head_byte(u64::from_le_bytes(bytes)));
+            }
+        }
+
+        /// Header text without them is stepped over.
+        #[test]
+        fn ordinary_text_is_stepped_over(bytes in proptest::array::uniform8(0x20u8..0x7f)) {
+            proptest::prop_assert!(!has_special_head_byte(u64::from_le_bytes(bytes)));
+        }
+    }
+
+    #[test]
+    fn each_special_byte_in_each_position_is_seen() {
+        for at in 0..8 {
+            for b in (0u8..0x20).chain([0x7f]) {
+                let mut bytes = *b"Host: co";
+                bytes[at] = b;
+                assert!(
+                    has_special_head_byte(u64::from_le_bytes(bytes)),
+                    "{b:#x} at {at}"
+                );
+            }
+        }
+        assert!(!has_special_head_byte(u64::from_le_bytes(
+            *b"\x80\xff\xc3\xa9 /a?"
+        )));
+    }
 
     #[test]
     fn field_offsets_match_the_documented_layout() {

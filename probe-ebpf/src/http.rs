@@ -13,7 +13,7 @@
 use aya_ebpf::{cty::c_void, helpers::bpf_loop};
 use probe_common::{
     event::l7_detail,
-    l7::{L7_DFA_MAX_CLASSES, L7DfaTable},
+    l7::{L7_DFA_MAX_CLASSES, L7DfaTable, has_special_head_byte},
 };
 
 macro_rules! get {
@@ -83,6 +83,8 @@ pub(crate) struct LoopVars {
     row: u64,
     count: u64,
     out: u64,
+    /// Bytes a walk may read.
+    limit: u64,
 }
 
 /// A field of [`LoopVars`].
@@ -146,11 +148,12 @@ pub(crate) fn walk_request_line(
     } else {
         REQUEST_LINE_MAX
     };
+    set!(vars.limit = limit as u64);
     // SAFETY: `walk_step` has the callback signature `bpf_loop` expects and
     // only dereferences the pointers in `state`, which outlives the call.
     let looped = unsafe {
         bpf_loop(
-            limit as u32,
+            limit.div_ceil(WALK_STRIDE) as u32,
             walk_step as *mut c_void,
             core::ptr::addr_of_mut!(state).cast(),
             0,
@@ -163,40 +166,56 @@ pub(crate) fn walk_request_line(
     accept as u16
 }
 
-/// One byte of [`walk_request_line`]: 0 to go on, 1 to stop with `out`
-/// set.
+/// Bytes [`walk_step`] walks per call: fewer `bpf_loop` calls, each
+/// verified once.
+const WALK_STRIDE: usize = 4;
+
+/// [`WALK_STRIDE`] bytes of [`walk_request_line`] (fewer at the limit): 0
+/// to go on, 1 to stop with `out` set.
 #[inline(never)]
 unsafe extern "C" fn walk_step(index: u32, ctx: *mut c_void) -> i64 {
     let state = ctx.cast::<WalkLoop>();
     // SAFETY: `ctx` is the `WalkLoop` on `walk_request_line`'s stack; the
     // pointers in it are map values valid for this program run.
     let (buf, table, vars) = unsafe { (&*(*state).buf, &*(*state).table, (*state).vars) };
-    let row = get!(vars.row);
     let stop = move |accept: u16| {
         set!(vars.out = u64::from(accept));
         1
     };
-    let Some(&b) = buf.get(index as usize) else {
-        return stop(0);
-    };
-    if b == b' ' {
-        let spaces = get!(vars.count) + 1;
-        if spaces == 2 {
-            let dfa_state = row as usize / L7_DFA_MAX_CLASSES;
-            return stop(table.accept.get(dfa_state).copied().unwrap_or(0));
+    let limit = get!(vars.limit);
+    let mut row = get!(vars.row);
+    let first = index as usize * WALK_STRIDE;
+    for at in first..first + WALK_STRIDE {
+        if at as u64 >= limit {
+            // Not a whole `METHOD SP target SP` within the limit.
+            return stop(0);
         }
-        set!(vars.count = spaces);
-    } else if b == b'\r' || b == b'\n' {
-        return stop(0);
+        // The mask changes nothing (`at` is below the limit, at most
+        // `REQUEST_LINE_MAX`); it shows the verifier the bound on the very
+        // register used for the access.
+        let Some(&b) = buf.get(at & (HEAD_WINDOW - 1)) else {
+            return stop(0);
+        };
+        if b == b' ' {
+            let spaces = get!(vars.count) + 1;
+            if spaces == 2 {
+                let dfa_state = row as usize / L7_DFA_MAX_CLASSES;
+                return stop(table.accept.get(dfa_state).copied().unwrap_or(0));
+            }
+            set!(vars.count = spaces);
+        } else if b == b'\r' || b == b'\n' {
+            return stop(0);
+        }
+        let idx = row as usize + usize::from(table.byte_class[usize::from(b)]);
+        let Some(&next) = table.transitions.get(idx) else {
+            return stop(0);
+        };
+        if next == 0 {
+            return stop(0);
+        }
+        row = u64::from(next);
     }
-    let idx = row as usize + usize::from(table.byte_class[usize::from(b)]);
-    let Some(&next) = table.transitions.get(idx) else {
-        return stop(0);
-    };
-    if next == 0 {
-        return stop(0);
-    }
-    set!(vars.row = u64::from(next));
+    set!(vars.row = row);
     0
 }
 
@@ -216,6 +235,10 @@ const MAYBE_TRANSFER_ENCODING: u32 = 2;
 /// instruction budget.
 #[repr(C)]
 pub(crate) struct HeadScan {
+    /// Where the next step reads, and where the scan ends (the bytes
+    /// copied, at most [`HEAD_WINDOW`]).
+    pos: u32,
+    end: u32,
     /// The byte before the current one.
     prev: u32,
     /// Index just after the last LF: where the current line starts.
@@ -252,7 +275,9 @@ struct ScanLoop {
 ///
 /// The byte loop runs under `bpf_loop` (kernel 5.17+): its step is verified
 /// once, where a plain loop of [`HEAD_WINDOW`] branchy iterations exceeds the
-/// verifier's instruction budget.
+/// verifier's instruction budget. A step takes eight bytes at once where
+/// none of them can matter (see [`scan_step`]), one byte otherwise, so the
+/// loop's count (one step per byte) is an upper bound.
 #[inline(always)]
 pub(crate) fn scan_head(
     buf: *const [u8; HEAD_WINDOW],
@@ -260,6 +285,9 @@ pub(crate) fn scan_head(
     scan: *mut HeadScan,
     vars: *mut LoopVars,
 ) -> u64 {
+    let limit = if len < HEAD_WINDOW { len } else { HEAD_WINDOW };
+    set!(scan.pos = 0);
+    set!(scan.end = limit as u32);
     set!(scan.prev = 0);
     set!(scan.line_start = 0);
     set!(scan.name_match = 0);
@@ -270,7 +298,6 @@ pub(crate) fn scan_head(
     set!(scan.cl = 0);
     let mut state = ScanLoop { buf, scan, vars };
     set!(vars.out = 0);
-    let limit = if len < HEAD_WINDOW { len } else { HEAD_WINDOW };
     // SAFETY: `scan_step` has the callback signature `bpf_loop` expects and
     // only dereferences the pointers in `state`, which outlives the call.
     let looped = unsafe {
@@ -288,9 +315,12 @@ pub(crate) fn scan_head(
     result
 }
 
-/// One byte of [`scan_head`]: 0 to go on, 1 to stop with `result` set.
+/// One step of [`scan_head`]: eight bytes where none can change the scan's
+/// state (no header name being matched, no `Content-Length` value being
+/// read, no CR before them, none of them special), else one byte. Returns 0
+/// to go on, 1 to stop with `result` set.
 #[inline(never)]
-unsafe extern "C" fn scan_step(index: u32, ctx: *mut c_void) -> i64 {
+unsafe extern "C" fn scan_step(_index: u32, ctx: *mut c_void) -> i64 {
     let state = ctx.cast::<ScanLoop>();
     // SAFETY: `ctx` is the `ScanLoop` on `scan_head`'s stack.
     let (buf, st, vars) = unsafe { ((*state).buf, (*state).scan, (*state).vars) };
@@ -300,7 +330,28 @@ unsafe extern "C" fn scan_step(index: u32, ctx: *mut c_void) -> i64 {
     };
     // SAFETY: `buf` is the per-CPU request copy, valid for this run.
     let buf = unsafe { &*buf };
-    let Some(&b) = buf.get(index as usize) else {
+    let index = get!(st.pos);
+    let end = get!(st.end);
+    if index >= end {
+        return stop(u64::from(l7_detail::HEAD_INCOMPLETE));
+    }
+    let at = index as usize;
+    if index + 8 <= end
+        && get!(st.name_match) == 0
+        && get!(st.cl_phase) == 3
+        && get!(st.prev) != u32::from(b'\r')
+        && let Some(chunk) = buf.get(at..at + 8)
+        && let Ok(chunk) = <[u8; 8]>::try_from(chunk)
+    {
+        let word = u64::from_le_bytes(chunk);
+        if !has_special_head_byte(word) {
+            set!(st.prev = (word >> 56) as u32);
+            set!(st.pos = index + 8);
+            return 0;
+        }
+    }
+    set!(st.pos = index + 1);
+    let Some(&b) = buf.get(at) else {
         return stop(u64::from(l7_detail::HEAD_INCOMPLETE));
     };
     let prev = get!(st.prev) as u8;
