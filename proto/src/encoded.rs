@@ -34,6 +34,7 @@ const FLOW_DESTINATION: u32 = 9;
 const FLOW_NODE_NAME: u32 = 11;
 const FLOW_INTERFACE: u32 = 28;
 const FLOW_UUID: u32 = 34;
+const FLOW_SUMMARY: u32 = 100_000;
 const FLOW_SOURCE_PROCESS: u32 = 200_001;
 const FLOW_DESTINATION_PROCESS: u32 = 200_002;
 
@@ -52,6 +53,8 @@ const FLOW_INGRESS_DENIED_BY: u32 = 21005;
 pub struct SharedParts<'a> {
     /// `uuid` (kept apart so that it needs no allocation of its own).
     pub uuid: Option<&'a str>,
+    /// `Summary`.
+    pub summary: Option<&'a str>,
     /// `IP`.
     pub ip: Option<&'a Ip>,
     /// `source`.
@@ -93,6 +96,7 @@ impl<'a> SharedParts<'a> {
     pub fn of(flow: &'a Flow) -> Self {
         Self {
             uuid: Some(flow.uuid.as_str()),
+            summary: Some(flow.summary.as_str()),
             ip: flow.ip.as_ref(),
             source: flow.source.as_ref(),
             destination: flow.destination.as_ref(),
@@ -116,7 +120,8 @@ impl<'a> SharedParts<'a> {
             + len_of(FLOW_INTERFACE, self.interface)
             + len_of(FLOW_SOURCE_PROCESS, self.source_process)
             + len_of(FLOW_DESTINATION_PROCESS, self.destination_process)
-            + [(FLOW_NODE_NAME, self.node_name()), (FLOW_UUID, self.uuid())]
+            + self
+                .strings()
                 .iter()
                 .filter_map(|(tag, text)| text.map(|t| string_len(*tag, t)))
                 .sum::<usize>()
@@ -136,7 +141,7 @@ impl<'a> SharedParts<'a> {
         put(FLOW_INTERFACE, self.interface, buf);
         put(FLOW_SOURCE_PROCESS, self.source_process, buf);
         put(FLOW_DESTINATION_PROCESS, self.destination_process, buf);
-        for (tag, text) in [(FLOW_NODE_NAME, self.node_name()), (FLOW_UUID, self.uuid())] {
+        for (tag, text) in self.strings() {
             if let Some(text) = text {
                 encode_key(tag, WireType::LengthDelimited, buf);
                 encode_varint(text.len() as u64, buf);
@@ -159,6 +164,17 @@ impl<'a> SharedParts<'a> {
 
     fn uuid(&self) -> Option<&str> {
         self.uuid.filter(|uuid| !uuid.is_empty())
+    }
+
+    /// The string fields to write (empty ones are not written, as prost
+    /// leaves out empty strings).
+    fn strings(&self) -> [(u32, Option<&str>); 3] {
+        let non_empty = |text: Option<&'a str>| text.filter(|t| !t.is_empty());
+        [
+            (FLOW_NODE_NAME, non_empty(self.node_name)),
+            (FLOW_UUID, non_empty(self.uuid)),
+            (FLOW_SUMMARY, non_empty(self.summary)),
+        ]
     }
 
     fn policies(&self) -> [(u32, &[Policy]); 4] {
@@ -220,6 +236,7 @@ impl EncodedGetFlowsResponse {
         debug_assert!(flow.source.is_none() && flow.destination.is_none());
         debug_assert!(shared.node_name().is_none() || flow.node_name.is_empty());
         debug_assert!(shared.uuid().is_none() || flow.uuid.is_empty());
+        debug_assert!(shared.summary.is_none_or(str::is_empty) || flow.summary.is_empty());
         debug_assert!(shared.interface.is_none() || flow.interface.is_none());
         debug_assert!(flow.egress_allowed_by.is_empty() && flow.ingress_allowed_by.is_empty());
         debug_assert!(flow.egress_denied_by.is_empty() && flow.ingress_denied_by.is_empty());
@@ -356,6 +373,7 @@ mod tests {
             source: None,
             destination: None,
             node_name: String::new(),
+            summary: String::new(),
             ..whole.clone()
         };
         let ip = Ip {
@@ -393,6 +411,7 @@ mod tests {
             &without,
             &SharedParts {
                 uuid: Some("3f1c9a52-77d4-4b0e-9a61-0c2f5e8d7b14"),
+                summary: Some(&whole.summary),
                 ip: Some(&ip),
                 source: Some(&source),
                 destination: Some(&destination),
@@ -412,6 +431,7 @@ mod tests {
         let expected = GetFlowsResponse {
             response_types: Some(ResponseTypes::Flow(Flow {
                 uuid: "3f1c9a52-77d4-4b0e-9a61-0c2f5e8d7b14".into(),
+                summary: whole.summary.clone(),
                 ip: Some(ip),
                 source: Some(source),
                 destination: Some(destination),

@@ -215,7 +215,42 @@ pub fn to_message(flow: &Flow, node_name: &str, uuids: &mut UuidSource) -> pb::F
         ..Default::default()
     };
     write_message(flow, &mut out);
+    if let Some(summary) = packet_summary(flow) {
+        out.summary = summary;
+    }
     out
+}
+
+/// The `Summary` of a flow that records a packet (not an L7 record):
+/// `TCP Flags: SYN, ACK` or `UDP`, and why an L7-enforced segment was
+/// dropped. The same for every such flow with the same protocol, flags and
+/// reason; `None` for HTTP and DNS records, whose summary
+/// [`write_message`] writes.
+pub fn packet_summary(flow: &Flow) -> Option<String> {
+    if is_l7_record(flow) {
+        return None;
+    }
+    let why = crate::flow::l7_detail_text(flow.l7_detail);
+    let mut summary = String::with_capacity(48 + why.map_or(0, str::len));
+    if flow.l4_proto == 17 {
+        summary.push_str("UDP");
+    } else {
+        let _ = write!(summary, "TCP Flags: {}", flow.tcp_flags);
+    }
+    if let Some(why) = why {
+        summary.push_str("; ");
+        summary.push_str(why);
+    }
+    Some(summary)
+}
+
+/// Is the flow a record of an HTTP request or response or of a DNS message
+/// (rather than of a packet)?
+pub(crate) fn is_l7_record(flow: &Flow) -> bool {
+    matches!(
+        flow.kind,
+        FlowKind::HttpRequest(_) | FlowKind::HttpResponse(_) | FlowKind::Dns(_)
+    )
 }
 
 /// The flow's `IP` (the same for every flow between two addresses).
@@ -242,7 +277,8 @@ pub fn message_interface(flow: &Flow) -> NetworkInterface {
 }
 
 /// [`to_message`] but for the parts the store keeps apart (`uuid`, `IP`,
-/// `node_name`, `interface`, see [`message_ip`] and [`message_interface`]), written
+/// `node_name`, `interface`, a packet's `Summary`: see [`message_ip`],
+/// [`message_interface`] and [`packet_summary`]), written
 /// into `out`, a message with every field at its default (so a stored flow
 /// is built where it is kept, not moved there).
 pub fn write_message(flow: &Flow, out: &mut pb::Flow) {
@@ -262,10 +298,7 @@ pub fn write_message(flow: &Flow, out: &mut pb::Flow) {
     // L7 flows are records of a request, response or DNS message, not of a
     // packet: as Hubble writes them (from the proxy), their l4 has the
     // ports only and they carry no policy match type.
-    let l7 = matches!(
-        flow.kind,
-        FlowKind::HttpRequest(_) | FlowKind::HttpResponse(_) | FlowKind::Dns(_)
-    );
+    let l7 = is_l7_record(flow);
     let l4 = Layer4 {
         protocol: Some(if udp {
             layer4::Protocol::Udp(pb::Udp {
@@ -415,18 +448,6 @@ pub fn write_message(flow: &Flow, out: &mut pb::Flow) {
                 sub_type: trace_sub_type(flow.observation),
             });
             out.set_trace_observation_point(point);
-            let why = crate::flow::l7_detail_text(flow.l7_detail);
-            let mut summary = String::with_capacity(48 + why.map_or(0, str::len));
-            if udp {
-                summary.push_str("UDP");
-            } else {
-                let _ = write!(summary, "TCP Flags: {}", flow.tcp_flags);
-            }
-            if let Some(why) = why {
-                summary.push_str("; ");
-                summary.push_str(why);
-            }
-            out.summary = summary;
         }
     }
     if !l7 {

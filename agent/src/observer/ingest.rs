@@ -18,7 +18,9 @@ use holonet_proto::flow::{HolonetProcess, NetworkInterface};
 use probe_common::event::FlowEvent;
 
 use super::{
-    convert::{UuidSource, message_interface, message_ip, write_message},
+    convert::{
+        UuidSource, is_l7_record, message_interface, message_ip, packet_summary, write_message,
+    },
     endpoints::EndpointDirectory,
     policy_names::PolicyNames,
     store::{AddressParts, StoredEvent, StoredFlow},
@@ -102,16 +104,18 @@ struct PartCache {
     directory: u64,
     interfaces: FastMap<u32, Arc<NetworkInterface>>,
     processes: FastMap<ProcessInfo, Arc<HolonetProcess>>,
+    /// Packet summaries by IP protocol, TCP flags and L7 detail.
+    summaries: FastMap<(u8, u8, u8), Arc<str>>,
 }
 
 /// Entries each map of a [`PartCache`] holds at most.
 const PART_CACHE_LIMIT: usize = 16_384;
 
 /// The entry for `key`, built by `build` unless `map` has it.
-fn cached<K: Eq + Hash, V>(
+fn cached<K: Eq + Hash, V: ?Sized>(
     map: &mut FastMap<K, Arc<V>>,
     key: K,
-    build: impl FnOnce(&K) -> V,
+    build: impl FnOnce(&K) -> Arc<V>,
 ) -> Arc<V> {
     if let Some(hit) = map.get(&key) {
         return Arc::clone(hit);
@@ -119,7 +123,7 @@ fn cached<K: Eq + Hash, V>(
     if map.len() >= PART_CACHE_LIMIT {
         map.clear();
     }
-    let part = Arc::new(build(&key));
+    let part = build(&key);
     map.insert(key, Arc::clone(&part));
     part
 }
@@ -165,17 +169,23 @@ impl FlowIngest {
                 &mut cache.addresses,
                 (flow.source.ip(), flow.destination.ip()),
                 |&(source, destination)| {
-                    AddressParts::new(
+                    Arc::new(AddressParts::new(
                         Some(message_ip(&flow)),
                         Some(Arc::clone(endpoints.lookup(source))),
                         Some(Arc::clone(endpoints.lookup(destination))),
-                    )
+                    ))
                 },
             ));
             shared.node_name = Some(Arc::clone(&self.node_name));
             shared.interface = Some(cached(&mut cache.interfaces, flow.ifindex, |_| {
-                message_interface(&flow)
+                Arc::new(message_interface(&flow))
             }));
+            if !is_l7_record(&flow) {
+                let key = (flow.l4_proto, flow.tcp_flags.0, flow.l7_detail);
+                shared.summary = Some(cached(&mut cache.summaries, key, |_| {
+                    Arc::from(packet_summary(&flow).unwrap_or_default())
+                }));
+            }
             let is_reply = message.is_reply.map(|r| r.value);
             if let Some(processes) = with.processes.as_mut()
                 && flow.l4_proto == TCP
@@ -183,9 +193,11 @@ impl FlowIngest {
                 let (source, destination) =
                     processes.attribute(flow.source, flow.destination, is_reply);
                 let mut shared_process = |process: ProcessInfo| {
-                    cached(&mut cache.processes, process, |p| HolonetProcess {
-                        pid: p.pid,
-                        command: p.command.to_string(),
+                    cached(&mut cache.processes, process, |p| {
+                        Arc::new(HolonetProcess {
+                            pid: p.pid,
+                            command: p.command.to_string(),
+                        })
                     })
                 };
                 shared.source_process = source.map(&mut shared_process);
@@ -295,6 +307,7 @@ mod tests {
                 Some("lxc-payer")
             );
             assert_eq!(f.ip.as_ref().map(|ip| ip.source.as_str()), Some("10.0.0.2"));
+            assert_eq!(f.summary, "TCP Flags: SYN");
         }
     }
 }

@@ -46,6 +46,8 @@ pub struct StoredFlow {
 pub struct SharedFlowParts {
     /// `uuid`, when kept apart (a flow's own is kept in the message).
     pub uuid: Option<FlowUuid>,
+    /// `Summary`, when shared (a flow's own is kept in the message).
+    pub summary: Option<Arc<str>>,
     /// `IP`, `source` and `destination`.
     pub addresses: Option<Arc<AddressParts>>,
     /// `node_name`.
@@ -132,9 +134,16 @@ impl SharedFlowParts {
             &mut self.destination_process,
             flow.holonet_destination_process.take(),
         );
-        keep(&mut self.policies, FlowPolicies::take_from(flow));
+        if self.policies.is_some() {
+            FlowPolicies::clear(flow);
+        } else {
+            self.policies = FlowPolicies::take_from(flow).map(Arc::new);
+        }
         if self.uuid.is_some() {
             flow.uuid.clear();
+        }
+        if self.summary.is_some() {
+            flow.summary.clear();
         }
         let node_name = std::mem::take(&mut flow.node_name);
         if self.node_name.is_none() && !node_name.is_empty() {
@@ -181,13 +190,27 @@ impl FlowPolicies {
 
     /// Moves a message's policy lists out; `None` when all are empty.
     fn take_from(flow: &mut Flow) -> Option<Self> {
-        let taken = Self::new(
+        if flow.egress_allowed_by.is_empty()
+            && flow.ingress_allowed_by.is_empty()
+            && flow.egress_denied_by.is_empty()
+            && flow.ingress_denied_by.is_empty()
+        {
+            return None;
+        }
+        Some(Self::new(
             std::mem::take(&mut flow.egress_allowed_by),
             std::mem::take(&mut flow.ingress_allowed_by),
             std::mem::take(&mut flow.egress_denied_by),
             std::mem::take(&mut flow.ingress_denied_by),
-        );
-        (!taken.is_empty()).then_some(taken)
+        ))
+    }
+
+    /// Empties a message's policy lists.
+    fn clear(flow: &mut Flow) {
+        flow.egress_allowed_by.clear();
+        flow.ingress_allowed_by.clear();
+        flow.egress_denied_by.clear();
+        flow.ingress_denied_by.clear();
     }
 
     /// Names no policy.
@@ -297,6 +320,7 @@ impl StoredFlow {
         let shared = &self.shared;
         SharedParts {
             uuid: shared.uuid.as_ref().map(FlowUuid::as_str),
+            summary: shared.summary.as_deref(),
             ip: None,
             source: None,
             destination: None,
@@ -330,6 +354,9 @@ impl StoredFlow {
         };
         if let Some(uuid) = &shared.uuid {
             flow.uuid = uuid.as_str().to_string();
+        }
+        if let Some(summary) = &shared.summary {
+            flow.summary = summary.to_string();
         }
         if let Some(policies) = shared.policies.as_deref() {
             flow.egress_allowed_by
@@ -670,7 +697,8 @@ mod tests {
         });
         let uuid = super::super::convert::UuidSource::new().next_flow_uuid();
         let event = StoredFlow::build_event(|message, shared| {
-            message.summary = "TCP Flags: SYN".into();
+            message.summary = "ignored".into();
+            shared.summary = Some(Arc::from("TCP Flags: SYN"));
             // Parts the message has itself give way to the shared ones,
             // or are moved out when nothing is shared in their place.
             message.egress_denied_by = vec![policy("ignored")];
@@ -708,6 +736,7 @@ mod tests {
         let bare = stored.without_shared();
         assert!(bare.ingress_allowed_by.is_empty() && bare.egress_denied_by.is_empty());
         assert!(bare.ip.is_none() && bare.node_name.is_empty() && bare.uuid.is_empty());
+        assert!(bare.summary.is_empty());
         assert!(bare.holonet_destination_process.is_none());
         assert_eq!(stored.node_name(), "kind-worker");
         assert!(Arc::ptr_eq(
