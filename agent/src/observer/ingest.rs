@@ -14,7 +14,6 @@ use std::{
 };
 
 use holonet_proto::flow::{HolonetProcess, NetworkInterface};
-
 use probe_common::event::FlowEvent;
 
 use super::{
@@ -23,7 +22,7 @@ use super::{
     },
     endpoints::EndpointDirectory,
     policy_names::PolicyNames,
-    store::{AddressParts, StoredEvent, StoredFlow},
+    stored::{AddressParts, StoredEvent, StoredFlow},
 };
 use crate::{
     clock::MonotonicClock,

@@ -2,9 +2,9 @@
 //! in a bounded ring, served over a Hubble-compatible gRPC API and recorded.
 //!
 //! ```text
-//! EventReader ─► pipeline (decode, enrich, convert) ─► FlowStore ─┬─► GetFlows streams
-//!                                                                 ├─► exporter (JSON lines)
-//!                                                                 └─► metrics (Prometheus text)
+//! EventReader ─► pipeline (ingest: decode, enrich, convert) ─► FlowStore ─┬─► GetFlows streams
+//!                                                                         ├─► exporter (JSON lines)
+//!                                                                         └─► metrics (Prometheus text)
 //! ```
 
 pub mod convert;
@@ -19,3 +19,4 @@ pub mod query;
 pub mod server;
 pub mod service;
 pub mod store;
+pub mod stored;
