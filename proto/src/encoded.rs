@@ -471,13 +471,15 @@ mod tests {
             node_name: Some(&whole.node_name),
             ..SharedParts::default()
         });
+        // The flow with its source and node kept apart.
+        let apart = Flow {
+            source: None,
+            destination: None,
+            node_name: String::new(),
+            ..whole.clone()
+        };
         let wired = EncodedGetFlowsResponse::flow_with_shared(
-            &Flow {
-                source: None,
-                destination: None,
-                node_name: String::new(),
-                ..whole.clone()
-            },
+            &apart,
             &SharedParts {
                 wire: [&endpoints, &node],
                 ..SharedParts::default()
@@ -491,12 +493,7 @@ mod tests {
         );
         // A flow's own parts, as shared parts, decode into the same flow.
         let own = EncodedGetFlowsResponse::flow_with_shared(
-            &Flow {
-                source: None,
-                destination: None,
-                node_name: String::new(),
-                ..whole.clone()
-            },
+            &apart,
             &SharedParts {
                 source: whole.source.as_ref(),
                 node_name: Some(&whole.node_name),

@@ -221,6 +221,7 @@ const TCP: u8 = 6;
 #[cfg(test)]
 mod tests {
     use holonet_policy::{diag::SourceFile, endpoints::parse_endpoints};
+    use holonet_proto::flow as pb;
     use probe_common::event::{family, hook, kind, tcp_flags, verdict};
 
     use super::*;
@@ -249,25 +250,37 @@ mod tests {
         EndpointDirectory::from_cluster(&cluster, "n")
     }
 
-    fn source_pod(ingest: &mut FlowIngest, endpoints: &EndpointDirectory) -> String {
+    fn ingest(node: &str) -> FlowIngest {
+        FlowIngest::new(
+            MonotonicClock::with_offset_ns(0),
+            HashMap::from([(3, "lxc-payer".to_string())]),
+            node.to_string(),
+        )
+    }
+
+    /// The whole flow a SYN becomes.
+    fn converted(ingest: &mut FlowIngest, endpoints: &EndpointDirectory) -> pb::Flow {
         let mut with = Enrichment {
             endpoints,
             policy_names: None,
             processes: None,
         };
         match &*ingest.convert(&syn(), &mut with, &mut |_| {}) {
-            StoredEvent::Flow(stored) => stored.to_flow().source.expect("a source").pod_name,
+            StoredEvent::Flow(stored) => stored.to_flow(),
             StoredEvent::Lost(_) => panic!("a flow"),
         }
     }
 
+    fn source_pod(ingest: &mut FlowIngest, endpoints: &EndpointDirectory) -> String {
+        converted(ingest, endpoints)
+            .source
+            .expect("a source")
+            .pod_name
+    }
+
     #[test]
     fn flows_name_the_endpoints_of_the_directory_in_force() {
-        let mut ingest = FlowIngest::new(
-            MonotonicClock::with_offset_ns(0),
-            HashMap::from([(3, "lxc-payer".to_string())]),
-            "n".to_string(),
-        );
+        let mut ingest = ingest("n");
         let before = directory("payer");
         assert_eq!(source_pod(&mut ingest, &before), "payer");
         assert_eq!(source_pod(&mut ingest, &before), "payer");
@@ -280,23 +293,9 @@ mod tests {
 
     #[test]
     fn every_flow_gets_its_own_uuid_and_the_shared_node_and_interface() {
-        let mut ingest = FlowIngest::new(
-            MonotonicClock::with_offset_ns(0),
-            HashMap::from([(3, "lxc-payer".to_string())]),
-            "kind-worker".to_string(),
-        );
+        let mut ingest = ingest("kind-worker");
         let endpoints = directory("payer");
-        let mut with = Enrichment {
-            endpoints: &endpoints,
-            policy_names: None,
-            processes: None,
-        };
-        let flows: Vec<_> = (0..3)
-            .map(|_| match &*ingest.convert(&syn(), &mut with, &mut |_| {}) {
-                StoredEvent::Flow(stored) => stored.to_flow(),
-                StoredEvent::Lost(_) => panic!("a flow"),
-            })
-            .collect();
+        let flows: Vec<_> = (0..3).map(|_| converted(&mut ingest, &endpoints)).collect();
         let uuids: std::collections::HashSet<_> = flows.iter().map(|f| f.uuid.clone()).collect();
         assert_eq!(uuids.len(), 3);
         for f in &flows {
