@@ -92,26 +92,6 @@ pub fn encode_parts(parts: &SharedParts<'_>) -> Vec<u8> {
 }
 
 impl<'a> SharedParts<'a> {
-    /// The parts of `flow` itself (nothing kept apart).
-    pub fn of(flow: &'a Flow) -> Self {
-        Self {
-            uuid: Some(flow.uuid.as_str()),
-            summary: Some(flow.summary.as_str()),
-            ip: flow.ip.as_ref(),
-            source: flow.source.as_ref(),
-            destination: flow.destination.as_ref(),
-            node_name: Some(flow.node_name.as_str()),
-            interface: flow.interface.as_ref(),
-            source_process: flow.holonet_source_process.as_ref(),
-            destination_process: flow.holonet_destination_process.as_ref(),
-            egress_allowed_by: &flow.egress_allowed_by,
-            ingress_allowed_by: &flow.ingress_allowed_by,
-            egress_denied_by: &flow.egress_denied_by,
-            ingress_denied_by: &flow.ingress_denied_by,
-            wire: [&[], &[]],
-        }
-    }
-
     /// The encoded length of the shared fields.
     fn encoded_len(&self) -> usize {
         len_of(FLOW_IP, self.ip)
@@ -158,18 +138,9 @@ impl<'a> SharedParts<'a> {
         }
     }
 
-    fn node_name(&self) -> Option<&str> {
-        self.node_name.filter(|name| !name.is_empty())
-    }
-
-    fn uuid(&self) -> Option<&str> {
-        self.uuid.filter(|uuid| !uuid.is_empty())
-    }
-
     /// The string fields to write (empty ones are not written, as prost
     /// leaves out empty strings).
-    fn strings(&self) -> [(u32, Option<&str>); 3] {
-        let non_empty = |text: Option<&'a str>| text.filter(|t| !t.is_empty());
+    fn strings(&self) -> [(u32, Option<&'a str>); 3] {
         [
             (FLOW_NODE_NAME, non_empty(self.node_name)),
             (FLOW_UUID, non_empty(self.uuid)),
@@ -185,6 +156,10 @@ impl<'a> SharedParts<'a> {
             (FLOW_INGRESS_DENIED_BY, self.ingress_denied_by),
         ]
     }
+}
+
+fn non_empty(text: Option<&str>) -> Option<&str> {
+    text.filter(|t| !t.is_empty())
 }
 
 fn string_len(tag: u32, text: &str) -> usize {
@@ -234,9 +209,9 @@ impl EncodedGetFlowsResponse {
     ) -> Self {
         debug_assert!(shared.ip.is_none() || flow.ip.is_none());
         debug_assert!(flow.source.is_none() && flow.destination.is_none());
-        debug_assert!(shared.node_name().is_none() || flow.node_name.is_empty());
-        debug_assert!(shared.uuid().is_none() || flow.uuid.is_empty());
-        debug_assert!(shared.summary.is_none_or(str::is_empty) || flow.summary.is_empty());
+        debug_assert!(non_empty(shared.node_name).is_none() || flow.node_name.is_empty());
+        debug_assert!(non_empty(shared.uuid).is_none() || flow.uuid.is_empty());
+        debug_assert!(non_empty(shared.summary).is_none() || flow.summary.is_empty());
         debug_assert!(shared.interface.is_none() || flow.interface.is_none());
         debug_assert!(flow.egress_allowed_by.is_empty() && flow.ingress_allowed_by.is_empty());
         debug_assert!(flow.egress_denied_by.is_empty() && flow.ingress_denied_by.is_empty());

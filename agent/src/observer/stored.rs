@@ -278,11 +278,6 @@ impl StoredFlow {
         self.shared.node_name.as_deref().unwrap_or_default()
     }
 
-    /// The policies the flow names, if any.
-    pub fn policies(&self) -> Option<&FlowPolicies> {
-        self.shared.policies.as_deref()
-    }
-
     /// The shared parts as the filters take them.
     pub fn shared_parts(&self) -> SharedParts<'_> {
         let shared = &self.shared;
