@@ -22,7 +22,9 @@
 #![no_main]
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_probe_read_kernel},
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_jiffies64, bpf_probe_read_kernel,
+    },
     macros::{kprobe, map, raw_tracepoint},
     maps::{Array, LruHashMap, PerCpuArray, RingBuf},
     programs::{ProbeContext, RawTracePointContext},
@@ -57,6 +59,21 @@ static PROC_READERS: LruHashMap<u64, u32> = LruHashMap::with_max_entries(65_536,
 /// The process that put a socket into SYN_SENT, until its SYN is queued.
 #[map(name = "PROC_CONNECTING")]
 static PROC_CONNECTING: LruHashMap<u64, Owner> = LruHashMap::with_max_entries(16_384, 0);
+
+/// When a socket last entered SYN_SENT, in jiffies. `net_dev_queue` runs
+/// for every packet sent on the node; when no socket started connecting
+/// within [`CONNECT_WINDOW_JIFFIES`] it returns after this load and a read of
+/// `jiffies` (which the verifier inlines), before any socket field is read.
+#[map(name = "PROC_LAST_CONNECT")]
+static PROC_LAST_CONNECT: Array<u64> = Array::with_max_entries(1, 0);
+
+/// How long after entering SYN_SENT a socket's first SYN may still be
+/// queued: 5 s at the highest tick rate (HZ=1000), longer at lower ones. The
+/// SYN normally leaves inside `connect()`; one waiting for its neighbour to
+/// be resolved leaves within the kernel's three ARP/ND probes, one second
+/// apart, or is dropped. (Later retransmissions are not needed: the first
+/// SYN is the one reported.)
+const CONNECT_WINDOW_JIFFIES: u64 = 5_000;
 
 /// Who ran a socket operation.
 #[repr(C)]
@@ -263,6 +280,11 @@ fn holonet_tp_state(ctx: RawTracePointContext) -> i32 {
         // The source port is not chosen yet: remember the owner until the
         // SYN goes out.
         let _ = PROC_CONNECTING.insert(sk, current_owner(), 0);
+        if let Some(last) = PROC_LAST_CONNECT.get_ptr_mut(0) {
+            // SAFETY: the map's only value, valid for this run; CPUs racing
+            // here all store a time of this moment.
+            unsafe { *last = bpf_jiffies64() };
+        }
     } else if new == u64::from(kernel::TCP_LISTEN) {
         report_current(sk, proc_kind::LISTEN, false);
     } else if old == u64::from(kernel::TCP_LISTEN) && new == u64::from(kernel::TCP_CLOSE) {
@@ -281,7 +303,7 @@ fn holonet_tp_state(ctx: RawTracePointContext) -> i32 {
 #[raw_tracepoint(tracepoint = "net_dev_queue")]
 fn holonet_tp_xmit(ctx: RawTracePointContext) -> i32 {
     let skb: u64 = ctx.arg(0);
-    if skb == 0 {
+    if skb == 0 || !connect_started_recently() {
         return 0;
     }
     let Some(layout) = layout() else { return 0 };
@@ -302,6 +324,18 @@ fn holonet_tp_xmit(ctx: RawTracePointContext) -> i32 {
         None => count(proc_counter::READ_FAILED),
     }
     0
+}
+
+/// Did a socket enter SYN_SENT within [`CONNECT_WINDOW_JIFFIES`]?
+#[inline(always)]
+fn connect_started_recently() -> bool {
+    let Some(&last) = PROC_LAST_CONNECT.get(0) else {
+        return true;
+    };
+    // SAFETY: a helper without arguments.
+    let now = unsafe { bpf_jiffies64() };
+    // Another CPU may have stored a time later than `now`: that is recent.
+    last != 0 && now.saturating_sub(last) < CONNECT_WINDOW_JIFFIES
 }
 
 /// `tcp_rcv_space_adjust(struct sock *sk)`: see [`holonet_kp_receive`].
