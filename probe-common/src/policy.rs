@@ -202,8 +202,12 @@ pub struct CtValue {
     /// request must start (valid with [`CT_FLAG_L7_SYNCED`]): everything
     /// before it was judged, everything from it on is not yet.
     pub next_request_seq: u32,
-    /// Always zero.
-    pub _reserved: u32,
+    /// Where the kernel routes this connection's packets that the entry's
+    /// interface receives from its pod (TC ingress): the output interface
+    /// `bpf_fib_lookup` gave when the connection was tracked, so a packet
+    /// need not be looked up again to know whether an attached interface
+    /// downstream reports it. 0 when unknown (looked up per packet).
+    pub downstream_ifindex: u32,
 }
 
 const _: () = assert!(core::mem::size_of::<CtValue>() == 24);

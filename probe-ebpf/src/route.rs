@@ -11,7 +11,9 @@
 //! The source point asks the kernel's own routing table (`bpf_fib_lookup`,
 //! the lookup the stack does next for this packet) which interface the
 //! packet leaves through, and whether the agent attached the probe's TC
-//! egress program there (`ATTACHED`). Whatever the lookup cannot answer
+//! egress program there (`ATTACHED`). For a tracked connection the answer
+//! of the lookup was kept in its `CT` entry when it was tracked, so only
+//! `ATTACHED` is asked per packet. Whatever the lookup cannot answer
 //! (no route, forwarding disabled, a packet for this host) is reported at
 //! the source: an event may come twice, but is never lost.
 
@@ -45,32 +47,60 @@ const AF_INET6: u8 = 10;
 
 /// Will `pkt`, which arrived on this interface from its pod, leave through
 /// an interface the probe is attached to (and be reported there)?
+///
+/// `hint` is the output interface remembered with the packet's connection
+/// (`CtValue::downstream_ifindex`), 0 when there is none: then the routing
+/// table is asked. Whether that interface is attached is always checked
+/// afresh, so detaching one never loses its events.
 #[inline(never)]
-pub(crate) fn seen_downstream(ctx: &TcContext, pkt: &L4Packet) -> bool {
+pub(crate) fn seen_downstream(ctx: &TcContext, pkt: &L4Packet, hint: u32) -> bool {
+    // SAFETY: reading the ifindex field of the context's sk_buff.
+    let arrived_on = unsafe { (*ctx.skb.skb).ifindex };
+    let out = if hint != 0 {
+        hint
+    } else {
+        output_interface(ctx, pkt, false)
+    };
+    // SAFETY: the value is only read during this program run.
+    out != 0 && out != arrived_on && unsafe { ATTACHED.get(out) }.is_some()
+}
+
+/// The interface the kernel's routing table (`bpf_fib_lookup`, the lookup
+/// the stack does next) sends `pkt` out of when it arrives on this
+/// packet's interface from the pod, or, with `reply`, a packet of the
+/// opposite direction (addresses and ports swapped) arriving there. 0 when
+/// the lookup gives no output interface (no route, forwarding disabled, a
+/// packet for this host).
+#[inline(never)]
+pub(crate) fn output_interface(ctx: &TcContext, pkt: &L4Packet, reply: bool) -> u32 {
     let Some(params) = FIB_SCRATCH.get_ptr_mut(0) else {
-        return false;
+        return 0;
     };
     // SAFETY: a per-CPU array slot, exclusively ours for this program run;
     // every field the lookup reads is written below.
     let params = unsafe { &mut *params };
-    // SAFETY: reading the ifindex field of the context's sk_buff.
-    let arrived_on = unsafe { (*ctx.skb.skb).ifindex };
     // SAFETY: zeroed bytes are a valid value of this plain C struct.
     *params = unsafe { core::mem::zeroed() };
+    let (from, to, sport, dport) = if reply {
+        (&pkt.daddr, &pkt.saddr, pkt.dport, pkt.sport)
+    } else {
+        (&pkt.saddr, &pkt.daddr, pkt.sport, pkt.dport)
+    };
     params.l4_protocol = pkt.proto;
-    params.sport = pkt.sport.to_be();
-    params.dport = pkt.dport.to_be();
-    params.ifindex = arrived_on;
+    params.sport = sport.to_be();
+    params.dport = dport.to_be();
+    // SAFETY: reading the ifindex field of the context's sk_buff.
+    params.ifindex = unsafe { (*ctx.skb.skb).ifindex };
     // The union fields are plain integers: writing them is safe; the
     // addresses are copied in network byte order as they came.
     if pkt.family == family::IPV4 {
         params.family = AF_INET;
-        params.__bindgen_anon_3.ipv4_src = u32::from_ne_bytes(word(&pkt.saddr, 0));
-        params.__bindgen_anon_4.ipv4_dst = u32::from_ne_bytes(word(&pkt.daddr, 0));
+        params.__bindgen_anon_3.ipv4_src = u32::from_ne_bytes(word(from, 0));
+        params.__bindgen_anon_4.ipv4_dst = u32::from_ne_bytes(word(to, 0));
     } else {
         params.family = AF_INET6;
-        params.__bindgen_anon_3.ipv6_src = words(&pkt.saddr);
-        params.__bindgen_anon_4.ipv6_dst = words(&pkt.daddr);
+        params.__bindgen_anon_3.ipv6_src = words(from);
+        params.__bindgen_anon_4.ipv6_dst = words(to);
     }
     // SAFETY: `params` points at a whole `bpf_fib_lookup` in map memory and
     // its size is passed with it; flags 0 is the routing table's ordinary
@@ -85,13 +115,11 @@ pub(crate) fn seen_downstream(ctx: &TcContext, pkt: &L4Packet) -> bool {
     };
     // The output interface is known on success, and also when only the
     // neighbour entry is missing or the packet is larger than its MTU
-    // (found after the route). A packet sent back out of the interface it
-    // came from is reported here.
+    // (found after the route).
     let routed = ret == i64::from(BPF_FIB_LKUP_RET_SUCCESS)
         || ret == i64::from(BPF_FIB_LKUP_RET_NO_NEIGH)
         || ret == i64::from(BPF_FIB_LKUP_RET_FRAG_NEEDED);
-    // SAFETY: the value is only read during this program run.
-    routed && params.ifindex != arrived_on && unsafe { ATTACHED.get(params.ifindex) }.is_some()
+    if routed { params.ifindex } else { 0 }
 }
 
 /// Bytes `4 * i .. 4 * i + 4` of an address.

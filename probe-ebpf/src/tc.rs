@@ -123,6 +123,8 @@ struct L7State {
     /// Payload offset of the request this round checks ([`FIRST_ROUND`]
     /// before the first).
     request_off: u32,
+    /// `Decision::route_hint` of the classifier.
+    route_hint: u32,
     /// Payload offsets of the requests already allowed; their events are
     /// sent once the whole segment is judged.
     allowed_off: [u32; MAX_REQUESTS_PER_SEGMENT],
@@ -246,11 +248,7 @@ fn holonet_tc_l7(ctx: TcContext) -> i32 {
     let Some(pkt) = packet_parsed_by_caller() else {
         return TC_ACT_SHOT;
     };
-    let mut decision = Decision::pass();
-    decision.match_type = state.match_type;
-    decision.local_identity = state.local_identity;
-    decision.peer_identity = state.peer_identity;
-    decision.audit = state.audit != 0;
+    let mut decision = Decision::from_l7(state);
 
     if state.request_off == FIRST_ROUND {
         let start = first_request_offset(&ctx, state.hook, pkt);
@@ -332,11 +330,7 @@ fn advance_or_pass(
     let head_len = (result >> 8) & 0xff_ffff;
     let content_length = result >> 32;
     let next = off as u64 + head_len + content_length;
-    let mut decision = Decision::pass();
-    decision.match_type = state.match_type;
-    decision.local_identity = state.local_identity;
-    decision.peer_identity = state.peer_identity;
-    decision.audit = state.audit != 0;
+    let mut decision = Decision::from_l7(state);
     if next < pkt.payload_len as u64 {
         let slot = usize::from(state.allowed);
         if slot >= MAX_REQUESTS_PER_SEGMENT - 1 {
@@ -612,9 +606,25 @@ struct Decision {
     detail: u8,
     /// Where in the payload the reported request starts.
     payload_skip: u32,
+    /// Where the connection's packets arriving here are routed, as its `CT`
+    /// entry remembers (`CtValue::downstream_ifindex`); 0 when unknown.
+    route_hint: u32,
 }
 
 impl Decision {
+    /// What the classifier decided, as the L7 program it tail-called
+    /// receives it.
+    #[inline(always)]
+    fn from_l7(state: &L7State) -> Self {
+        let mut decision = Self::pass();
+        decision.match_type = state.match_type;
+        decision.local_identity = state.local_identity;
+        decision.peer_identity = state.peer_identity;
+        decision.audit = state.audit != 0;
+        decision.route_hint = state.route_hint;
+        decision
+    }
+
     const fn pass() -> Self {
         Self {
             dropped: false,
@@ -628,6 +638,7 @@ impl Decision {
             audit: false,
             detail: 0,
             payload_skip: 0,
+            route_hint: 0,
         }
     }
 }
@@ -793,6 +804,7 @@ fn enter_l7(ctx: &TcContext, at_hook: u8, decision: &Decision, slot: u32) {
             (*state).local_identity = decision.local_identity;
             (*state).peer_identity = decision.peer_identity;
             (*state).request_off = FIRST_ROUND;
+            (*state).route_hint = decision.route_hint;
             L7_JUMP.tail_call(ctx, slot);
         }
     }
@@ -811,11 +823,7 @@ fn holonet_tc_dns(ctx: TcContext) -> i32 {
     let Some(pkt) = packet_parsed_by_caller() else {
         return TC_ACT_SHOT;
     };
-    let mut decision = Decision::pass();
-    decision.match_type = state.match_type;
-    decision.local_identity = state.local_identity;
-    decision.peer_identity = state.peer_identity;
-    decision.audit = state.audit != 0;
+    let mut decision = Decision::from_l7(&state);
     match check_dns(&ctx, pkt, state.l7_table) {
         dns::QUERY_ALLOWED => {
             emit(&ctx, state.hook, pkt, kind::DNS, &decision);
@@ -973,8 +981,9 @@ fn fill_ct_key(key: &mut CtKey, endpoint_id: u32, pkt: &L4Packet, dir: u8, rever
 /// A tracked connection `pkt` belongs to (either direction), if it was
 /// allowed under the endpoint's current revision, packed as
 /// `1 | forward << 1 | flags << 8 | match_type << 16 | l7_kind << 24 |
-/// l7_table << 32`; 0 when it is not tracked. Not inlined: its own stack
-/// frame.
+/// l7_table << 32 | route_hint << 40` (the entry's `downstream_ifindex`
+/// when it fits 24 bits, else 0: unknown); 0 when it is not tracked. Not
+/// inlined: its own stack frame.
 #[inline(never)]
 #[expect(
     clippy::needless_borrows_for_generic_args,
@@ -991,27 +1000,43 @@ fn ct_match(ep: &EndpointValue, pkt: &L4Packet, dir: u8) -> u64 {
         // SAFETY: the value is only read during this program run.
         if let Some(ct) = unsafe { CT.get(&*key) } {
             if ct.policy_revision == ep.policy_revision {
+                let route_hint = if ct.downstream_ifindex < 1 << 24 {
+                    u64::from(ct.downstream_ifindex)
+                } else {
+                    0
+                };
                 return 1
                     | (u64::from(!reversed) << 1)
                     | (u64::from(ct.flags) << 8)
                     | (u64::from(ct.match_type) << 16)
                     | (u64::from(ct.l7_kind) << 24)
-                    | (u64::from(ct.l7_table) << 32);
+                    | (u64::from(ct.l7_table) << 32)
+                    | (route_hint << 40);
             }
         }
     }
     0
 }
 
-/// Tracks an allowed connection.
+/// Tracks an allowed connection; returns where its packets arriving here
+/// from the pod are routed (see `CtValue::downstream_ifindex`).
 #[inline(never)]
 #[expect(
     clippy::needless_borrows_for_generic_args,
     reason = "pass the per-CPU scratch slot itself, not a copy on the 512-byte stack"
 )]
-fn ct_track(ep: &EndpointValue, pkt: &L4Packet, dir: u8, policy: &PolicyValue) {
+fn ct_track(
+    ctx: &TcContext,
+    ep: &EndpointValue,
+    pkt: &L4Packet,
+    dir: u8,
+    policy: &PolicyValue,
+) -> u32 {
+    // Packets arriving from the pod travel the way the connection was
+    // opened when the pod opened it (egress), the reply way otherwise.
+    let downstream_ifindex = route::output_interface(ctx, pkt, dir == direction::INGRESS);
     let Some(key) = CT_SCRATCH.get_ptr_mut(0) else {
-        return;
+        return downstream_ifindex;
     };
     // SAFETY: a per-CPU array slot, exclusively ours for this program run.
     let key = unsafe { &mut *key };
@@ -1029,9 +1054,10 @@ fn ct_track(ep: &EndpointValue, pkt: &L4Packet, dir: u8, policy: &PolicyValue) {
         l7_table: policy.l7_table as u8,
         flags: if syn { CT_FLAG_L7_SYNCED } else { 0 },
         next_request_seq: pkt.seq.wrapping_add(1),
-        _reserved: 0,
+        downstream_ifindex,
     };
     let _ = CT.insert(&*key, &value, 0);
+    downstream_ifindex
 }
 
 /// The peer's identity and whether it is a CIDR identity.
@@ -1072,6 +1098,7 @@ fn decide(ctx: &TcContext, at_hook: u8, pkt: &L4Packet) -> Decision {
         decision.match_type = (tracked >> 16) as u8;
         decision.l7_kind = (tracked >> 24) as u8;
         decision.l7_table = (tracked >> 32) as u8;
+        decision.route_hint = (tracked >> 40) as u32;
         return decision;
     }
     decision.forward = true;
@@ -1093,7 +1120,7 @@ fn decide(ctx: &TcContext, at_hook: u8, pkt: &L4Packet) -> Decision {
             decision.match_type = p.match_type;
             decision.l7_kind = p.l7_kind;
             decision.l7_table = p.l7_table as u8;
-            ct_track(ep, pkt, dir, p);
+            decision.route_hint = ct_track(ctx, ep, pkt, dir, p);
         }
         None => {
             if ep.flags & enforce_flag != 0 {
@@ -1103,14 +1130,14 @@ fn decide(ctx: &TcContext, at_hook: u8, pkt: &L4Packet) -> Decision {
                 // Not enforced in this direction: still track the
                 // connection, so its replies pass the other direction's
                 // default deny.
-                ct_track(ep, pkt, dir, &PolicyValue::default());
+                decision.route_hint = ct_track(ctx, ep, pkt, dir, &PolicyValue::default());
             }
         }
     }
     if decision.dropped && decision.audit {
         // Audit mode: reported once (verdict AUDIT), then tracked like an
         // allowed connection so its other packets pass quietly.
-        ct_track(ep, pkt, dir, &PolicyValue::default());
+        decision.route_hint = ct_track(ctx, ep, pkt, dir, &PolicyValue::default());
     }
     decision
 }
@@ -1138,7 +1165,7 @@ fn emit(ctx: &TcContext, at_hook: u8, pkt: &L4Packet, event_kind: u8, decision: 
     };
     if at_hook == hook::TC_INGRESS
         && event_verdict == verdict::FORWARDED
-        && route::seen_downstream(ctx, pkt)
+        && route::seen_downstream(ctx, pkt, decision.route_hint)
     {
         // Reported where it is delivered (see `route`).
         count(counter::EVENTS_DEFERRED);
