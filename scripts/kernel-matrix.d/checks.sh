@@ -6,7 +6,7 @@
 #
 # BIN_DIR holds `holonet` and the end-to-end test binaries under their target
 # names (status, walking_skeleton, enforcement_l3l4, star_wars, hostile_l7,
-# observer_e2e, dns_policy, ipv6, process). CHECKS (space-separated names) limits the run; the default is
+# malformed_packets, observer_e2e, dns_policy, ipv6, process). CHECKS (space-separated names) limits the run; the default is
 # all of them. CHECK_TIMEOUT (seconds, default 600) bounds each check.
 #
 # Every check prints, on stdout,
@@ -17,7 +17,7 @@
 # kernel says why (N/A is never silent). POSIX sh: busybox ash in the VMs.
 
 bin=${1:?usage: checks.sh BIN_DIR}
-all="status caps events-clsact events-tcx policy l7-403 l7-star-wars l7-hostile dns dns-policy ipv6 grpc process"
+all="status caps events-clsact events-tcx policy l7-403 l7-star-wars l7-hostile packets dns dns-policy ipv6 grpc process"
 checks=${CHECKS:-$all}
 limit=${CHECK_TIMEOUT:-600}
 out=${TMPDIR:-/tmp}/holonet-check.$$
@@ -99,6 +99,7 @@ tests l7-403 enforcement_l3l4 http_rules_allow_vader_and_answer_403_to_other_req
 tests l7-star-wars star_wars tiefighter_lands_cannot_touch_the_exhaust_port_and_the_xwing_is_dropped
 tests l7-hostile hostile_l7 crafted_requests_never_reach_the_server \
     every_request_on_a_connection_is_checked out_of_order_segments_wait_for_their_turn
+tests packets malformed_packets malformed_headers_are_counted_and_never_delivered
 
 # DNS: the seed story (kube-dns, deny-all except DNS, L7 rules) end to end,
 # and DNS flows reported for the pods' lookups.
