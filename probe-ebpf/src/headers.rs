@@ -71,8 +71,8 @@ pub(crate) struct L4Packet {
 /// Headers normally sit in the linear part of the buffer (`data` to
 /// `data_end`), where a read is a plain load once its end is checked against
 /// `data_end`; a helper call per field (`bpf_skb_load_bytes`) cost about half
-/// of the parser's time. Bytes outside it (paged data, or a header the
-/// sender left there) are copied by the helper, as before.
+/// of the parser's time. Bytes outside it (a header that runs past the
+/// linear part into paged data) are copied by the helper, as before.
 struct Bytes<'a> {
     ctx: &'a TcContext,
     data: usize,
