@@ -232,6 +232,33 @@ pub enum FlowKind {
     Unknown(u8),
 }
 
+impl FlowKind {
+    /// What the probe's record carries, decoded from its payload.
+    pub fn of(event: &FlowEvent) -> Self {
+        match event.kind {
+            kind::TCP_FLAGS => FlowKind::Tcp,
+            kind::HTTP_REQUEST => match parse_request_line(event.payload()) {
+                Some(request) => FlowKind::HttpRequest(Arc::new(request)),
+                None => FlowKind::UnparsableHttp,
+            },
+            kind::HTTP_RESPONSE => match parse_status_line(event.payload()) {
+                Some((protocol, code)) => FlowKind::HttpResponse(HttpResponse {
+                    code,
+                    protocol,
+                    request: None,
+                    latency_ns: 0,
+                }),
+                None => FlowKind::Unknown(kind::HTTP_RESPONSE),
+            },
+            kind::DNS => match crate::dns::parse(event.payload()) {
+                Some(message) => FlowKind::Dns(message),
+                None => FlowKind::UnparsableDns,
+            },
+            other => FlowKind::Unknown(other),
+        }
+    }
+}
+
 /// One observed flow event, decoded and enriched.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Flow {
@@ -332,27 +359,17 @@ impl Flow {
         clock: &MonotonicClock,
         interfaces: &HashMap<u32, Arc<str>>,
     ) -> Self {
-        let kind = match event.kind {
-            kind::TCP_FLAGS => FlowKind::Tcp,
-            kind::HTTP_REQUEST => match parse_request_line(event.payload()) {
-                Some(request) => FlowKind::HttpRequest(Arc::new(request)),
-                None => FlowKind::UnparsableHttp,
-            },
-            kind::HTTP_RESPONSE => match parse_status_line(event.payload()) {
-                Some((protocol, code)) => FlowKind::HttpResponse(HttpResponse {
-                    code,
-                    protocol,
-                    request: None,
-                    latency_ns: 0,
-                }),
-                None => FlowKind::Unknown(kind::HTTP_RESPONSE),
-            },
-            kind::DNS => match crate::dns::parse(event.payload()) {
-                Some(message) => FlowKind::Dns(message),
-                None => FlowKind::UnparsableDns,
-            },
-            other => FlowKind::Unknown(other),
-        };
+        Self::with_kind(event, clock, interfaces, FlowKind::of(event))
+    }
+
+    /// [`Self::from_event`] with the L7 content already decoded (the agent
+    /// keeps request lines it has parsed before).
+    pub fn with_kind(
+        event: &FlowEvent,
+        clock: &MonotonicClock,
+        interfaces: &HashMap<u32, Arc<str>>,
+        kind: FlowKind,
+    ) -> Self {
         Self {
             time: clock.wall_time(event.ktime_ns),
             ifindex: event.ifindex,

@@ -14,7 +14,7 @@ use std::{
 };
 
 use holonet_proto::flow::{HolonetProcess, NetworkInterface};
-use probe_common::event::FlowEvent;
+use probe_common::event::{FlowEvent, kind};
 
 use super::{
     convert::{
@@ -26,7 +26,7 @@ use super::{
 };
 use crate::{
     clock::MonotonicClock,
-    flow::Flow,
+    flow::{Flow, FlowKind, HttpRequest, parse_request_line},
     hashing::FastMap,
     latency::LatencyTracker,
     process::{ProcessFeed, ProcessInfo, ProcessTable},
@@ -105,6 +105,9 @@ struct PartCache {
     processes: FastMap<ProcessInfo, Arc<HolonetProcess>>,
     /// Packet summaries by IP protocol, TCP flags and L7 detail.
     summaries: FastMap<(u8, u8, u8), Arc<str>>,
+    /// Parsed HTTP requests by the bytes the probe copied: a client sends
+    /// the same request line and first headers again and again.
+    requests: FastMap<Box<[u8]>, Arc<HttpRequest>>,
 }
 
 /// Entries each map of a [`PartCache`] holds at most.
@@ -125,6 +128,25 @@ fn cached<K: Eq + Hash, V: ?Sized>(
     let part = build(&key);
     map.insert(key, Arc::clone(&part));
     part
+}
+
+impl PartCache {
+    /// The HTTP request in `payload` (what [`FlowKind::of`] makes of it),
+    /// parsed once per distinct payload.
+    fn request(&mut self, payload: &[u8]) -> FlowKind {
+        if let Some(hit) = self.requests.get(payload) {
+            return FlowKind::HttpRequest(Arc::clone(hit));
+        }
+        let Some(request) = parse_request_line(payload) else {
+            return FlowKind::UnparsableHttp;
+        };
+        if self.requests.len() >= PART_CACHE_LIMIT {
+            self.requests.clear();
+        }
+        let request = Arc::new(request);
+        self.requests.insert(payload.into(), Arc::clone(&request));
+        FlowKind::HttpRequest(request)
+    }
 }
 
 impl FlowIngest {
@@ -152,7 +174,12 @@ impl FlowIngest {
         with: &mut Enrichment<'_>,
         observe: &mut impl FnMut(&Flow),
     ) -> Arc<StoredEvent> {
-        let mut flow = Flow::from_event(event, &self.clock, &self.interfaces);
+        let kind = if event.kind == kind::HTTP_REQUEST {
+            self.shared.request(event.payload())
+        } else {
+            FlowKind::of(event)
+        };
+        let mut flow = Flow::with_kind(event, &self.clock, &self.interfaces, kind);
         self.latency.observe(&mut flow);
         observe(&flow);
         let cache = &mut self.shared;
@@ -307,5 +334,54 @@ mod tests {
             assert_eq!(f.ip.as_ref().map(|ip| ip.source.as_str()), Some("10.0.0.2"));
             assert_eq!(f.summary, "TCP Flags: SYN");
         }
+    }
+
+    fn request_event(line: &str) -> FlowEvent {
+        let mut e = syn();
+        e.kind = kind::HTTP_REQUEST;
+        e.tcp_flags = tcp_flags::ACK;
+        e.payload[..line.len()].copy_from_slice(line.as_bytes());
+        e.payload_len = line.len() as u16;
+        e
+    }
+
+    #[test]
+    fn a_repeated_request_is_parsed_once_and_a_different_one_anew() {
+        let mut ingest = ingest("n");
+        let endpoints = directory("payer");
+        let mut with = Enrichment {
+            endpoints: &endpoints,
+            policy_names: None,
+            processes: None,
+        };
+        let lines = [
+            "GET /a HTTP/1.1\r\nHost: x\r\n\r\n",
+            "GET /a HTTP/1.1\r\nHost: x\r\n\r\n",
+            "GET /a HTTP/1.1\r\nHost: y\r\n\r\n",
+            "PUT /b HTTP/1.0\r\n\r\n",
+            "\x16\x03\x01 not http",
+        ];
+        let mut seen = Vec::new();
+        for line in lines {
+            let event = request_event(line);
+            ingest.convert(&event, &mut with, &mut |flow| seen.push(flow.kind.clone()));
+            // What the agent keeps is what parsing these bytes gives.
+            assert_eq!(seen.last(), Some(&FlowKind::of(&event)), "{line:?}");
+        }
+        let request = |i: usize| match &seen[i] {
+            FlowKind::HttpRequest(request) => Arc::clone(request),
+            other => panic!("an HTTP request, not {other:?}"),
+        };
+        assert!(
+            Arc::ptr_eq(&request(0), &request(1)),
+            "the same bytes, one parse"
+        );
+        assert_eq!(request(0).url(), "http://x/a");
+        assert_eq!(request(2).url(), "http://y/a");
+        assert_eq!(
+            (request(3).method.as_str(), request(3).path.as_str()),
+            ("PUT", "/b")
+        );
+        assert_eq!(seen[4], FlowKind::UnparsableHttp);
     }
 }
