@@ -328,6 +328,35 @@ pub struct PodSpec<'a> {
     pub labels: &'a str,
 }
 
+/// Arguments for a curl that prints only the response's status code (`000`
+/// when there is none), giving up after `max_time` seconds; `rest` follows
+/// (method options, the URL).
+pub fn curl_status_args<'a>(max_time: &'a str, rest: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "-sS",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "--max-time",
+        max_time,
+    ];
+    args.extend_from_slice(rest);
+    args
+}
+
+impl<'a> PodSpec<'a> {
+    /// A pod of the seed story's namespace, `galactic-fhir`, with `labels`
+    /// (`app: fhir`, `org: payer`, `org: empire`).
+    pub fn galactic_fhir(pod: &'a holonet_lab::Pod, labels: &'a str) -> Self {
+        Self {
+            pod,
+            namespace: "galactic-fhir",
+            labels,
+        }
+    }
+}
+
 /// The endpoints file of `pods`, all on node `node` (dual-stack: each
 /// pod's IPv6 address under `ips`).
 pub fn endpoints_file(node: &str, pods: &[PodSpec<'_>]) -> String {

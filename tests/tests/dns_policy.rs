@@ -91,11 +91,7 @@ async fn dns_rules_allow_named_queries_and_refuse_the_rest() {
                 namespace: "kube-system",
                 labels: "k8s-app: kube-dns",
             },
-            PodSpec {
-                pod: &payer,
-                namespace: "galactic-fhir",
-                labels: "org: payer",
-            },
+            PodSpec::galactic_fhir(&payer, "org: payer"),
         ],
     );
     assert_eq!(compiled.dns_tables.len(), 1);

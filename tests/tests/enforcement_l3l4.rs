@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use holonet_agent::flow::{FlowKind, ObservationPoint, Verdict};
 use holonet_lab::Lab;
-use holonet_tests::{HttpServer, PodSpec, ProbeHarness, privileged, render};
+use holonet_tests::{HttpServer, PodSpec, ProbeHarness, curl_status_args, privileged, render};
 use probe_common::event::tcp_flags;
 
 const POLICY: &str = r#"
@@ -47,40 +47,15 @@ async fn policy_drops_the_payer_and_lets_the_empire_through() {
     let (mut harness, _) = ProbeHarness::start_enforcing(
         &[POLICY],
         &[
-            PodSpec {
-                pod: &server,
-                namespace: "galactic-fhir",
-                labels: "app: fhir",
-            },
-            PodSpec {
-                pod: &empire,
-                namespace: "galactic-fhir",
-                labels: "org: empire",
-            },
-            PodSpec {
-                pod: &payer,
-                namespace: "galactic-fhir",
-                labels: "org: payer",
-            },
+            PodSpec::galactic_fhir(&server, "app: fhir"),
+            PodSpec::galactic_fhir(&empire, "org: empire"),
+            PodSpec::galactic_fhir(&payer, "org: payer"),
         ],
     );
 
     let curl = |pod: &holonet_lab::Pod| {
         let url = format!("http://{}:8080/patient", server.ip);
-        tokio::process::Command::from(pod.command(
-            "curl",
-            &[
-                "-sS",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-                "--max-time",
-                "2",
-                &url,
-            ],
-        ))
-        .output()
+        tokio::process::Command::from(pod.command("curl", &curl_status_args("2", &[&url]))).output()
     };
     let allowed = curl(&empire).await.expect("curl");
     assert_eq!(
@@ -211,21 +186,9 @@ async fn http_rules_allow_vader_and_answer_403_to_other_requests() {
     let (mut harness, compiled) = ProbeHarness::start_enforcing(
         &[L7_POLICY],
         &[
-            PodSpec {
-                pod: &server,
-                namespace: "galactic-fhir",
-                labels: "app: fhir",
-            },
-            PodSpec {
-                pod: &payer,
-                namespace: "galactic-fhir",
-                labels: "org: payer",
-            },
-            PodSpec {
-                pod: &empire,
-                namespace: "galactic-fhir",
-                labels: "org: empire",
-            },
+            PodSpec::galactic_fhir(&server, "app: fhir"),
+            PodSpec::galactic_fhir(&payer, "org: payer"),
+            PodSpec::galactic_fhir(&empire, "org: empire"),
         ],
     );
     assert_eq!(compiled.http_tables.len(), 1);
@@ -235,15 +198,7 @@ async fn http_rules_allow_vader_and_answer_403_to_other_requests() {
             "http://{}:52773/intersystems/fhir/r5/Patient/{patient}",
             server.ip
         );
-        let mut args = vec![
-            "-sS",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "--max-time",
-            "2",
-        ];
+        let mut args = curl_status_args("2", &[]);
         if method == "HEAD" {
             args.push("--head");
         } else {
@@ -396,16 +351,8 @@ async fn audit_mode_reports_what_it_would_drop_and_drops_nothing() {
     let (mut harness, mut compiled) = ProbeHarness::start_enforcing(
         &[L7_POLICY, POLICY],
         &[
-            PodSpec {
-                pod: &server,
-                namespace: "galactic-fhir",
-                labels: "app: fhir",
-            },
-            PodSpec {
-                pod: &payer,
-                namespace: "galactic-fhir",
-                labels: "org: payer",
-            },
+            PodSpec::galactic_fhir(&server, "app: fhir"),
+            PodSpec::galactic_fhir(&payer, "org: payer"),
         ],
     );
     compiled.audit_only();
@@ -416,16 +363,7 @@ async fn audit_mode_reports_what_it_would_drop_and_drops_nothing() {
             "http://{}:{port}/intersystems/fhir/r5/Patient/{patient}",
             server.ip
         );
-        let args = [
-            "-sS",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "--max-time",
-            "3",
-            &url,
-        ];
+        let args = curl_status_args("3", &[&url]);
         let cmd = payer.command("curl", &args);
         async move {
             let out = tokio::process::Command::from(cmd)

@@ -68,16 +68,8 @@ async fn crafted_requests_never_reach_the_server() {
     let (harness, _) = ProbeHarness::start_enforcing(
         &[L7_POLICY],
         &[
-            PodSpec {
-                pod: &server,
-                namespace: "galactic-fhir",
-                labels: "app: fhir",
-            },
-            PodSpec {
-                pod: &payer,
-                namespace: "galactic-fhir",
-                labels: "org: payer",
-            },
+            PodSpec::galactic_fhir(&server, "app: fhir"),
+            PodSpec::galactic_fhir(&payer, "org: payer"),
         ],
     );
 
@@ -388,16 +380,8 @@ impl RecordingSetup {
         let (harness, _) = ProbeHarness::start_enforcing(
             &[L7_POLICY],
             &[
-                PodSpec {
-                    pod: &server,
-                    namespace: "galactic-fhir",
-                    labels: "app: fhir",
-                },
-                PodSpec {
-                    pod: &payer,
-                    namespace: "galactic-fhir",
-                    labels: "org: payer",
-                },
+                PodSpec::galactic_fhir(&server, "app: fhir"),
+                PodSpec::galactic_fhir(&payer, "org: payer"),
             ],
         );
         Self {

@@ -8,7 +8,7 @@
 use std::{process::Stdio, time::Duration};
 
 use holonet_lab::Pod;
-use holonet_tests::{HttpServer, PodSpec, ProbeHarness, privileged};
+use holonet_tests::{HttpServer, PodSpec, ProbeHarness, curl_status_args, privileged};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 const L7_POLICY: &str = include_str!("../../policies/galactic-fhir/20-l7-visibility-payer.yaml");
@@ -118,16 +118,8 @@ async fn malformed_headers_are_counted_and_never_delivered() {
     let (harness, _) = ProbeHarness::start_enforcing(
         &[L7_POLICY],
         &[
-            PodSpec {
-                pod: &server,
-                namespace: "galactic-fhir",
-                labels: "app: fhir",
-            },
-            PodSpec {
-                pod: &payer,
-                namespace: "galactic-fhir",
-                labels: "org: payer",
-            },
+            PodSpec::galactic_fhir(&server, "app: fhir"),
+            PodSpec::galactic_fhir(&payer, "org: payer"),
         ],
     );
     let before = harness.probe.counters().expect("counters");
@@ -195,20 +187,9 @@ async fn malformed_headers_are_counted_and_never_delivered() {
     );
 
     // The probe goes on judging ordinary traffic.
+    let url = format!("http://{}:52773/index.html", server.ip);
     let out = payer
-        .run(
-            "curl",
-            &[
-                "-s",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-                "--max-time",
-                "5",
-                &format!("http://{}:52773/index.html", server.ip),
-            ],
-        )
+        .run("curl", &curl_status_args("5", &[&url]))
         .expect("curl");
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),

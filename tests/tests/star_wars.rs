@@ -7,26 +7,14 @@ use std::time::Duration;
 
 use holonet_agent::flow::{FlowKind, Verdict};
 use holonet_lab::{Lab, Pod};
-use holonet_tests::{HttpServer, PodSpec, ProbeHarness, privileged, render};
+use holonet_tests::{HttpServer, PodSpec, ProbeHarness, curl_status_args, privileged, render};
 
 const POLICY: &str = include_str!("../../policies/star-wars/l7/sw_l3_l4_l7_policy.yaml");
 
 async fn request(pod: &Pod, method: &str, url: &str) -> (Option<i32>, String) {
-    let out = tokio::process::Command::from(pod.command(
-        "curl",
-        &[
-            "-sS",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "--max-time",
-            "2",
-            "-X",
-            method,
-            url,
-        ],
-    ))
+    let out = tokio::process::Command::from(
+        pod.command("curl", &curl_status_args("2", &["-X", method, url])),
+    )
     .output()
     .await
     .expect("curl");

@@ -13,7 +13,7 @@ use holonet_agent::{
     loader::TcMode,
 };
 use holonet_lab::{Lab, Pod, wait_for_tcp_listener};
-use holonet_tests::{ProbeHarness, ScratchDir, privileged, render};
+use holonet_tests::{ProbeHarness, ScratchDir, curl_status_args, privileged, render};
 use probe_common::event::tcp_flags;
 
 const PORT: u16 = 8080;
@@ -66,15 +66,7 @@ fn setup(tag: &str) -> Setup {
 
 async fn curl(client: &Pod, server: &Pod, method: &str, path: &str) -> String {
     let url = format!("http://{}:{PORT}{path}", server.ip);
-    let mut args = vec![
-        "-sS",
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
-        "--max-time",
-        "10",
-    ];
+    let mut args = curl_status_args("10", &[]);
     if method == "HEAD" {
         args.push("--head");
     } else {
