@@ -290,6 +290,19 @@ impl ProbeHarness {
     }
 }
 
+/// Python for scripts that build packets by hand: `csum(data)`, the
+/// Internet checksum (RFC 1071) of `data`. Put it in front of the script,
+/// which imports `struct` (looked up when `csum` is called).
+pub const PYTHON_CHECKSUM: &str = r#"
+def csum(data):
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack("!%dH" % (len(data) // 2), data))
+    while total >> 16:
+        total = (total & 0xffff) + (total >> 16)
+    return ~total & 0xffff
+"#;
+
 /// A DNS client for `python3 -c DNS_CLIENT SERVER NAME MODE`: sends one
 /// crafted query (over IPv6 when SERVER has a colon) and prints the
 /// answer's rcode, with ` QR` when it is a response, or TIMEOUT (also for

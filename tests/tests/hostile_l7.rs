@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use holonet_lab::{Lab, Pod};
-use holonet_tests::{HttpServer, PodSpec, ProbeHarness, privileged};
+use holonet_tests::{HttpServer, PYTHON_CHECKSUM, PodSpec, ProbeHarness, privileged};
 
 const L7_POLICY: &str = include_str!("../../policies/galactic-fhir/20-l7-visibility-payer.yaml");
 
@@ -425,13 +425,6 @@ s.setsockopt(socket.IPPROTO_TCP, TCP_REPAIR_QUEUE, 1)
 rcv = struct.unpack("I", s.getsockopt(socket.IPPROTO_TCP, TCP_QUEUE_SEQ, 4))[0]
 s.setsockopt(socket.IPPROTO_TCP, TCP_REPAIR, 0)
 src_ip, src_port = s.getsockname()
-def csum(data):
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack("!%dH" % (len(data) // 2), data))
-    while total >> 16:
-        total = (total & 0xffff) + (total >> 16)
-    return ~total & 0xffff
 def segment(seq, payload):
     header = struct.pack("!HHIIBBHHH", src_port, port, seq, rcv, 5 << 4, 0x18, 64240, 0, 0)
     pseudo = socket.inet_aton(src_ip) + socket.inet_aton(host) + struct.pack("!BBH", 0, 6, len(header) + len(payload))
@@ -460,10 +453,10 @@ async fn out_of_order_segments_wait_for_their_turn() {
     let vader = "GET /intersystems/fhir/r5/Patient/DarthVader HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n";
     let anakin = "GET /intersystems/fhir/r5/Patient/Anakin HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n";
     let ip = server.ip.to_string();
-    let out = tokio::process::Command::from(payer.command(
-        "python3",
-        &["-c", OUT_OF_ORDER_CLIENT, &ip, "52773", vader, anakin],
-    ))
+    let script = format!("{PYTHON_CHECKSUM}{OUT_OF_ORDER_CLIENT}");
+    let out = tokio::process::Command::from(
+        payer.command("python3", &["-c", &script, &ip, "52773", vader, anakin]),
+    )
     .output()
     .await
     .expect("python client");

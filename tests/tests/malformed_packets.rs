@@ -8,7 +8,9 @@
 use std::{process::Stdio, time::Duration};
 
 use holonet_lab::Pod;
-use holonet_tests::{HttpServer, PodSpec, ProbeHarness, curl_status_args, privileged};
+use holonet_tests::{
+    HttpServer, PYTHON_CHECKSUM, PodSpec, ProbeHarness, curl_status_args, privileged,
+};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 const L7_POLICY: &str = include_str!("../../policies/galactic-fhir/20-l7-visibility-payer.yaml");
@@ -19,7 +21,8 @@ const CONTROL_ID: u16 = 0x4800;
 
 /// Sends one frame per case through the pod's `eth0` to the host side of
 /// its veth. Arguments: gateway MAC, source IP, destination IP. Prints
-/// `SENT <n>` with the number of malformed frames.
+/// `SENT <n>` with the number of malformed frames. Runs after
+/// [`PYTHON_CHECKSUM`].
 const SENDER: &str = r#"
 import socket, struct, sys
 dst_mac = bytes.fromhex(sys.argv[1].replace(":", ""))
@@ -27,14 +30,6 @@ src_ip, dst_ip = socket.inet_aton(sys.argv[2]), socket.inet_aton(sys.argv[3])
 s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
 s.bind(("eth0", 0))
 src_mac = s.getsockname()[4]
-
-def csum(data):
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack("!%dH" % (len(data) // 2), data))
-    while total >> 16:
-        total = (total & 0xffff) + (total >> 16)
-    return ~total & 0xffff
 
 def ipv4(ident, payload, ihl=5, total=None):
     length = 20 + len(payload) if total is None else total
@@ -138,11 +133,12 @@ async fn malformed_headers_are_counted_and_never_delivered() {
         .expect("sniffer output");
     assert_eq!(ready.as_deref(), Some("READY"));
 
+    let sender = format!("{PYTHON_CHECKSUM}{SENDER}");
     let sent = tokio::process::Command::from(payer.command(
         "python3",
         &[
             "-c",
-            SENDER,
+            &sender,
             &gateway_mac(&payer),
             &payer_ip,
             &server.ip.to_string(),
