@@ -27,6 +27,23 @@ pub use process::{
 };
 pub use watchdog::Watchdog;
 
+/// Arguments for a curl in a pod that prints only the response's status
+/// code (`000` when there is none), giving up after `max_time` seconds;
+/// `rest` follows (method options, the URL).
+pub fn curl_status_args<'a>(max_time: &'a str, rest: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "-sS",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "--max-time",
+        max_time,
+    ];
+    args.extend_from_slice(rest);
+    args
+}
+
 /// Whether this process runs as root, which creating namespaces and loading
 /// probes requires.
 pub fn is_root() -> bool {

@@ -21,7 +21,7 @@ use holonet_agent::{
 };
 use probe_common::event::FlowEvent;
 
-pub use holonet_lab::privileged_test as privileged;
+pub use holonet_lab::{curl_status_args, privileged_test as privileged};
 
 /// A scratch directory under the system's temporary directory, unique to
 /// this process and tag, removed when dropped (also when the test panics).
@@ -339,23 +339,6 @@ pub struct PodSpec<'a> {
     pub namespace: &'a str,
     /// Its labels as the inside of a YAML flow map, e.g. `org: payer`.
     pub labels: &'a str,
-}
-
-/// Arguments for a curl that prints only the response's status code (`000`
-/// when there is none), giving up after `max_time` seconds; `rest` follows
-/// (method options, the URL).
-pub fn curl_status_args<'a>(max_time: &'a str, rest: &[&'a str]) -> Vec<&'a str> {
-    let mut args = vec![
-        "-sS",
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
-        "--max-time",
-        max_time,
-    ];
-    args.extend_from_slice(rest);
-    args
 }
 
 impl<'a> PodSpec<'a> {

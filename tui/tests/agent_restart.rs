@@ -92,19 +92,7 @@ fn status_of(client: &Pod, server: &Pod, patient: &str) -> String {
         server.ip
     );
     let out = output_within(
-        &mut client.command(
-            "curl",
-            &[
-                "-sS",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-                "--max-time",
-                "5",
-                &url,
-            ],
-        ),
+        &mut client.command("curl", &holonet_lab::curl_status_args("5", &[&url])),
         Duration::from_secs(30),
     )
     .expect("curl");

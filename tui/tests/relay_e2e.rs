@@ -110,19 +110,7 @@ fn free_port() -> u16 {
 
 fn curl(pod: &Pod, url: &str) {
     let out = pod
-        .command(
-            "curl",
-            &[
-                "-sS",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-                "--max-time",
-                "5",
-                url,
-            ],
-        )
+        .command("curl", &holonet_lab::curl_status_args("5", &[url]))
         .output()
         .expect("curl");
     assert_eq!(

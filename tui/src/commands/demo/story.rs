@@ -284,15 +284,7 @@ pub(super) async fn curl(
         "http://{}:{FHIR_PORT}{FHIR_BASE}/Patient/{patient}",
         POD_NAMES[SERVER]
     );
-    let mut args = vec![
-        "-sS",
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
-        "--max-time",
-        "2",
-    ];
+    let mut args = holonet_lab::curl_status_args("2", &[]);
     let data = format!("@{}", body.display());
     match method {
         "HEAD" => args.push("--head"),
