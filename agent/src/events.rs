@@ -3,7 +3,10 @@
 //! The probe submits records without waking the reader unless a burst
 //! fills a good part of the ring; the reader drains everything available
 //! (up to a batch limit) on those wake-ups and on a short timer, so events
-//! cost no wake-up each.
+//! cost no wake-up each. The timer is short (a millisecond) while events
+//! flow, so each batch is small and the reader never holds a CPU for long
+//! in front of the workload it observes; it backs off to
+//! `EVENTS_POLL_INTERVAL_MS` while the ring stays empty.
 
 use aya::maps::{MapData, RingBuf};
 use std::time::Duration;
@@ -11,8 +14,11 @@ use std::time::Duration;
 use probe_common::event::{EVENTS_POLL_INTERVAL_MS, FlowEvent};
 use tokio::io::{Interest, unix::AsyncFd};
 
-/// How often the reader drains the ring without a wake-up.
-const POLL_INTERVAL: Duration = Duration::from_millis(EVENTS_POLL_INTERVAL_MS);
+/// How often the reader drains the ring without a wake-up while events flow.
+const BUSY_POLL_INTERVAL: Duration = Duration::from_millis(1);
+
+/// How often it looks once the ring has stayed empty for a while.
+const IDLE_POLL_INTERVAL: Duration = Duration::from_millis(EVENTS_POLL_INTERVAL_MS);
 
 /// Reading the ring buffer failed.
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +32,9 @@ pub enum ReadError {
 pub struct EventReader {
     ring: AsyncFd<RingBuf<MapData>>,
     malformed: u64,
+    /// The wait before the next look at an empty ring: doubles from
+    /// `BUSY_POLL_INTERVAL` up to `IDLE_POLL_INTERVAL` while it stays empty.
+    poll_interval: Duration,
 }
 
 impl std::fmt::Debug for EventReader {
@@ -46,7 +55,11 @@ impl EventReader {
         // stays open and unchanged until the registration is dropped.
         let ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
             .map_err(|err| ReadError::Poll(err.into()))?;
-        Ok(Self { ring, malformed: 0 })
+        Ok(Self {
+            ring,
+            malformed: 0,
+            poll_interval: BUSY_POLL_INTERVAL,
+        })
     }
 
     /// Items that did not decode as a `FlowEvent` (a probe/agent mismatch);
@@ -78,7 +91,8 @@ impl EventReader {
     ///
     /// The probe wakes the reader only when a burst fills a good part of the
     /// ring (waking it per event would cost more than the event), so the
-    /// reader also looks every `EVENTS_POLL_INTERVAL_MS`.
+    /// reader also looks on a timer: every millisecond while events come,
+    /// backing off to every `EVENTS_POLL_INTERVAL_MS` while none do.
     pub async fn read_batch(
         &mut self,
         out: &mut Vec<FlowEvent>,
@@ -87,12 +101,41 @@ impl EventReader {
         loop {
             let added = self.read_ready(out, max);
             if added > 0 {
+                self.poll_interval = BUSY_POLL_INTERVAL;
                 return Ok(added);
             }
             tokio::select! {
                 guard = self.ring.readable_mut() => guard?.clear_ready(),
-                () = tokio::time::sleep(POLL_INTERVAL) => {}
+                () = tokio::time::sleep(self.poll_interval) => {
+                    self.poll_interval = backed_off(self.poll_interval);
+                }
             }
         }
+    }
+}
+
+/// The wait before the next look after a look that found the ring empty.
+fn backed_off(interval: Duration) -> Duration {
+    (interval * 2).min(IDLE_POLL_INTERVAL)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_ring_is_polled_less_and_less_often_down_to_the_idle_interval() {
+        let mut interval = BUSY_POLL_INTERVAL;
+        let mut waits = vec![interval];
+        while interval < IDLE_POLL_INTERVAL {
+            interval = backed_off(interval);
+            waits.push(interval);
+        }
+        assert_eq!(
+            waits,
+            [1, 2, 4, 8, 10].map(Duration::from_millis),
+            "from 1 ms, doubling, capped at EVENTS_POLL_INTERVAL_MS"
+        );
+        assert_eq!(backed_off(IDLE_POLL_INTERVAL), IDLE_POLL_INTERVAL);
     }
 }

@@ -21,11 +21,12 @@ pub const PAYLOAD_CAPACITY: usize = 128;
 pub const EVENTS_RING_BYTES: u32 = 1 << 24;
 
 /// Unread bytes in the ring at which the probe wakes the agent; below it
-/// the agent finds the events on its next poll (every
-/// [`EVENTS_POLL_INTERVAL_MS`]).
+/// the agent finds the events on its next poll (at most
+/// [`EVENTS_POLL_INTERVAL_MS`] later).
 pub const EVENTS_WAKEUP_BYTES: u32 = EVENTS_RING_BYTES / 16;
 
-/// How often the agent drains the ring without being woken.
+/// How often, at the longest, the agent drains the ring without being woken
+/// (while events flow it looks every millisecond).
 pub const EVENTS_POLL_INTERVAL_MS: u64 = 10;
 
 /// What a [`FlowEvent`] reports; the value of [`FlowEvent::kind`].

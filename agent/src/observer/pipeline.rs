@@ -1,6 +1,10 @@
 //! Drains probe events into the flow store.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use holonet_proto::flow::{LostEvent, LostEventSource};
 use probe_common::event::{EVENTS_RING_BYTES, FlowEvent};
@@ -21,6 +25,64 @@ use crate::{
 
 /// Events drained from the ring buffer per wake-up.
 const BATCH: usize = 4096;
+
+/// Events converted between two looks at the clock.
+const CHUNK: usize = 8;
+
+/// How long the pipeline converts before it offers the CPU to other tasks.
+const YIELD_AFTER: Duration = Duration::from_micros(10);
+
+/// A yield that took longer than this gave the CPU to a task that needed
+/// more than a moment: the CPU is contended, stepping aside again would only
+/// add switches.
+const CONTENDED: Duration = Duration::from_micros(200);
+
+/// Keeps a batch's conversion from holding a CPU in front of the workload
+/// it observes.
+///
+/// The scheduler lets a running task finish its slice (near a millisecond)
+/// before a task woken on the same CPU, so a request of the workload could
+/// wait for a whole batch; that showed in its tail latency (p99 up to 3x
+/// under light load). Every `YIELD_AFTER` of work the pipeline yields: a
+/// woken request runs at once, and an idle CPU costs only the system call.
+/// When a yield shows the CPU contended (the other task ran for
+/// `CONTENDED`), the rest of the batch runs without stepping aside: under
+/// saturation, yielding only adds context switches.
+struct CpuCourtesy {
+    running_since: Instant,
+    stepping_aside: bool,
+}
+
+impl CpuCourtesy {
+    fn new() -> Self {
+        Self {
+            running_since: Instant::now(),
+            stepping_aside: true,
+        }
+    }
+
+    /// Yields the CPU when the pipeline has converted for `YIELD_AFTER`
+    /// since it last did, unless the CPU showed itself contended.
+    fn step_aside_if_due(&mut self) {
+        if !self.due() {
+            return;
+        }
+        let before = Instant::now();
+        std::thread::yield_now();
+        let after = Instant::now();
+        self.stepped_aside(after - before, after);
+    }
+
+    fn due(&self) -> bool {
+        self.stepping_aside && self.running_since.elapsed() >= YIELD_AFTER
+    }
+
+    /// Notes a yield that took `took` and ended at `at`.
+    fn stepped_aside(&mut self, took: Duration, at: Instant) {
+        self.stepping_aside = took < CONTENDED;
+        self.running_since = at;
+    }
+}
 
 /// What the pipeline needs to turn events into flows.
 #[derive(Debug)]
@@ -151,10 +213,16 @@ impl Pipeline {
                     .as_deref_mut()
                     .map(|feed| feed as &mut dyn AttributeProcesses),
             };
-            let stored: Vec<_> = batch
-                .iter()
-                .map(|event| self.ingest.convert(event, &mut with, &mut observe))
-                .collect();
+            let mut stored = Vec::with_capacity(batch.len());
+            let mut courtesy = CpuCourtesy::new();
+            for chunk in batch.chunks(CHUNK) {
+                stored.extend(
+                    chunk
+                        .iter()
+                        .map(|event| self.ingest.convert(event, &mut with, &mut observe)),
+                );
+                courtesy.step_aside_if_due();
+            }
             drop(processes);
             store.push_batch(stored);
         }
@@ -205,4 +273,31 @@ pub fn kernel_lost(count: u64) -> StoredEvent {
         first: Some(now.into()),
         last: Some(now.into()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pipeline_steps_aside_after_a_stretch_of_work_until_the_cpu_is_contended() {
+        let mut courtesy = CpuCourtesy::new();
+        let a_while_ago = Instant::now() - 10 * YIELD_AFTER;
+
+        // A quick yield (nobody waited, or a request ran for a moment):
+        // the next stretch of work ends with a yield again.
+        courtesy.stepped_aside(Duration::from_micros(5), a_while_ago);
+        assert!(courtesy.due(), "due again once YIELD_AFTER has passed");
+        courtesy.stepped_aside(Duration::from_micros(5), Instant::now() + YIELD_AFTER);
+        assert!(!courtesy.due(), "not due right after a yield");
+
+        // A yield that gave the CPU away for long: the rest of the batch
+        // runs without stepping aside.
+        courtesy.stepped_aside(CONTENDED, a_while_ago);
+        assert!(!courtesy.due(), "contended: no more yields in this batch");
+        assert!(
+            CpuCourtesy::new().stepping_aside,
+            "each batch starts courteous"
+        );
+    }
 }
