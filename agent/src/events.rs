@@ -33,8 +33,10 @@ pub struct EventReader {
     ring: AsyncFd<RingBuf<MapData>>,
     malformed: u64,
     /// The wait before the next look at an empty ring: doubles from
-    /// `BUSY_POLL_INTERVAL` up to `IDLE_POLL_INTERVAL` while it stays empty.
+    /// `busy_interval` up to `IDLE_POLL_INTERVAL` while it stays empty.
     poll_interval: Duration,
+    /// The wait after a look that found events (see [`Self::set_contended`]).
+    busy_interval: Duration,
 }
 
 impl std::fmt::Debug for EventReader {
@@ -59,7 +61,21 @@ impl EventReader {
             ring,
             malformed: 0,
             poll_interval: BUSY_POLL_INTERVAL,
+            busy_interval: BUSY_POLL_INTERVAL,
         })
+    }
+
+    /// Tells the reader whether the CPUs are contended (the pipeline's last
+    /// batch found them so). Small, frequent batches keep the reader from
+    /// holding up the workload's requests when the CPUs have room; when they
+    /// are saturated, each extra wake-up is taken from the workload, so the
+    /// reader then looks as seldom as when idle and drains larger batches.
+    pub fn set_contended(&mut self, contended: bool) {
+        self.busy_interval = if contended {
+            IDLE_POLL_INTERVAL
+        } else {
+            BUSY_POLL_INTERVAL
+        };
     }
 
     /// Items that did not decode as a `FlowEvent` (a probe/agent mismatch);
@@ -101,7 +117,7 @@ impl EventReader {
         loop {
             let added = self.read_ready(out, max);
             if added > 0 {
-                self.poll_interval = BUSY_POLL_INTERVAL;
+                self.poll_interval = self.busy_interval;
                 return Ok(added);
             }
             tokio::select! {
