@@ -8,6 +8,7 @@
 //! ```
 
 pub mod convert;
+mod courtesy;
 pub mod endpoints;
 pub mod export;
 pub mod ingest;
