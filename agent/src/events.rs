@@ -35,7 +35,7 @@ pub struct EventReader {
     /// The wait before the next look at an empty ring: doubles from
     /// `busy_interval` up to `IDLE_POLL_INTERVAL` while it stays empty.
     poll_interval: Duration,
-    /// The wait after a look that found events (see [`Self::set_contended`]).
+    /// The wait after a look that found events (see [`Self::set_node_saturated`]).
     busy_interval: Duration,
 }
 
@@ -65,13 +65,13 @@ impl EventReader {
         })
     }
 
-    /// Tells the reader whether the CPUs are contended (the pipeline's last
-    /// batch found them so). Small, frequent batches keep the reader from
+    /// Tells the reader whether the node's CPUs are saturated (see
+    /// `observer::courtesy`). Small, frequent batches keep the reader from
     /// holding up the workload's requests when the CPUs have room; when they
     /// are saturated, each extra wake-up is taken from the workload, so the
     /// reader then looks as seldom as when idle and drains larger batches.
-    pub fn set_contended(&mut self, contended: bool) {
-        self.busy_interval = if contended {
+    pub fn set_node_saturated(&mut self, saturated: bool) {
+        self.busy_interval = if saturated {
             IDLE_POLL_INTERVAL
         } else {
             BUSY_POLL_INTERVAL

@@ -165,7 +165,7 @@ impl Pipeline {
                 );
                 courtesy.step_aside_if_due();
             }
-            reader.set_contended(saturated);
+            reader.set_node_saturated(saturated);
             drop(processes);
             store.push_batch(stored);
         }
